@@ -1,0 +1,12 @@
+"""Small statistical helpers shared by every page."""
+from __future__ import annotations
+
+from scipy.stats import binomtest
+
+
+def exact_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | tuple[None, None]:
+    """Clopper–Pearson exact confidence interval of a proportion; (None, None) when n = 0."""
+    if n == 0:
+        return None, None
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
