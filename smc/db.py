@@ -1,0 +1,79 @@
+"""Read-only access to one data cut: named queries from ``queries/*.sql``.
+
+One process-wide connection, a cursor per query (sharing the bare connection
+across Streamlit sessions fails under load). The file is replaced atomically
+by the loader; each query checks the file's identity and reopens when it
+changed, so a new data cut shows without a restart.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = ROOT / "queries"
+DEFAULT_DB = ROOT / "data" / "demo.duckdb"
+
+# Patient-level data on a shared server: no files, network, extensions or SET.
+READ_ONLY_CONFIG = {"enable_external_access": False, "lock_configuration": True}
+
+
+@functools.cache
+def query_text(name: str) -> str:
+    path = QUERIES / f"{name}.sql"
+    if not path.is_file():
+        raise KeyError(f"no query named {name!r} in {QUERIES}")
+    return path.read_text()
+
+
+class Database:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._identity: tuple | None = None
+
+    def _file_identity(self) -> tuple:
+        st = os.stat(self.path)
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        identity = self._file_identity()
+        with self._lock:
+            if self._con is None or identity != self._identity:
+                # The old connection is left to the garbage collector: cursors of
+                # other sessions may still be reading the replaced file.
+                self._con = duckdb.connect(str(self.path), read_only=True, config=READ_ONLY_CONFIG)
+                self._identity = identity
+            return self._con
+
+    def query(self, name: str, **params) -> pd.DataFrame:
+        """Run ``queries/<name>.sql`` with named parameters ($study_id, $as_of, …)."""
+        return self.sql(query_text(name), **params)
+
+    def rows(self, name: str, **params) -> list[dict]:
+        """Like :meth:`query`, as dicts of Python values (DATE -> datetime.date) for rule code."""
+        cursor = self.connection().cursor()
+        try:
+            cursor.execute(query_text(name), params or None)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def sql(self, text: str, **params) -> pd.DataFrame:
+        cursor = self.connection().cursor()
+        try:
+            return cursor.execute(text, params or None).df()
+        finally:
+            cursor.close()
+
+    @property
+    def loaded_at(self) -> str:
+        info = self.sql("SELECT source, loaded_at_utc FROM load_info")
+        return "" if info.empty else f"{info.loaded_at_utc[0]:%Y-%m-%d %H:%M} UTC from {info.source[0]}"

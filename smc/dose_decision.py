@@ -1,0 +1,109 @@
+"""Everything the SMC reads before a dose decision, as of a date: per-level
+counts and status, the protocol's recommendation, exact DLT-rate intervals,
+BOIN's advice and the replayed history. Page, report and tests call this.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from smc import boin
+from smc.db import Database
+from smc.escalation import Assessment, SubjectFacts, assess, history
+from smc.stats import exact_ci
+from smc.study import Study
+
+
+@dataclass(frozen=True)
+class LevelRow:
+    level: int
+    label: str
+    n_enrolled: int
+    n_evaluable: int
+    n_dlt: int
+    n_pending: int
+    n_nonevaluable: int
+    needed: int
+    status: str
+    dlt_rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    boin_call: str  # escalate / stay / de-escalate / eliminated, for this level's data
+
+
+@dataclass(frozen=True)
+class DoseDecision:
+    study: Study
+    as_of: dt.date
+    assessment: Assessment
+    rows: tuple[LevelRow, ...]
+    boin: boin.BoinAdvice
+    subjects: tuple[SubjectFacts, ...]
+
+
+def subject_facts(db: Database, study_id: str, as_of: dt.date) -> list[SubjectFacts]:
+    """Every subject enrolled by ``as_of`` (both phases), with what was known then."""
+    return [SubjectFacts(
+        subject_id=r["subject_id"], level=r["level"], enrollment_date=r["enrollment_date"],
+        first_dose_date=r["first_dose_date"], dlt_onsets=tuple(r["dlt_onsets"]),
+        off_study_date=r["off_study_date"], dlt_evaluable=r["dlt_evaluable"], phase=r["phase"],
+    ) for r in db.rows("escalation_subjects", study_id=study_id, as_of=as_of)]
+
+
+def _boin_call(n_dlt: int, n: int, target: float) -> str:
+    if n == 0:
+        return "—"
+    if boin.eliminated(n_dlt, n, target):
+        return "eliminated"
+    lambda_e, lambda_d = boin.boundaries(target)
+    if n_dlt / n <= lambda_e:
+        return "escalate"
+    return "de-escalate" if n_dlt / n >= lambda_d else "stay"
+
+
+def current_level(subjects: list[SubjectFacts], as_of: dt.date) -> int | None:
+    """The level of the most recently enrolled escalation subject."""
+    enrolled = [s for s in subjects if s.phase == "escalation" and s.enrollment_date and s.enrollment_date <= as_of]
+    return max(enrolled, key=lambda s: (s.enrollment_date, s.subject_id)).level if enrolled else None
+
+
+def dose_decision(db: Database, study: Study, as_of: dt.date) -> DoseDecision:
+    subjects = subject_facts(db, study.study_id, as_of)
+    result = assess(study.design, study.dlt_window_days, list(study.levels), subjects, as_of)
+    rows = []
+    for s in result.levels:
+        low, high = exact_ci(s.n_dlt, s.n_evaluable)
+        rows.append(LevelRow(
+            s.level, s.label, s.n_enrolled, s.n_evaluable, s.n_dlt, s.n_pending, s.n_nonevaluable, s.needed,
+            s.status, s.n_dlt / s.n_evaluable if s.n_evaluable else None, low, high,
+            _boin_call(s.n_dlt, s.n_evaluable, study.target_dlt_rate)))
+    advice = boin.advise([s.level for s in result.levels], [s.label for s in result.levels],
+                         [s.n_evaluable for s in result.levels], [s.n_dlt for s in result.levels],
+                         current_level(subjects, as_of), study.target_dlt_rate)
+    return DoseDecision(study, as_of, result, tuple(rows), advice, tuple(subjects))
+
+
+def decision_history(decision: DoseDecision) -> list[Assessment]:
+    """The rule replayed at every enrollment, dose, DLT, drop-out and window end up to as-of."""
+    study = decision.study
+    return history(study.design, study.dlt_window_days, list(study.levels), list(decision.subjects), decision.as_of)
+
+
+def escalation_json(decision: DoseDecision) -> dict:
+    rec, advice = decision.assessment.recommendation, decision.boin
+    return {
+        "design": decision.study.design,
+        "dlt_window_days": decision.study.dlt_window_days,
+        "levels": [{
+            "level": r.level, "label": r.label, "n_enrolled": r.n_enrolled, "n_evaluable": r.n_evaluable,
+            "n_dlt": r.n_dlt, "n_pending": r.n_pending, "n_nonevaluable": r.n_nonevaluable,
+            "needed": r.needed, "status": r.status, "dlt_rate": r.dlt_rate,
+            "dlt_rate_ci95": [r.ci_low, r.ci_high], "boin_call": r.boin_call,
+        } for r in decision.rows],
+        "recommendation": {"action": rec.action, "to_level": rec.to_level, "mtd_level": rec.mtd_level,
+                           "reason": rec.reason},
+        "boin": {"target": advice.target, "lambda_e": round(advice.lambda_e, 4),
+                 "lambda_d": round(advice.lambda_d, 4), "current_level": advice.current_level,
+                 "advice": advice.advice, "to_level": advice.to_level, "mtd_estimate": advice.mtd_estimate,
+                 "reason": advice.reason},
+    }
