@@ -171,7 +171,13 @@ def validate(raw: dict[str, pd.DataFrame]) -> Validated:
     _check_dates(check, typed, text)
     for table in contract.TABLES:
         typed.setdefault(table, _empty(table))
-    return Validated(typed, check.problems)
+    return Validated(typed, sorted(check.problems, key=_reading_order))
+
+
+def _reading_order(p: Problem) -> tuple:
+    """File by file in load order, then row by row, as a person would fix them."""
+    table = contract.TABLES.index(p.table) if p.table in contract.TABLES else -1
+    return table, p.row or 0
 
 
 def _empty(table: str) -> pd.DataFrame:

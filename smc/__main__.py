@@ -1,0 +1,5 @@
+import sys
+
+from smc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,100 @@
+"""Command line: ``python -m smc import | build-demo | report``."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from smc import load
+from smc.db import DEFAULT_DB
+
+EXIT_OK, EXIT_USAGE, EXIT_INVALID = 0, 1, 2
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a date (YYYY-MM-DD)') from None
+
+
+def _print_problems(problems: list[load.Problem]) -> None:
+    for p in problems:
+        print(f"{p.severity}: {p}", file=sys.stderr)
+
+
+def cmd_import(args) -> int:
+    try:
+        warnings = load.import_csv_dir(args.csv, args.db)
+    except load.ImportFailed as failed:
+        _print_problems(failed.problems)
+        n = sum(p.severity == load.ERROR for p in failed.problems)
+        print(f"import refused: {n} error(s); {args.db} was not changed", file=sys.stderr)
+        return EXIT_INVALID
+    _print_problems(warnings)
+    print(f"imported {args.csv} into {args.db} ({len(warnings)} warning(s))", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_build_demo(args) -> int:
+    from smc.demo import build_demo
+
+    try:
+        warnings = build_demo(args.db, args.seed)
+    except load.ImportFailed as failed:  # a bug in the simulation, not user input
+        _print_problems(failed.problems)
+        return EXIT_INVALID
+    _print_problems(warnings)
+    print(f"demo data (seed {args.seed}) written to {args.db}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from smc.db import Database
+    from smc.report import build_report
+
+    if not Path(args.db).is_file():
+        print(f"error: no database at {args.db}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = build_report(Database(args.db), args.study, args.as_of)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        rec = report["escalation"]["recommendation"]
+        ov = report["overview"]
+        print(f"{report['study_id']} as of {report['as_of']}: {ov['enrolled']} enrolled of "
+              f"{ov['planned'] or '?'} planned, {ov['screened']} screened")
+        print(f"Recommendation: {rec['action']} — {rec['reason']}")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m smc", description="SMC Dashboard data tools")
+    sub = p.add_subparsers(dest="command", required=True)
+    imp = sub.add_parser("import", help="validate contract CSVs and write them as a new data cut")
+    imp.add_argument("--csv", required=True, help="directory of <table>.csv files")
+    imp.add_argument("--db", default=str(DEFAULT_DB), help="database file to create or replace")
+    imp.set_defaults(func=cmd_import)
+    demo = sub.add_parser("build-demo", help="simulate the three seed trials into a database")
+    demo.add_argument("--db", default=str(DEFAULT_DB))
+    demo.add_argument("--seed", type=int, default=2024)
+    demo.set_defaults(func=cmd_build_demo)
+    rep = sub.add_parser("report", help="print a study's numbers as of a date")
+    rep.add_argument("--db", default=str(DEFAULT_DB))
+    rep.add_argument("--study", required=True)
+    rep.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default: the study's data cut)")
+    rep.add_argument("--json", action="store_true", help="print one JSON object")
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,21 @@
+"""``python -m smc report``: the numbers the pages show, as one JSON object."""
+from __future__ import annotations
+
+import datetime as dt
+
+from smc.db import Database
+from smc.dose_decision import dose_decision, escalation_json
+from smc.overview import overview, overview_json
+from smc.study import default_as_of, load_study
+
+
+def build_report(db: Database, study_id: str, as_of: dt.date | None = None) -> dict:
+    study = load_study(db, study_id)
+    as_of = as_of or default_as_of(study)
+    decision = dose_decision(db, study, as_of)
+    return {
+        "study_id": study_id,
+        "as_of": as_of.isoformat(),
+        "overview": overview_json(overview(db, study, decision)),
+        "escalation": escalation_json(decision),
+    }
