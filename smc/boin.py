@@ -35,6 +35,11 @@ def eliminated(n_dlt: int, n: int, target: float = 0.30) -> bool:
     return n >= MIN_N_FOR_ELIMINATION and prob_above_target(n_dlt, n, target) > ELIMINATION_CUTOFF
 
 
+def first_eliminated(n: list[int], n_dlt: list[int], target: float = 0.30) -> int:
+    """Index of the lowest eliminated level (it and all above are out); len(n) when none is."""
+    return next((j for j in range(len(n)) if eliminated(n_dlt[j], n[j], target)), len(n))
+
+
 def decision_table(target: float = 0.30, max_n: int = 18) -> list[dict]:
     """For n = 1..max_n: escalate if DLTs ≤ …, de-escalate if ≥ …, eliminate if ≥ … (None: never)."""
     lambda_e, lambda_d = boundaries(target)
@@ -66,10 +71,8 @@ def mtd_estimate(n: list[int], n_dlt: list[int], target: float = 0.30) -> tuple[
     one are excluded. Closest to φ wins; a tie goes to the higher level when the
     rates are below φ and to the lower when above (select.mtd).
     """
-    tried = [i for i, k in enumerate(n) if k > 0]
-    first_eliminated = next((i for i in tried if eliminated(n_dlt[i], n[i], target)), None)
-    if first_eliminated is not None:
-        tried = [i for i in tried if i < first_eliminated]
+    out = first_eliminated(n, n_dlt, target)
+    tried = [i for i, k in enumerate(n) if k > 0 and i < out]
     rates: list[float | None] = [None] * len(n)
     if not tried:
         return None, rates
@@ -111,18 +114,19 @@ def advise(levels: list[int], labels: list[str], n: list[int], n_dlt: list[int],
         return result("enroll", start, f"No subject treated yet: start at {labels[start]}.")
     i = levels.index(current_level)
     d, k = n_dlt[i], n[i]
+    first_out = first_eliminated(n, n_dlt, target)
+    if i >= first_out:
+        why = (f"{labels[first_out]} is eliminated (Pr(DLT rate > {target:g}) > {ELIMINATION_CUTOFF})"
+               + ("" if i == first_out else f" and {labels[i]} is above it"))
+        if first_out == 0:
+            return result("stop", None, f"{why}; no lower level remains: stop.")
+        return result("de-escalate", first_out - 1, f"{why}: de-escalate to {labels[first_out - 1]}.")
     if k == 0:
         return result("stay", i, f"No evaluable subject at {labels[i]} yet: keep treating at it.")
     rate = f"{d}/{k} = {d / k:.2f}"
-    if eliminated(d, k, target):
-        if i == 0 or eliminated(n_dlt[0], n[0], target):
-            return result("stop", None, f"{labels[i]} is eliminated (Pr(DLT rate > {target:g}) > "
-                                        f"{ELIMINATION_CUTOFF}) and no lower level remains: stop.")
-        return result("de-escalate", i - 1, f"{labels[i]} is eliminated (Pr(DLT rate > {target:g}) > "
-                                             f"{ELIMINATION_CUTOFF}): de-escalate to {labels[i - 1]}.")
     if d / k <= lambda_e:
         nxt = i + 1
-        if nxt < len(levels) and not eliminated(n_dlt[nxt], n[nxt], target):
+        if nxt < first_out:
             return result("escalate", nxt, f"DLT rate {rate} ≤ λe {lambda_e:.4f}: escalate to {labels[nxt]}.")
         return result("stay", i, f"DLT rate {rate} ≤ λe {lambda_e:.4f}, but no higher level is open: stay.")
     if d / k >= lambda_d:

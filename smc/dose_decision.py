@@ -50,11 +50,11 @@ def subject_facts(db: Database, study_id: str, as_of: dt.date) -> list[SubjectFa
     ) for r in db.rows("escalation_subjects", study_id=study_id, as_of=as_of)]
 
 
-def _boin_call(n_dlt: int, n: int, target: float) -> str:
+def _boin_call(n_dlt: int, n: int, target: float, is_eliminated: bool) -> str:
+    if is_eliminated:
+        return "eliminated"
     if n == 0:
         return "—"
-    if boin.eliminated(n_dlt, n, target):
-        return "eliminated"
     lambda_e, lambda_d = boin.boundaries(target)
     if n_dlt / n <= lambda_e:
         return "escalate"
@@ -70,15 +70,17 @@ def current_level(subjects: list[SubjectFacts], as_of: dt.date) -> int | None:
 def dose_decision(db: Database, study: Study, as_of: dt.date) -> DoseDecision:
     subjects = subject_facts(db, study.study_id, as_of)
     result = assess(study.design, study.dlt_window_days, list(study.levels), subjects, as_of)
+    n = [s.n_evaluable for s in result.levels]
+    n_dlt = [s.n_dlt for s in result.levels]
+    first_out = boin.first_eliminated(n, n_dlt, study.target_dlt_rate)
     rows = []
-    for s in result.levels:
+    for i, s in enumerate(result.levels):
         low, high = exact_ci(s.n_dlt, s.n_evaluable)
         rows.append(LevelRow(
             s.level, s.label, s.n_enrolled, s.n_evaluable, s.n_dlt, s.n_pending, s.n_nonevaluable, s.needed,
             s.status, s.n_dlt / s.n_evaluable if s.n_evaluable else None, low, high,
-            _boin_call(s.n_dlt, s.n_evaluable, study.target_dlt_rate)))
-    advice = boin.advise([s.level for s in result.levels], [s.label for s in result.levels],
-                         [s.n_evaluable for s in result.levels], [s.n_dlt for s in result.levels],
+            _boin_call(s.n_dlt, s.n_evaluable, study.target_dlt_rate, i >= first_out)))
+    advice = boin.advise([s.level for s in result.levels], [s.label for s in result.levels], n, n_dlt,
                          current_level(subjects, as_of), study.target_dlt_rate)
     return DoseDecision(study, as_of, result, tuple(rows), advice, tuple(subjects))
 

@@ -1,0 +1,33 @@
+"""Overview charts."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from smc.charts.style import DLT_COLOR, PHASE_COLORS, base_layout
+
+
+def subjects_per_level(per_level: pd.DataFrame) -> go.Figure:
+    """Stacked bars of enrolled subjects per dose level (escalation / expansion), DLTs marked.
+
+    ``per_level``: level, label, escalation, expansion, n_dlt (levels in dose order).
+    """
+    labels = per_level["label"].tolist()
+    fig = go.Figure()
+    for phase in ("escalation", "expansion"):
+        fig.add_bar(
+            name=phase.capitalize(), x=labels, y=per_level[phase], marker_color=PHASE_COLORS[phase],
+            customdata=per_level[["level"]], text=per_level[phase].where(per_level[phase] > 0, ""),
+            textposition="inside",
+            hovertemplate=f"%{{x}} (level %{{customdata[0]}})<br>{phase}: %{{y}} subjects<extra></extra>")
+    total = per_level["escalation"] + per_level["expansion"]
+    fig.add_scatter(
+        name="DLTs (escalation, in window)", x=labels, y=total, mode="markers+text",
+        marker=dict(symbol="star", size=16, color=DLT_COLOR, line=dict(width=1, color="black")),
+        text=[f"{n} DLT" if n else "" for n in per_level["n_dlt"]], textposition="top center",
+        customdata=per_level[["n_dlt"]], hovertemplate="%{x}: %{customdata[0]} subject(s) with a DLT<extra></extra>",
+        visible=True if per_level["n_dlt"].sum() else "legendonly")
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="Dose level (lowest → highest)", categoryorder="array", categoryarray=labels)
+    fig.update_yaxes(title="Subjects enrolled (n)", rangemode="tozero")
+    return base_layout(fig, "Subjects per dose level and phase")

@@ -1,0 +1,33 @@
+"""Colours and layout shared by every chart, so a dose level or a CTCAE grade
+looks the same on every page."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+
+# CTCAE grade 1..5: green, amber, orange, dark red, black.
+GRADE_COLORS = {1: "#4daf4a", 2: "#e6ab02", 3: "#f46d43", 4: "#a50026", 5: "#1a1a1a"}
+DLT_COLOR = "#d7191c"
+RESPONSE_COLORS = {"CR": "#1a9850", "PR": "#66bd63", "SD": "#4575b4", "PD": "#7b3294", "NE": "#999999"}
+STATE_COLORS = {"dlt": DLT_COLOR, "evaluable": "#1a9850", "pending": "#fdae61",
+                "nonevaluable": "#969696", "expansion": "#6baed6"}
+ACTION_COLORS = {"enroll": "#2b83ba", "wait": "#fdae61", "escalate": "#1a9850", "de-escalate": "#d7191c",
+                 "declare_mtd": "#5e3c99", "max_dose_cleared": "#008837", "stop": "#1a1a1a"}
+PHASE_COLORS = {"escalation": "#3b528b", "expansion": "#8fd3e8"}
+
+
+def level_colors(levels: list[int]) -> dict[int, str]:
+    """One colour per dose level, ordered dark (lowest dose) to light (highest), never pale yellow."""
+    ordered = sorted(levels)
+    if len(ordered) == 1:
+        return {ordered[0]: sample_colorscale("Viridis", [0.3])[0]}
+    points = [0.85 * i / (len(ordered) - 1) for i in range(len(ordered))]
+    return dict(zip(ordered, sample_colorscale("Viridis", points)))
+
+
+def base_layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0, xanchor="left"), height=height, template="plotly_white",
+        margin=dict(l=10, r=10, t=60, b=40), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+        hoverlabel=dict(align="left"))
+    return fig
