@@ -7,9 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import pandas as pd
+
 from smc import boin
 from smc.db import Database
-from smc.escalation import Assessment, SubjectFacts, assess, history
+from smc.escalation import DLT, Assessment, SubjectFacts, assess, dlt_onset_in_window, history
 from smc.stats import exact_ci
 from smc.study import Study
 
@@ -89,6 +91,15 @@ def decision_history(decision: DoseDecision) -> list[Assessment]:
     """The rule replayed at every enrollment, dose, DLT, drop-out and window end up to as-of."""
     study = decision.study
     return history(study.design, study.dlt_window_days, list(study.levels), list(decision.subjects), decision.as_of)
+
+
+def counted_dlts(decision: DoseDecision) -> pd.DataFrame:
+    """The DLTs the rule counts on the as-of date: first in-window DLT of each escalation subject."""
+    window, as_of = decision.study.dlt_window_days, decision.as_of
+    rows = [dict(subject_id=s.subject_id, level=s.level, label=decision.study.label(s.level),
+                 onset_date=pd.Timestamp(dlt_onset_in_window(s, as_of, window)))
+            for s in decision.subjects if decision.assessment.states.get(s.subject_id) == DLT]
+    return pd.DataFrame(rows, columns=["subject_id", "level", "label", "onset_date"])
 
 
 def escalation_json(decision: DoseDecision) -> dict:

@@ -1,0 +1,23 @@
+"""SMC Dashboard: entry point (``streamlit run app.py``)."""
+import streamlit as st
+
+from smc import ui
+
+st.set_page_config(page_title="SMC Dashboard", page_icon="🩺", layout="wide")
+
+PAGES = [
+    st.Page("views/overview.py", title="Overview", icon="📋", url_path="overview", default=True),
+    st.Page("views/escalation.py", title="Escalation", icon="📈", url_path="escalation"),
+]
+
+navigation = st.navigation(PAGES)
+try:
+    database = ui.open_database()
+    context = ui.sidebar(database)
+except Exception as exc:  # noqa: BLE001 - a broken file must not show a traceback
+    ui.log.exception("could not open the database")
+    st.error(f"The database could not be read: {type(exc).__name__}: {exc}")
+    st.stop()
+ui.set_context(context)
+ui.banner(context)
+ui.run_page(navigation)

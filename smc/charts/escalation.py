@@ -1,0 +1,199 @@
+"""Escalation charts: subject swimlanes, and the escalation history replayed."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from smc.charts.style import (ACTION_COLORS, DLT_COLOR, GRADE_COLORS, RESPONSE_COLORS, STATE_COLORS,
+                              base_layout, level_colors)
+from smc.escalation import Assessment
+
+LANE_PX = 26
+
+
+def _lane_text(lanes: pd.DataFrame) -> list[str]:
+    return [f"{s} · {'exp' if p == 'expansion' else 'esc'}" for s, p in zip(lanes.subject_id, lanes.phase)]
+
+
+def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events: pd.DataFrame,
+              assessments: pd.DataFrame, dlt_window_days: int, as_of: dt.date,
+              calendar: bool = False) -> go.Figure:
+    """One lane per subject, grouped by dose level (lowest at the bottom).
+
+    x is days from the subject's first dose of the agent, or calendar dates
+    (with the as-of date as a line). Each lane shows its follow-up, the DLT
+    window band, doses as ticks, AEs by CTCAE grade, DLTs as red stars,
+    RECIST responses, off study and death. ``customdata[0]`` of every point
+    is the subject id, so a click can open the subject.
+    """
+    lanes = lanes.sort_values(["level", "phase", "enrollment_date", "subject_id"],
+                              ascending=[True, False, True, True]).reset_index(drop=True)
+    y_of = {s: i for i, s in enumerate(lanes.subject_id)}
+    colors = level_colors(lanes["level"].dropna().unique().tolist()) if len(lanes) else {}
+    fig = go.Figure()
+
+    def x(frame: pd.DataFrame, day_col: str, date_col: str):
+        return frame[date_col] if calendar else frame[day_col]
+
+    # Follow-up line from first dose to the last day known (off study, death or as-of).
+    dosed = lanes[lanes.first_dose_date.notna()]
+    xs, ys = [], []
+    for r in dosed.itertuples():
+        xs += [r.first_dose_date if calendar else 0, r.followed_to if calendar else r.followed_days, None]
+        ys += [y_of[r.subject_id]] * 2 + [None]
+    fig.add_scatter(x=xs, y=ys, mode="lines", line=dict(color="#bdbdbd", width=2), name="Follow-up",
+                    hoverinfo="skip")
+
+    # DLT window band as horizontal bars (one trace, cheap at 500 lanes).
+    fig.add_bar(
+        orientation="h", y=[y_of[s] for s in dosed.subject_id],
+        base=dosed["first_dose_date"] if calendar else [0] * len(dosed),
+        x=[dlt_window_days * 86_400_000 if calendar else dlt_window_days] * len(dosed),
+        marker=dict(color=[STATE_COLORS.get(s, "#cccccc") for s in dosed.state], opacity=0.28),
+        width=0.7, name=f"DLT window ({dlt_window_days} d)",
+        customdata=dosed[["subject_id", "label", "state"]],
+        hovertemplate="%{customdata[0]} · %{customdata[1]}<br>DLT window: %{customdata[2]}<extra></extra>")
+
+    doses = administrations[administrations.subject_id.isin(y_of)]
+    for is_agent, name, size, color in ((True, "Dose of the agent", 14, "#252525"),
+                                        (False, "Other study treatment", 9, "#969696")):
+        part = doses[doses.is_agent == is_agent]
+        if part.empty:
+            continue
+        fig.add_scatter(
+            x=x(part, "day", "admin_date"), y=part.subject_id.map(y_of), mode="markers", name=name,
+            marker=dict(symbol="line-ns-open", size=size, color=color, line=dict(width=2, color=color)),
+            customdata=part[["subject_id", "agent", "admin_date", "dose", "unit", "route", "cycle", "day"]],
+            hovertemplate=("%{customdata[0]}<br>%{customdata[1]} %{customdata[3]:.3g} %{customdata[4]} "
+                           "%{customdata[5]}<br>%{customdata[2]|%Y-%m-%d} (day %{customdata[7]}, cycle "
+                           "%{customdata[6]})<extra></extra>"))
+
+    aes = adverse_events[adverse_events.subject_id.isin(y_of)]
+    ae_hover = ("%{customdata[0]}: %{customdata[1]}<br>grade %{customdata[2]}, day %{customdata[4]} "
+                "(%{customdata[3]|%Y-%m-%d})<br>serious %{customdata[5]}, related %{customdata[6]}, "
+                "DLT %{customdata[7]}<extra></extra>")
+    ae_data = ["subject_id", "term", "grade", "onset_date", "day", "serious", "related", "dlt"]
+    for grade in range(1, 6):
+        part = aes[(aes.grade == grade) & (aes.dlt != "Y")]
+        if part.empty:
+            continue
+        fig.add_scatter(
+            x=x(part, "day", "onset_date"), y=part.subject_id.map(y_of) + 0.22, mode="markers",
+            name=f"AE grade {grade}", marker=dict(symbol="circle", size=7 + grade, color=GRADE_COLORS[grade],
+                                                  line=dict(width=0.5, color="white")),
+            customdata=part[ae_data], hovertemplate=ae_hover)
+    dlts = aes[aes.dlt == "Y"]
+    if not dlts.empty:
+        fig.add_scatter(
+            x=x(dlts, "day", "onset_date"), y=dlts.subject_id.map(y_of), mode="markers", name="DLT",
+            marker=dict(symbol="star", size=20, color=DLT_COLOR, line=dict(width=1.5, color="black")),
+            customdata=dlts[ae_data], hovertemplate="<b>DLT</b> " + ae_hover)
+
+    scans = assessments[assessments.subject_id.isin(y_of) & assessments.overall_response.notna()]
+    for response, color in RESPONSE_COLORS.items():
+        part = scans[scans.overall_response == response]
+        if part.empty:
+            continue
+        fig.add_scatter(
+            x=x(part, "day", "assessment_date"), y=part.subject_id.map(y_of) - 0.25, mode="markers",
+            name=f"RECIST {response}", marker=dict(symbol="diamond", size=9, color=color),
+            customdata=part[["subject_id", "overall_response", "assessment_date", "day", "target_sum_mm"]],
+            hovertemplate=("%{customdata[0]}: RECIST %{customdata[1]}<br>%{customdata[2]|%Y-%m-%d} "
+                           "(day %{customdata[3]}), target sum %{customdata[4]:.0f} mm<extra></extra>"))
+
+    for col, reason, name, symbol, color in (
+            ("off_study_date", "off_study_reason", "Off study", "x-thin-open", "#525252"),
+            ("death_date", "death_cause", "Death", "cross", "#000000")):
+        part = lanes[lanes[col].notna()].copy()
+        if part.empty:
+            continue
+        part["day"] = (part[col] - part["first_dose_date"]).dt.days
+        fig.add_scatter(
+            x=part[col] if calendar else part["day"], y=part.subject_id.map(y_of), mode="markers", name=name,
+            marker=dict(symbol=symbol, size=13, color=color, line=dict(width=2, color=color)),
+            customdata=part[["subject_id", col, reason, "day"]],
+            hovertemplate=f"%{{customdata[0]}}: {name.lower()} %{{customdata[1]|%Y-%m-%d}} "
+                          "(day %{customdata[3]})<br>%{customdata[2]}<extra></extra>")
+
+    # Level bands and labels.
+    for level, group in lanes.groupby("level", sort=True):
+        lo, hi = y_of[group.subject_id.iloc[0]], y_of[group.subject_id.iloc[-1]]
+        fig.add_hrect(y0=lo - 0.5, y1=hi + 0.5, fillcolor=colors[level], opacity=0.07, line_width=0, layer="below")
+        fig.add_hline(y=lo - 0.5, line=dict(color="#737373", width=1))
+        fig.add_annotation(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2, text=f"<b>{group.label.iloc[0]}</b>",
+                           showarrow=False, font=dict(color=colors[level], size=12))
+    if calendar:
+        fig.add_vline(x=pd.Timestamp(as_of).value / 1e6, line=dict(color=DLT_COLOR, dash="dash", width=2))
+        fig.add_annotation(x=pd.Timestamp(as_of), y=1.0, yref="paper", text=f"as of {as_of:%Y-%m-%d}",
+                           showarrow=False, yanchor="bottom", font=dict(color=DLT_COLOR))
+        fig.update_xaxes(title="Calendar date", type="date")
+    else:
+        fig.add_vline(x=dlt_window_days, line=dict(color="#737373", dash="dot", width=1))
+        fig.update_xaxes(title="Days from first dose of the agent", zeroline=True)
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(lanes))), ticktext=_lane_text(lanes),
+                     range=[-0.7, len(lanes) - 0.3], title=None, showgrid=False, fixedrange=True)
+    fig.update_layout(barmode="overlay", bargap=0, margin=dict(r=120))
+    base_layout(fig, "Subject swimlanes by dose level (lowest dose at the bottom)",
+                height=max(380, 140 + LANE_PX * len(lanes)))
+    fig.update_layout(margin=dict(l=10, r=120, t=90, b=40))
+    return fig
+
+
+def escalation_history(history: list[Assessment], lanes: pd.DataFrame, dlts: pd.DataFrame,
+                       level_labels: dict[int, str], as_of: dt.date) -> go.Figure:
+    """Dose level over time: every escalation enrollment, every counted DLT, and the rule's call at each change.
+
+    ``dlts``: subject_id, level, label, onset_date of the DLTs the rule counted.
+    """
+    order = sorted(level_labels)
+    pos = {lv: i for i, lv in enumerate(order)}
+    colors = level_colors(order)
+    fig = go.Figure()
+    esc = lanes[lanes.phase == "escalation"]
+
+    # Step line: the level the rule pointed at after each decision date.
+    dates, levels, actions, reasons = [], [], [], []
+    for a in history:
+        rec = a.recommendation
+        target = rec.to_level if rec.to_level is not None else rec.mtd_level
+        if target is None:
+            started = [s.level for s in a.levels if s.status != "not_started"]
+            target = max(started) if started else None
+        if target is None:
+            continue
+        dates.append(a.as_of)
+        levels.append(pos[target])
+        actions.append(rec.action)
+        reasons.append(rec.reason)
+    if dates:
+        fig.add_scatter(x=dates + [as_of], y=levels + levels[-1:], mode="lines", line_shape="hv",
+                        line=dict(color="#969696", width=2), name="Level the rule points to", hoverinfo="skip")
+        changed = [i for i in range(len(dates)) if i == 0 or actions[i] != actions[i - 1] or levels[i] != levels[i - 1]]
+        for action in dict.fromkeys(actions[i] for i in changed):
+            idx = [i for i in changed if actions[i] == action]
+            fig.add_scatter(
+                x=[dates[i] for i in idx], y=[levels[i] for i in idx], mode="markers", name=f"Rule: {action}",
+                marker=dict(symbol="square", size=11, color=ACTION_COLORS[action], line=dict(width=1, color="white")),
+                customdata=[[action, reasons[i]] for i in idx],
+                hovertemplate="%{x|%Y-%m-%d}: <b>%{customdata[0]}</b><br>%{customdata[1]}<extra></extra>")
+
+    if not esc.empty:
+        fig.add_scatter(
+            x=esc.enrollment_date, y=esc.level.map(pos) + 0.12, mode="markers", name="Subject enrolled",
+            marker=dict(size=9, color=[colors[lv] for lv in esc.level], line=dict(width=1, color="white")),
+            customdata=esc[["subject_id", "label", "state"]],
+            hovertemplate="%{x|%Y-%m-%d}: %{customdata[0]} enrolled at %{customdata[1]}<br>"
+                          "DLT state on the as-of date: %{customdata[2]}<extra></extra>")
+    if not dlts.empty:
+        fig.add_scatter(
+            x=dlts.onset_date, y=dlts.level.map(pos) - 0.12, mode="markers", name="DLT (counted)",
+            marker=dict(symbol="star", size=16, color=DLT_COLOR, line=dict(width=1, color="black")),
+            customdata=dlts[["subject_id", "label"]],
+            hovertemplate="%{x|%Y-%m-%d}: DLT in %{customdata[0]} at %{customdata[1]}<extra></extra>")
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))),
+                     ticktext=[level_labels[lv] for lv in order], range=[-0.5, len(order) - 0.5],
+                     title="Dose level")
+    fig.update_xaxes(title="Date", type="date")
+    return base_layout(fig, "Escalation history: the protocol rule replayed at every change", height=380)

@@ -1,0 +1,117 @@
+"""What every page shares: the database, the sidebar (study and "as of"
+date, kept in the URL), the data-cut banner, and error display.
+
+Pages call :func:`context` and draw; they never compute a clinical figure.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from smc.db import DEFAULT_DB, Database
+from smc.study import Study, default_as_of, load_study, study_ids
+
+log = logging.getLogger("smc")
+EARLIEST_AS_OF = dt.date(2000, 1, 1)
+
+
+@dataclass(frozen=True)
+class Context:
+    db: Database
+    study: Study
+    as_of: dt.date
+
+
+def database_path() -> Path:
+    return Path(os.environ.get("SMC_DB") or DEFAULT_DB)
+
+
+@st.cache_resource(show_spinner=False)
+def _database(path: str) -> Database:
+    return Database(path)
+
+
+def open_database() -> Database:
+    """The app's one read-only database; the demo is built first if it is missing."""
+    path = database_path()
+    if not path.is_file():
+        if path.resolve() != DEFAULT_DB.resolve():
+            st.error(f"No database at {path} (set by SMC_DB). Build one with "
+                     f"`python -m smc import --csv DIR --db {path}`.")
+            st.stop()
+        from smc.demo import build_demo
+        with st.spinner("Building the demo database (first start only)…"):
+            build_demo(path)
+    return _database(str(path))
+
+
+def _parse_date(text: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def sidebar(db: Database) -> Context:
+    """Study picker and as-of date, in sync with ``?study=…&as_of=…``."""
+    ids = study_ids(db)
+    if not ids:
+        st.error(f"The database {db.path} holds no study.")
+        st.stop()
+    params = st.query_params
+    wanted = params.get("study")
+    if "study" not in st.session_state:
+        if wanted and wanted not in ids:
+            st.sidebar.warning(f'Study "{wanted}" from the link is not in this database; showing {ids[0]}.')
+        st.session_state["study"] = wanted if wanted in ids else ids[0]
+    study_id = st.sidebar.selectbox("Study", ids, key="study")
+    study = load_study(db, study_id)
+    cut = default_as_of(study)
+
+    key = f"as_of::{study_id}"
+    if key not in st.session_state:
+        link_date = params.get("as_of") if params.get("study", study_id) == study_id else None
+        asked = _parse_date(link_date)
+        if link_date and asked is None:
+            st.sidebar.warning(f'"{params.get("as_of")}" in the link is not a date (YYYY-MM-DD); '
+                               f"showing the data cut {cut}.")
+        elif asked and asked > cut:
+            st.sidebar.warning(f"{asked} is after the data cut; showing the data cut {cut}.")
+        st.session_state[key] = min(asked, cut) if asked else cut
+    as_of = st.sidebar.date_input(
+        "As of", key=key, min_value=EARLIEST_AS_OF, max_value=cut, format="YYYY-MM-DD",
+        help="Everything shown is what had happened by this date. It cannot pass the data cut: "
+             "nothing after the cut has been collected.")
+    st.query_params.update({"study": study_id, "as_of": as_of.isoformat()})
+    st.sidebar.caption(f"Data cut {cut:%Y-%m-%d} · loaded {db.loaded_at}")
+    return Context(db, study, as_of)
+
+
+def banner(ctx: Context) -> None:
+    cut = default_as_of(ctx.study)
+    if ctx.as_of < cut:
+        st.info(f"Viewing **{ctx.study.study_id}** as of **{ctx.as_of:%Y-%m-%d}**, before the data cut "
+                f"{cut:%Y-%m-%d}: later events are hidden.", icon="🕰️")
+
+
+def set_context(ctx: Context) -> None:
+    st.session_state["_context"] = ctx
+
+
+def context() -> Context:
+    return st.session_state["_context"]
+
+
+def run_page(page) -> None:
+    """Run a page; an unexpected error becomes a message, never a traceback."""
+    try:
+        page.run()
+    except Exception as exc:  # noqa: BLE001 - the UI must keep serving
+        log.exception("page %s failed", getattr(page, "title", page))
+        st.error(f"This page could not be drawn: {type(exc).__name__}: {exc}. "
+                 "The error was logged; other pages still work.")

@@ -1,0 +1,87 @@
+"""Escalation: what the protocol rule says next, and the subjects behind it."""
+import pandas as pd
+import streamlit as st
+
+from smc import boin, ui
+from smc.charts.escalation import escalation_history, swimlanes
+from smc.dose_decision import counted_dlts, decision_history, dose_decision
+from smc.swimlane import swimlanes as swimlane_data
+
+ctx = ui.context()
+study = ctx.study
+decision = dose_decision(ctx.db, study, ctx.as_of)
+rec, advice = decision.assessment.recommendation, decision.boin
+
+st.title(f"{study.study_id} · Escalation")
+st.caption(f"{study.design} · DLT window {study.dlt_window_days} days from the first dose of {study.agent} · "
+           f"as of {ctx.as_of:%Y-%m-%d}. Only escalation-phase subjects count.")
+
+protocol, second = st.columns([3, 2])
+with protocol.container(border=True):
+    st.markdown("##### Protocol rule")
+    target = study.label(rec.to_level) if rec.to_level is not None else ""
+    st.markdown(f"### `{rec.action}` {target}")
+    if rec.mtd_level is not None:
+        st.markdown(f"**MTD: {study.label(rec.mtd_level)}** (level {rec.mtd_level})")
+    st.write(rec.reason)
+with second.container(border=True):
+    st.markdown(f"##### BOIN advice (target DLT rate {advice.target:.0%}) — advice only")
+    st.markdown(f"**{advice.advice}** {study.label(advice.to_level) if advice.to_level is not None else ''}")
+    st.write(advice.reason)
+    mtd = study.label(advice.mtd_estimate) if advice.mtd_estimate is not None else "none yet"
+    st.caption(f"λe = {advice.lambda_e:.4f}, λd = {advice.lambda_d:.4f}; isotonic MTD estimate: {mtd}. "
+               "The protocol rule decides.")
+
+st.subheader("Dose levels")
+table = pd.DataFrame([{
+    "Level": r.level, "Dose": r.label, "Enrolled": r.n_enrolled, "Evaluable": r.n_evaluable, "DLT": r.n_dlt,
+    "Pending": r.n_pending, "Not evaluable": r.n_nonevaluable, "Needed": r.needed, "Status": r.status,
+    "DLT rate": None if r.dlt_rate is None else f"{r.dlt_rate:.0%}",
+    "95% CI (exact)": "—" if r.ci_low is None else f"{r.ci_low:.0%}–{r.ci_high:.0%}",
+    "BOIN": r.boin_call} for r in decision.rows])
+st.dataframe(table, hide_index=True, key="level_table")
+st.caption("Evaluable includes subjects with a DLT. Pending: enrolled and not yet dosed, or inside the DLT "
+           "window. Not evaluable: left the study inside the window without a DLT, or marked not evaluable "
+           "(to be replaced). 95% CI: Clopper–Pearson.")
+
+st.subheader("Swimlanes")
+calendar = st.segmented_control("x axis", ["Days from first dose", "Calendar date"],
+                                default="Days from first dose", key="swimlane_axis") == "Calendar date"
+lanes = swimlane_data(ctx.db, decision)
+if lanes.lanes.empty:
+    st.info("No subject enrolled by this date.")
+else:
+    figure = swimlanes(lanes.lanes, lanes.administrations, lanes.adverse_events, lanes.assessments,
+                       study.dlt_window_days, ctx.as_of, calendar=calendar)
+    event = st.plotly_chart(figure, key="swimlanes", on_select="rerun", selection_mode="points")
+    points = (event or {}).get("selection", {}).get("points", [])
+    clicked = next((p["customdata"][0] for p in points if p.get("customdata")), None)
+    if clicked in set(lanes.lanes.subject_id):
+        st.session_state["escalation_subject"] = clicked
+
+    st.markdown("##### Subject detail")
+    subject = st.selectbox("Subject (or click a lane)", lanes.lanes.subject_id, key="escalation_subject")
+    lane = lanes.lanes[lanes.lanes.subject_id == subject].iloc[0]
+    st.markdown(
+        f"**{subject}** · {lane.label} · {lane.phase} · DLT state **{lane.state}** · enrolled "
+        f"{lane.enrollment_date:%Y-%m-%d} · first dose "
+        f"{'—' if pd.isna(lane.first_dose_date) else f'{lane.first_dose_date:%Y-%m-%d}'}"
+        + ("" if pd.isna(lane.window_end) else f" · window ends {lane.window_end:%Y-%m-%d} (exclusive)")
+        + ("" if pd.isna(lane.off_study_date) else f" · off study {lane.off_study_date:%Y-%m-%d} ({lane.off_study_reason})")
+        + ("" if pd.isna(lane.death_date) else f" · died {lane.death_date:%Y-%m-%d}"))
+    aes = lanes.adverse_events[lanes.adverse_events.subject_id == subject]
+    st.dataframe(aes[["day", "onset_date", "end_date", "term", "soc", "grade", "serious", "related", "dlt", "outcome"]],
+                 hide_index=True, key="subject_aes")
+
+st.subheader("Escalation history")
+history = decision_history(decision)
+labels = {lv.level: lv.label for lv in study.levels}
+st.plotly_chart(escalation_history(history, lanes.lanes, counted_dlts(decision), labels, ctx.as_of),
+                key="history")
+
+with st.expander(f"BOIN decision table (target {study.target_dlt_rate:.0%})"):
+    st.dataframe(pd.DataFrame(boin.decision_table(study.target_dlt_rate)).rename(columns={
+        "n": "Evaluable subjects", "escalate_if_dlt_le": "Escalate if DLTs ≤",
+        "deescalate_if_dlt_ge": "De-escalate if DLTs ≥", "eliminate_if_dlt_ge": "Eliminate if DLTs ≥"}),
+        hide_index=True, key="boin_table")
+    st.caption("Liu & Yuan (2015); elimination when Pr(DLT rate > target) > 0.95 with at least 3 evaluable.")

@@ -1,0 +1,42 @@
+"""Overview: the study's design, dose ladder and enrollment as of the sidebar date."""
+import streamlit as st
+
+from smc import ui
+from smc.charts.overview import subjects_per_level
+from smc.dose_decision import dose_decision
+from smc.overview import overview
+
+ctx = ui.context()
+study = ctx.study
+decision = dose_decision(ctx.db, study, ctx.as_of)
+ov = overview(ctx.db, study, decision)
+
+st.title(f"{study.study_id} · Overview")
+st.caption(study.title or "")
+
+c = st.columns(5)
+c[0].metric("Screened", ov.screened, help="Screening (consent) date on or before the as-of date")
+c[1].metric("Screen failures", ov.screen_failures)
+c[2].metric("Enrolled / planned", f"{ov.enrolled} / {ov.planned if ov.planned is not None else '—'}")
+c[3].metric("Deaths", ov.deaths)
+c[4].metric("Data cut", f"{study.data_cut_date:%Y-%m-%d}" if study.data_cut_date else "—")
+
+st.markdown(
+    f"**Design** {study.design} · **Agent** {study.agent} · **DLT window** {study.dlt_window_days} days · "
+    f"**Target DLT rate** {study.target_dlt_rate:.0%} · **Indication** {study.indication or '—'}")
+
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(subjects_per_level(ov.per_level), key="overview_levels")
+with right:
+    st.subheader("Dose ladder")
+    ladder = ov.per_level.rename(columns={
+        "level": "Level", "label": "Dose", "escalation": "Escalation", "expansion": "Expansion",
+        "n_dosed": "Dosed", "n_dlt": "DLTs", "n_died": "Deaths"})
+    st.dataframe(ladder[["Level", "Dose", "Escalation", "Expansion", "Dosed", "DLTs", "Deaths"]],
+                 hide_index=True, key="overview_ladder")
+    st.caption("DLTs: escalation subjects with an adjudicated DLT inside their DLT window, as the "
+               "protocol rule counts them.")
+    rec = decision.assessment.recommendation
+    st.markdown(f"**Protocol rule:** `{rec.action}` — {rec.reason} "
+                f"([details](escalation?study={study.study_id}&as_of={ctx.as_of.isoformat()}))")
