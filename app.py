@@ -3,11 +3,11 @@ import streamlit as st
 
 from smc import ui
 
-st.set_page_config(page_title="SMC Dashboard", page_icon="🩺", layout="wide")
+st.set_page_config(page_title="SMC Dashboard", page_icon=":material/monitor_heart:", layout="wide")
 
 PAGES = [
-    st.Page("views/overview.py", title="Overview", icon="📋", url_path="overview", default=True),
-    st.Page("views/escalation.py", title="Escalation", icon="📈", url_path="escalation"),
+    st.Page("views/overview.py", title="Overview", icon=":material/summarize:", default=True),
+    st.Page("views/escalation.py", title="Escalation", icon=":material/stacked_line_chart:", url_path="escalation"),
 ]
 
 navigation = st.navigation(PAGES)

@@ -46,8 +46,10 @@ class Database:
         identity = self._file_identity()
         with self._lock:
             if self._con is None or identity != self._identity:
-                # The old connection is left to the garbage collector: cursors of
-                # other sessions may still be reading the replaced file.
+                # Close first: DuckDB caches database instances by path, so while the
+                # old connection lives, connect() would hand back the replaced file.
+                if self._con is not None:
+                    self._con.close()
                 self._con = duckdb.connect(str(self.path), read_only=True, config=READ_ONLY_CONFIG)
                 self._identity = identity
             return self._con

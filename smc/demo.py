@@ -160,12 +160,17 @@ def simulate_escalation(spec: TrialSpec, rng: np.random.Generator) -> tuple[list
     subjects: list[SimSubject] = []
     cleared_on: dict[int, dt.date] = {}
     t, cohort, cohort_size, last_level = spec.start, 0, 0, None
+    meeting: tuple | None = None  # the SMC meets a few days after the rule calls a new level
     while True:
         result = assess(spec.study["design"], window, levels, [s.facts() for s in subjects], t)
         for s in result.levels:
             if s.status == "cleared":
                 cleared_on.setdefault(s.level, t)
         rec = result.recommendation
+        if rec.action in ("escalate", "de-escalate") and meeting != (rec.action, rec.to_level):
+            meeting = (rec.action, rec.to_level)
+            t += days(rng.integers(2, 7))
+            continue
         if rec.action in ("enroll", "escalate", "de-escalate") and fates.get(rec.to_level):
             fate = fates[rec.to_level].pop(0)
             if rec.to_level != last_level or cohort_size == 3:
@@ -373,7 +378,7 @@ class Trial:
             off_treatment_date=off_tx, off_treatment_reason=off_tx_reason if off_tx else None,
             off_study_date=off_study, off_study_reason=off_study_reason if off_study else None,
             death_date=death, death_cause="Disease progression" if death else None,
-            last_contact_date=None if death else (off_study or cut - days(self.u(0, 25)))))
+            last_contact_date=None if death else (off_study or max(s.enrollment, cut - days(self.u(0, 25))))))
         if s.first_dose > cut:
             return
         self.dosing(s, treatment_end)

@@ -36,7 +36,7 @@ st.subheader("Dose levels")
 table = pd.DataFrame([{
     "Level": r.level, "Dose": r.label, "Enrolled": r.n_enrolled, "Evaluable": r.n_evaluable, "DLT": r.n_dlt,
     "Pending": r.n_pending, "Not evaluable": r.n_nonevaluable, "Needed": r.needed, "Status": r.status,
-    "DLT rate": None if r.dlt_rate is None else f"{r.dlt_rate:.0%}",
+    "DLT rate": "—" if r.dlt_rate is None else f"{r.dlt_rate:.0%}",
     "95% CI (exact)": "—" if r.ci_low is None else f"{r.ci_low:.0%}–{r.ci_high:.0%}",
     "BOIN": r.boin_call} for r in decision.rows])
 st.dataframe(table, hide_index=True, key="level_table")
@@ -71,7 +71,12 @@ else:
         + ("" if pd.isna(lane.death_date) else f" · died {lane.death_date:%Y-%m-%d}"))
     aes = lanes.adverse_events[lanes.adverse_events.subject_id == subject]
     st.dataframe(aes[["day", "onset_date", "end_date", "term", "soc", "grade", "serious", "related", "dlt", "outcome"]],
-                 hide_index=True, key="subject_aes")
+                 hide_index=True, key="subject_aes", column_config={
+                     "day": st.column_config.NumberColumn("Day", help="Days from the first dose of the agent"),
+                     "onset_date": st.column_config.DateColumn("Onset", format="YYYY-MM-DD"),
+                     "end_date": st.column_config.DateColumn("End", format="YYYY-MM-DD"),
+                     "term": "Term", "soc": "SOC", "grade": "Grade", "serious": "Serious",
+                     "related": "Related", "dlt": "DLT", "outcome": "Outcome"})
 
 st.subheader("Escalation history")
 history = decision_history(decision)

@@ -25,7 +25,7 @@ st.markdown(
     f"**Design** {study.design} · **Agent** {study.agent} · **DLT window** {study.dlt_window_days} days · "
     f"**Target DLT rate** {study.target_dlt_rate:.0%} · **Indication** {study.indication or '—'}")
 
-left, right = st.columns([3, 2])
+left, right = st.columns([1, 1])
 with left:
     st.plotly_chart(subjects_per_level(ov.per_level), key="overview_levels")
 with right:
@@ -39,4 +39,4 @@ with right:
                "protocol rule counts them.")
     rec = decision.assessment.recommendation
     st.markdown(f"**Protocol rule:** `{rec.action}` — {rec.reason} "
-                f"([details](escalation?study={study.study_id}&as_of={ctx.as_of.isoformat()}))")
+                f"([details](/escalation?study={study.study_id}&as_of={ctx.as_of.isoformat()}))")

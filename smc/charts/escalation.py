@@ -122,8 +122,9 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
         lo, hi = y_of[group.subject_id.iloc[0]], y_of[group.subject_id.iloc[-1]]
         fig.add_hrect(y0=lo - 0.5, y1=hi + 0.5, fillcolor=colors[level], opacity=0.07, line_width=0, layer="below")
         fig.add_hline(y=lo - 0.5, line=dict(color="#737373", width=1))
-        fig.add_annotation(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2, text=f"<b>{group.label.iloc[0]}</b>",
-                           showarrow=False, font=dict(color=colors[level], size=12))
+        fig.add_annotation(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2,
+                           text=f"<span style='color:{colors[level]}'>■</span> <b>{group.label.iloc[0]}</b>",
+                           showarrow=False, font=dict(color="#252525", size=12))
     if calendar:
         fig.add_vline(x=pd.Timestamp(as_of).value / 1e6, line=dict(color=DLT_COLOR, dash="dash", width=2))
         fig.add_annotation(x=pd.Timestamp(as_of), y=1.0, yref="paper", text=f"as of {as_of:%Y-%m-%d}",
@@ -134,10 +135,11 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
         fig.update_xaxes(title="Days from first dose of the agent", zeroline=True)
     fig.update_yaxes(tickmode="array", tickvals=list(range(len(lanes))), ticktext=_lane_text(lanes),
                      range=[-0.7, len(lanes) - 0.3], title=None, showgrid=False, fixedrange=True)
-    fig.update_layout(barmode="overlay", bargap=0, margin=dict(r=120))
-    base_layout(fig, "Subject swimlanes by dose level (lowest dose at the bottom)",
-                height=max(380, 140 + LANE_PX * len(lanes)))
-    fig.update_layout(margin=dict(l=10, r=120, t=90, b=40))
+    height = max(420, 230 + LANE_PX * len(lanes))
+    base_layout(fig, "Subject swimlanes by dose level (lowest dose at the bottom)", height=height)
+    # Legend under the plot: above it, it would cover the title on narrow screens.
+    fig.update_layout(barmode="overlay", bargap=0, margin=dict(l=10, r=130, t=50, b=150),
+                      legend=dict(orientation="h", yanchor="top", y=-95 / (height - 200), x=0))
     return fig
 
 

@@ -18,15 +18,15 @@ def subjects_per_level(per_level: pd.DataFrame) -> go.Figure:
         fig.add_bar(
             name=phase.capitalize(), x=labels, y=per_level[phase], marker_color=PHASE_COLORS[phase],
             customdata=per_level[["level"]], text=per_level[phase].where(per_level[phase] > 0, ""),
-            textposition="inside",
+            textposition="inside", insidetextanchor="start",
             hovertemplate=f"%{{x}} (level %{{customdata[0]}})<br>{phase}: %{{y}} subjects<extra></extra>")
-    total = per_level["escalation"] + per_level["expansion"]
+    with_dlt = per_level[per_level["n_dlt"] > 0]
     fig.add_scatter(
-        name="DLTs (escalation, in window)", x=labels, y=total, mode="markers+text",
+        name="DLTs (escalation, in window)", x=with_dlt["label"],
+        y=with_dlt["escalation"] + with_dlt["expansion"], mode="markers+text",
         marker=dict(symbol="star", size=16, color=DLT_COLOR, line=dict(width=1, color="black")),
-        text=[f"{n} DLT" if n else "" for n in per_level["n_dlt"]], textposition="top center",
-        customdata=per_level[["n_dlt"]], hovertemplate="%{x}: %{customdata[0]} subject(s) with a DLT<extra></extra>",
-        visible=True if per_level["n_dlt"].sum() else "legendonly")
+        text=[f"{n} DLT" for n in with_dlt["n_dlt"]], textposition="top center", cliponaxis=False,
+        customdata=with_dlt[["n_dlt"]], hovertemplate="%{x}: %{customdata[0]} subject(s) with a DLT<extra></extra>")
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title="Dose level (lowest → highest)", categoryorder="array", categoryarray=labels)
     fig.update_yaxes(title="Subjects enrolled (n)", rangemode="tozero")
