@@ -1,0 +1,85 @@
+"""Real browser: Debian's Chromium opens every page of the running app for every
+demo study, finds its charts drawn and no error box."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT, STUDIES, chromium_path
+
+pytestmark = pytest.mark.browser
+
+# Page path -> number of charts it draws for a study with enrolled subjects.
+PAGES = {"": 1, "escalation": 2}
+CHART = '[data-testid="stPlotlyChart"] .main-svg'
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("SMC_REQUIRE_BROWSER"):
+            pytest.fail("SMC_REQUIRE_BROWSER is set but no Chromium is installed (apt-get install chromium)")
+        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium); browser tests skipped")
+    # Playwright cannot download its own browser here; the background-networking flags stop
+    # Chromium from calling hosts this machine cannot reach.
+    return {**browser_type_launch_args, "executable_path": path,
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run"]}
+
+
+@pytest.fixture(scope="session")
+def server(demo_db):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, SMC_DB=str(demo_db))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(f"streamlit did not start: {proc.stdout.read().decode(errors='replace')[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("study_id", STUDIES)
+@pytest.mark.parametrize("path", PAGES)
+def test_page_draws_its_charts_without_error(server, page, study_id, path):
+    page.goto(f"{server}/{path}?study={study_id}")
+    page.wait_for_selector(CHART, timeout=60_000)
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= {PAGES[path]}", timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    assert page.locator(ERRORS).count() == 0
+    assert page.get_by_role("heading", name=f"{study_id} ·").first.is_visible()
+    # The URL keeps the study and the as-of date so the view can be shared.
+    assert f"study={study_id}" in page.url and "as_of=" in page.url
+
+
+def test_switching_pages_keeps_study_and_date(server, page):
+    page.goto(f"{server}/?study=IX001&as_of=2024-12-01")
+    page.wait_for_selector(CHART, timeout=60_000)
+    page.get_by_role("link", name="Escalation").click()
+    page.wait_for_selector(CHART, timeout=60_000)
+    page.wait_for_function("location.pathname.endsWith('/escalation')")
+    page.wait_for_function("location.search.includes('study=IX001') && location.search.includes('as_of=2024-12-01')")
+    assert page.get_by_role("heading", name="IX001 · Escalation").is_visible()
