@@ -251,7 +251,7 @@ TCRT_AES = [  # days relative to the TCR-T infusion; lymphodepletion starts on d
     AeSpec("Neutrophil count decreased", "Investigations", 0.95, (0.0, 0.1, 0.35, 0.55), (2, 5), (5, 12), 0.95),
     AeSpec("Platelet count decreased", "Investigations", 0.75, (0.3, 0.35, 0.25, 0.1), (3, 7), (7, 21), 0.9),
     AeSpec("Anemia", "Blood and lymphatic system disorders", 0.7, (0.3, 0.5, 0.2), (3, 10), (10, 30), 0.85),
-    AeSpec("Cytokine release syndrome", "Immune system disorders", 0.7, (0.45, 0.45, 0.1), (0, 3), (2, 6), 0.95),
+    AeSpec("Cytokine release syndrome", "Immune system disorders", 0.7, (0.5, 0.5), (0, 3), (2, 6), 0.95),
     AeSpec("Pyrexia", "General disorders and administration site conditions", 0.8, (0.5, 0.45, 0.05), (0, 2), (1, 4), 0.9),
     AeSpec("Febrile neutropenia", "Blood and lymphatic system disorders", 0.25, (0.0, 0.0, 1.0), (4, 9), (3, 7), 0.9),
     AeSpec("Capillary leak syndrome", "Vascular disorders", 0.15, (0.3, 0.6, 0.1), (2, 6), (3, 8), 0.85),
