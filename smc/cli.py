@@ -64,7 +64,7 @@ def cmd_report(args) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
-        json.dump(report, sys.stdout, indent=2, default=str)
+        json.dump(report, sys.stdout, indent=2, default=str, ensure_ascii=False)
         print()
     else:
         rec = report["escalation"]["recommendation"]

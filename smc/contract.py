@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 
+from smc.escalation import DESIGNS
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_SQL = ROOT / "data" / "schema.sql"
 
@@ -82,7 +84,7 @@ class Coded:
 
 
 CODED: dict[tuple[str, str], Coded] = {
-    ("studies", "design"): Coded(("3+3", "ATD+3+3"), "a known design"),
+    ("studies", "design"): Coded(DESIGNS, "a known design"),
     ("subjects", "sex"): Coded(("M", "F"), "a sex code"),
     ("subjects", "phase"): Coded(("escalation", "expansion"), "a phase"),
     ("tumor_assessments", "nontarget_response"): Coded(

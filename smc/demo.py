@@ -505,7 +505,7 @@ class Trial:
         first, then = SCAN_DAYS[self.spec.modality]
         scan_days = [-int(self.u(3, 14))] + first + list(range(first[-1] + then, 730, then))
         nadir, rows = float(baseline), []
-        for k, day in enumerate(scan_days):
+        for day in scan_days:
             d = fd + days(day + (self.u(-3, 3) if day > 0 else 0))
             if d > end:
                 break

@@ -5,28 +5,21 @@ BOIN's advice and the replayed history. Page, report and tests call this.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 
 from smc import boin
 from smc.db import Database
-from smc.escalation import DLT, Assessment, SubjectFacts, assess, dlt_onset_in_window, history
+from smc.escalation import DLT, Assessment, LevelSummary, SubjectFacts, assess, dlt_onset_in_window, history
 from smc.stats import exact_ci
 from smc.study import Study
 
 
 @dataclass(frozen=True)
-class LevelRow:
-    level: int
-    label: str
-    n_enrolled: int
-    n_evaluable: int
-    n_dlt: int
-    n_pending: int
-    n_nonevaluable: int
-    needed: int
-    status: str
+class LevelRow(LevelSummary):
+    """A level's rule summary with its DLT rate, exact CI and BOIN's call."""
+
     dlt_rate: float | None
     ci_low: float | None
     ci_high: float | None
@@ -79,9 +72,8 @@ def dose_decision(db: Database, study: Study, as_of: dt.date) -> DoseDecision:
     for i, s in enumerate(result.levels):
         low, high = exact_ci(s.n_dlt, s.n_evaluable)
         rows.append(LevelRow(
-            s.level, s.label, s.n_enrolled, s.n_evaluable, s.n_dlt, s.n_pending, s.n_nonevaluable, s.needed,
-            s.status, s.n_dlt / s.n_evaluable if s.n_evaluable else None, low, high,
-            _boin_call(s.n_dlt, s.n_evaluable, study.target_dlt_rate, i >= first_out)))
+            **asdict(s), dlt_rate=s.n_dlt / s.n_evaluable if s.n_evaluable else None, ci_low=low, ci_high=high,
+            boin_call=_boin_call(s.n_dlt, s.n_evaluable, study.target_dlt_rate, i >= first_out)))
     advice = boin.advise([s.level for s in result.levels], [s.label for s in result.levels], n, n_dlt,
                          current_level(subjects, as_of), study.target_dlt_rate)
     return DoseDecision(study, as_of, result, tuple(rows), advice, tuple(subjects))

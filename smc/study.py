@@ -30,38 +30,21 @@ class Study:
         return [d.level for d in self.levels]
 
 
-def _none(value):
-    return None if value is None or value != value else value  # NaN/NaT -> None
-
-
-def _date(value) -> dt.date | None:
-    value = _none(value)
-    return value.date() if hasattr(value, "date") else value
-
-
 def study_ids(db: Database) -> list[str]:
-    return db.query("studies")["study_id"].tolist()
+    return [r["study_id"] for r in db.rows("studies")]
 
 
 def load_study(db: Database, study_id: str) -> Study:
-    studies = db.query("studies")
-    row = studies[studies.study_id == study_id]
-    if row.empty:
-        raise KeyError(f"study {study_id!r} is not in the database (it has: {', '.join(studies.study_id)})")
-    r = row.iloc[0]
-    levels = db.query("dose_levels", study_id=study_id)
+    studies = {r["study_id"]: r for r in db.rows("studies")}
+    if study_id not in studies:
+        raise KeyError(f"study {study_id!r} is not in the database (it has: {', '.join(studies)})")
+    r = studies[study_id]
     return Study(
-        study_id=study_id,
-        title=_none(r.title),
-        design=r.design,
-        agent=r.agent,
-        dlt_window_days=int(r.dlt_window_days),
-        target_dlt_rate=float(r.target_dlt_rate),
-        planned_enrollment=None if _none(r.planned_enrollment) is None else int(r.planned_enrollment),
-        min_sd_days=int(r.min_sd_days),
-        indication=_none(r.indication),
-        data_cut_date=_date(r.data_cut_date),
-        levels=tuple(DoseLevel(int(lv.level), lv.label) for lv in levels.itertuples()),
+        study_id=study_id, title=r["title"], design=r["design"], agent=r["agent"],
+        dlt_window_days=r["dlt_window_days"], target_dlt_rate=r["target_dlt_rate"],
+        planned_enrollment=r["planned_enrollment"], min_sd_days=r["min_sd_days"], indication=r["indication"],
+        data_cut_date=r["data_cut_date"],
+        levels=tuple(DoseLevel(lv["level"], lv["label"]) for lv in db.rows("dose_levels", study_id=study_id)),
     )
 
 

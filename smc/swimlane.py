@@ -44,6 +44,6 @@ def swimlanes(db: Database, decision: DoseDecision) -> Swimlanes:
     aes["end_day"] = _days_from(aes, "end_date", first_dose)
     scans = db.query("swimlane_assessments", **params)
     scans["day"] = _days_from(scans, "assessment_date", first_dose)
-    for frame in (lanes, doses, aes, scans):
+    for frame in (doses, aes, scans):
         frame["label"] = frame["subject_id"].map(lanes.set_index("subject_id")["label"])
     return Swimlanes(lanes, doses, aes, scans)
