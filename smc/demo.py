@@ -287,8 +287,8 @@ SCAN_DAYS = {  # RECIST assessments after first dose; then every `then` days
     "tcrt": ([28, 56, 84], 56),
 }
 MARKERS = {  # tumor type -> markers (test, unit, baseline log-mean, ULN)
-    "Colorectal": [("CEA", "ng/mL", 3.6, 5.0), ("CA19-9", "U/mL", 4.5, 37)],
-    "Pancreatic": [("CA19-9", "U/mL", 6.0, 37), ("CEA", "ng/mL", 2.3, 5.0)],
+    "Colorectal": [("CEA", "ng/mL", 3.6, 5.0), ("CA19-9", "U/mL", 4.5, 37), ("CA125", "U/mL", 2.9, 35)],
+    "Pancreatic": [("CA19-9", "U/mL", 6.0, 37), ("CEA", "ng/mL", 2.3, 5.0), ("CA125", "U/mL", 3.3, 35)],
     "Ovarian": [("CA125", "U/mL", 5.5, 35)],
     "Gastric": [("CEA", "ng/mL", 2.8, 5.0), ("CA19-9", "U/mL", 4.0, 37)],
     "Lung": [("CEA", "ng/mL", 2.9, 5.0)],
@@ -346,6 +346,8 @@ class Trial:
         off_tx_reason, off_tx_day = "Progressive disease", pd_day
         if s.fate == "T":
             off_tx_reason, off_tx_day = "Adverse event", s.dlt_day + self.u(1, 4)
+        elif s.fate == "X":  # missed the second monotherapy infusion: replaced, no combination
+            off_tx_reason, off_tx_day = "Monotherapy not completed (catheter occlusion)", self.u(28, 32)
         death_day = pd_day + float(rng.exponential(150)) if rng.random() < 0.8 else None
         off_study_day, off_study_reason = None, None
         if s.fate == "D":
@@ -406,7 +408,7 @@ class Trial:
             give(agent, fd, dose["dose"], "VP", "HAI", 0, 1)  # monotherapy D1, D15
             if s.fate != "X":  # X: the second infusion was missed (catheter occlusion)
                 give(agent, fd + days(14), dose["dose"], "VP", "HAI", 0, 15)
-            if s.fate == "T":
+            if s.fate in ("T", "X"):  # combination only after a complete, DLT-free monotherapy
                 return
             for c in range(1, 8):  # combination cycles of 28 days from day 29
                 c1 = fd + days(28 * c)
