@@ -144,3 +144,17 @@ def test_missing_database_named_by_smc_db_is_a_message(monkeypatch, tmp_path):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
     assert "absent.duckdb" in at.error[0].value
+
+
+def test_subject_detail_shows_that_subjects_adverse_events(app_env, sql):
+    cut = sql("SELECT data_cut_date FROM studies WHERE study_id = 'IDOV-SAFE'")[0][0]
+    # The first subject with an adjudicated DLT, picked as a user would.
+    (subject,) = sql("SELECT min(subject_id) FROM adverse_events WHERE study_id = 'IDOV-SAFE' AND dlt = 'Y'")[0]
+    at = run_app("IDOV-SAFE", cut, "views/escalation.py")
+    at.selectbox(key="escalation_subject").set_value(subject).run()
+    assert not at.exception
+    assert any(f"**{subject}**" in m.value and "DLT state **dlt**" in m.value for m in at.markdown)
+    shown = at.dataframe[1].value  # the subject's AE table
+    expected = sql("SELECT term, grade, dlt FROM adverse_events WHERE study_id = 'IDOV-SAFE' AND subject_id = ? "
+                   "AND onset_date <= ? ORDER BY onset_date, ae_seq", subject, cut)
+    assert list(zip(shown["term"], shown["grade"], shown["dlt"])) == expected
