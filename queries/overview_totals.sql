@@ -3,8 +3,6 @@
 SELECT count(CASE WHEN coalesce(screening_date, enrollment_date) <= $as_of THEN 1 END) AS screened,
        count(CASE WHEN enrollment_date IS NULL AND screening_date <= $as_of THEN 1 END) AS screen_failures,
        count(CASE WHEN enrollment_date <= $as_of THEN 1 END) AS enrolled,
-       count(CASE WHEN death_date <= $as_of THEN 1 END) AS deaths,
-       count(CASE WHEN off_study_date <= $as_of AND (death_date IS NULL OR death_date > $as_of) THEN 1 END) AS off_study_alive,
-       min(enrollment_date) AS first_enrollment
+       count(CASE WHEN death_date <= $as_of THEN 1 END) AS deaths
 FROM subjects
 WHERE study_id = $study_id

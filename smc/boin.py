@@ -40,6 +40,16 @@ def first_eliminated(n: list[int], n_dlt: list[int], target: float = 0.30) -> in
     return next((j for j in range(len(n)) if eliminated(n_dlt[j], n[j], target)), len(n))
 
 
+def call(n_dlt: int, n: int, target: float = 0.30) -> str | None:
+    """BOIN's interval call on a level's data alone: escalate, stay or de-escalate (None when n = 0)."""
+    if n == 0:
+        return None
+    lambda_e, lambda_d = boundaries(target)
+    if n_dlt / n <= lambda_e:
+        return "escalate"
+    return "de-escalate" if n_dlt / n >= lambda_d else "stay"
+
+
 def decision_table(target: float = 0.30, max_n: int = 18) -> list[dict]:
     """For n = 1..max_n: escalate if DLTs ≤ …, de-escalate if ≥ …, eliminate if ≥ … (None: never)."""
     lambda_e, lambda_d = boundaries(target)
@@ -124,12 +134,13 @@ def advise(levels: list[int], labels: list[str], n: list[int], n_dlt: list[int],
     if k == 0:
         return result("stay", i, f"No evaluable subject at {labels[i]} yet: keep treating at it.")
     rate = f"{d}/{k} = {d / k:.2f}"
-    if d / k <= lambda_e:
+    interval = call(d, k, target)
+    if interval == "escalate":
         nxt = i + 1
         if nxt < first_out:
             return result("escalate", nxt, f"DLT rate {rate} ≤ λe {lambda_e:.4f}: escalate to {labels[nxt]}.")
         return result("stay", i, f"DLT rate {rate} ≤ λe {lambda_e:.4f}, but no higher level is open: stay.")
-    if d / k >= lambda_d:
+    if interval == "de-escalate":
         if i > 0:
             return result("de-escalate", i - 1,
                           f"DLT rate {rate} ≥ λd {lambda_d:.4f}: de-escalate to {labels[i - 1]}.")

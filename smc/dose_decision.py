@@ -45,17 +45,6 @@ def subject_facts(db: Database, study_id: str, as_of: dt.date) -> list[SubjectFa
     ) for r in db.rows("escalation_subjects", study_id=study_id, as_of=as_of)]
 
 
-def _boin_call(n_dlt: int, n: int, target: float, is_eliminated: bool) -> str:
-    if is_eliminated:
-        return "eliminated"
-    if n == 0:
-        return "—"
-    lambda_e, lambda_d = boin.boundaries(target)
-    if n_dlt / n <= lambda_e:
-        return "escalate"
-    return "de-escalate" if n_dlt / n >= lambda_d else "stay"
-
-
 def current_level(subjects: list[SubjectFacts], as_of: dt.date) -> int | None:
     """The level of the most recently enrolled escalation subject."""
     enrolled = [s for s in subjects if s.phase == "escalation" and s.enrollment_date and s.enrollment_date <= as_of]
@@ -73,7 +62,7 @@ def dose_decision(db: Database, study: Study, as_of: dt.date) -> DoseDecision:
         low, high = exact_ci(s.n_dlt, s.n_evaluable)
         rows.append(LevelRow(
             **asdict(s), dlt_rate=s.n_dlt / s.n_evaluable if s.n_evaluable else None, ci_low=low, ci_high=high,
-            boin_call=_boin_call(s.n_dlt, s.n_evaluable, study.target_dlt_rate, i >= first_out)))
+            boin_call="eliminated" if i >= first_out else boin.call(s.n_dlt, s.n_evaluable, study.target_dlt_rate) or "—"))
     advice = boin.advise([s.level for s in result.levels], [s.label for s in result.levels], n, n_dlt,
                          current_level(subjects, as_of), study.target_dlt_rate)
     return DoseDecision(study, as_of, result, tuple(rows), advice, tuple(subjects))

@@ -116,12 +116,11 @@ class Assessment:
         return next(s for s in self.levels if s.level == level)
 
 
-def first_dlt_level(subjects: list[SubjectFacts], as_of: dt.date, dlt_window_days: int) -> int | None:
+def first_dlt_level(subjects: list[SubjectFacts], states: dict[str, str], as_of: dt.date,
+                    dlt_window_days: int) -> int | None:
     """Level of the study's first DLT (earliest onset; a tie goes to the lower level)."""
-    firsts = []
-    for s in subjects:
-        if subject_state(s, as_of, dlt_window_days) == DLT:
-            firsts.append((dlt_onset_in_window(s, as_of, dlt_window_days), s.level))
+    firsts = [(dlt_onset_in_window(s, as_of, dlt_window_days), s.level)
+              for s in subjects if states[s.subject_id] == DLT]
     return min(firsts)[1] if firsts else None
 
 
@@ -147,7 +146,7 @@ def summarize_levels(design: str, dlt_window_days: int, levels: list[DoseLevel],
                      subjects: list[SubjectFacts], as_of: dt.date) -> tuple[tuple[LevelSummary, ...], dict[str, str], int | None]:
     escalation = [s for s in subjects if s.phase == "escalation"]
     states = {s.subject_id: subject_state(s, as_of, dlt_window_days) for s in escalation}
-    first_dlt = first_dlt_level(escalation, as_of, dlt_window_days) if design == "ATD+3+3" else None
+    first_dlt = first_dlt_level(escalation, states, as_of, dlt_window_days) if design == "ATD+3+3" else None
     summaries = []
     for dose in sorted(levels, key=lambda d: d.level):
         here = [states[s.subject_id] for s in escalation if s.level == dose.level]

@@ -21,7 +21,6 @@ class Overview:
     enrolled: int
     planned: int | None
     deaths: int
-    off_study_alive: int
     per_level: pd.DataFrame  # level, label, escalation, expansion, n_dosed, n_died, n_dlt
 
 
@@ -39,7 +38,7 @@ def overview(db: Database, study: Study, decision: DoseDecision) -> Overview:
     per_level["n_dlt"] = per_level["level"].map(dlts).fillna(0).astype(int)
     per_level["n_enrolled"] = per_level["escalation"] + per_level["expansion"]
     return Overview(study, as_of, totals["screened"], totals["screen_failures"], totals["enrolled"],
-                    study.planned_enrollment, totals["deaths"], totals["off_study_alive"],
+                    study.planned_enrollment, totals["deaths"],
                     per_level.sort_values("level").reset_index(drop=True))
 
 
