@@ -263,6 +263,12 @@ BACKGROUND_AES = [  # disease-related, any modality
     AeSpec("Back pain", "Musculoskeletal and connective tissue disorders", 0.15, (0.6, 0.3, 0.1), (10, 150), (10, 40), 0.1),
     AeSpec("Ascites", "Gastrointestinal disorders", 0.08, (0.2, 0.5, 0.3), (30, 200), (20, 60), 0.05),
 ]
+PRE_DOSE_AES = [  # present between consent and the first dose of any treatment: baseline events, not TEAEs
+    AeSpec("Fatigue", "General disorders and administration site conditions", 0.2, (0.7, 0.3), (-6, -1), (10, 60), 0.0),
+    AeSpec("Cancer pain", "Neoplasms benign, malignant and unspecified (incl cysts and polyps)", 0.15, (0.6, 0.4),
+           (-6, -1), (20, 90), 0.0),
+    AeSpec("Insomnia", "Psychiatric disorders", 0.1, (1.0,), (-6, -1), (7, 30), 0.0),
+]
 MODALITY_AES = {"virus": VIRUS_AES, "hai_combo": HAI_AES, "tcrt": TCRT_AES}
 
 # Safety labs: (test, category, unit, ref_low, ref_high, baseline mean, baseline sd).
@@ -300,6 +306,8 @@ class Trial:
 
     def __init__(self, spec: TrialSpec, rng: np.random.Generator):
         self.spec, self.rng = spec, rng
+        # Its own stream, so adding pre-dose events leaves every other simulated value as it was.
+        self.pre_dose_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
         self.sid = spec.study["study_id"]
         self.window = spec.study["dlt_window_days"]
         self.doses = {lv["level"]: lv for lv in spec.levels}
@@ -441,6 +449,13 @@ class Trial:
             onset = fd + days(self.u(*ae.onset))
             events.append((ae.term, ae.soc, grade, onset, onset + days(self.u(*ae.duration)),
                            "Y" if rng.random() < ae.related else "N", "N"))
+        first_treatment = fd - days(5) if self.spec.modality == "tcrt" else fd  # lymphodepletion starts day -5
+        for ae in PRE_DOSE_AES:
+            if self.pre_dose_rng.random() < ae.p:
+                grade = int(self.pre_dose_rng.choice(len(ae.grades), p=ae.grades)) + 1
+                onset = first_treatment + days(float(self.pre_dose_rng.uniform(*ae.onset)))
+                stop = onset + days(float(self.pre_dose_rng.uniform(*ae.duration)))
+                events.append((ae.term, ae.soc, grade, onset, stop, "N", "N"))
         if s.fate == "T":
             term, soc, grade = self.choose(self.spec.dlt_terms)
             events = [e for e in events if e[0] != term]

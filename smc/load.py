@@ -354,18 +354,6 @@ def _check_dates(check: _Checker, typed, text) -> None:
         check.rows(ERROR, "administrations", text["administrations"],
                    unenrolled.to_numpy() & np.array(exists, dtype=bool), "subject_id",
                    "was dosed but has no enrollment_date (a screen failure cannot be dosed)")
-    if "adverse_events" in typed:
-        first_dose = (typed["administrations"].groupby(["study_id", "subject_id"])["admin_date"].min()
-                      .rename("first_dose").reset_index()) if "administrations" in typed else None
-        aes = typed["adverse_events"].reset_index()
-        if first_dose is not None:
-            aes = aes.merge(first_dose, on=["study_id", "subject_id"], how="left")
-        else:
-            aes["first_dose"] = pd.NaT
-        aes = aes.set_index("index")
-        before = (aes["onset_date"] < aes["first_dose"]).fillna(False)
-        check.rows(WARNING, "adverse_events", text["adverse_events"], before, "onset_date",
-                   lambda r: "is before the subject's first dose: a baseline event, not treatment-emergent")
 
 
 # --------------------------------------------------------------------------- writing

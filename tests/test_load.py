@@ -576,19 +576,16 @@ def test_date_order_rule(tmp_path, baseline, mutate, expected):
         assert_problem(problems, table, row, column, contains=contains)
 
 
-def test_ae_before_first_dose_is_a_warning_that_does_not_block(tmp_path, baseline):
+def test_ae_before_first_dose_imports_without_warning(tmp_path, baseline):
+    """AEs are collected from consent: a pre-dose AE is ordinary data (a baseline event on the Safety page)."""
     db, digest = baseline
     tables = valid_tables()
     cell(tables, "adverse_events", 2, "onset_date", "2025-01-05")  # after consent, before dose
-    src = write_csv_set(tmp_path / "warn_csv", tables)
-    warnings = import_csv_dir(src, db)
-    assert all(p.severity == load.WARNING for p in warnings)
-    assert_problem(warnings, "adverse_events", 2, "onset_date", severity=load.WARNING,
-                   contains="2025-01-05")
+    src = write_csv_set(tmp_path / "baseline_csv", tables)
+    assert import_csv_dir(src, db) == []
     assert counts(db) == expected_counts(tables)
     assert query(db, "SELECT onset_date::VARCHAR FROM adverse_events WHERE subject_id = '001'") == [
         ("2025-01-05",)]
-    assert query(db, "SELECT n_warnings FROM load_info") == [(len(warnings),)]
     assert leftovers(db.parent) == []
 
 
