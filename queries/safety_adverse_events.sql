@@ -1,4 +1,4 @@
--- AEs with onset by $as_of of subjects enrolled by then. An AE is treatment-
+-- AEs with onset by $as_of of subjects enrolled by then (one subject, or NULL: all). An AE is treatment-
 -- emergent when its onset is on or after the first dose of any study treatment;
 -- `day` counts from that dose (0 = the day of first dose). An end date or an
 -- outcome recorded after $as_of was not yet known.
@@ -21,4 +21,5 @@ FROM adverse_events e
 JOIN subjects s USING (study_id, subject_id)
 LEFT JOIN first_dose f USING (subject_id)
 WHERE e.study_id = $study_id AND e.onset_date <= $as_of AND s.enrollment_date <= $as_of
+  AND ($subject_id IS NULL OR e.subject_id = $subject_id)
 ORDER BY s.dose_level, e.subject_id, e.onset_date, e.ae_seq

@@ -72,6 +72,11 @@ def cmd_report(args) -> int:
         print(f"{report['study_id']} as of {report['as_of']}: {ov['enrolled']} enrolled of "
               f"{ov['planned'] or '?'} planned, {ov['screened']} screened")
         print(f"Recommendation: {rec['action']} — {rec['reason']}")
+        safety = report["safety"]
+        n_dosed = sum(lv["n_dosed"] for lv in safety["n_dosed"])
+        dlt_subjects = sum(row["n_subjects"] for row in safety["dlt"])
+        print(f"Safety: {n_dosed} dosed; {len(safety['dlt'])} DLT term-level cells, {dlt_subjects} subject-terms "
+              f"with a DLT; {safety['n_baseline_events']} baseline (pre-dose) events")
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 from smc.db import Database
 from smc.dose_decision import dose_decision, escalation_json
 from smc.overview import overview, overview_json
+from smc.safety import load_safety, safety_json
 from smc.study import default_as_of, load_study
 
 
@@ -18,4 +19,5 @@ def build_report(db: Database, study_id: str, as_of: dt.date | None = None) -> d
         "as_of": as_of.isoformat(),
         "overview": overview_json(overview(db, study, decision)),
         "escalation": escalation_json(decision),
+        "safety": safety_json(load_safety(db, study, as_of)),
     }

@@ -95,15 +95,21 @@ class SafetyData:
 def load_safety(db: Database, study: Study, as_of: dt.date) -> SafetyData:
     params = dict(study_id=study.study_id, as_of=as_of)
     subjects = db.query("safety_subjects", **params)
-    events = db.query("safety_adverse_events", **params)
-    for frame in (subjects, events):
-        frame["label"] = frame["level"].map(study.label)
+    events = subject_adverse_events(db, study, as_of, None)
     emergent = events["treatment_emergent"].astype(bool)
+    subjects["label"] = subjects["level"].map(study.label)
     return SafetyData(
         study, as_of,
         dosed=subjects[subjects["first_dose_date"].notna()].reset_index(drop=True),
         teae=events[emergent].reset_index(drop=True),
         baseline=events[~emergent].reset_index(drop=True))
+
+
+def subject_adverse_events(db: Database, study: Study, as_of: dt.date, subject_id: str | None) -> pd.DataFrame:
+    """AEs by ``as_of`` with their treatment-emergent flag and day, of one subject (None: all)."""
+    events = db.query("safety_adverse_events", study_id=study.study_id, as_of=as_of, subject_id=subject_id)
+    events["label"] = events["level"].map(study.label)
+    return events
 
 
 def apply_filters(data: SafetyData, filters: AeFilters) -> SafetyData:

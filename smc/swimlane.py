@@ -35,14 +35,14 @@ def swimlanes(db: Database, decision: DoseDecision) -> Swimlanes:
     lanes["followed_days"] = (lanes["followed_to"] - lanes["first_dose_date"]).dt.days
     first_dose = lanes.set_index("subject_id")["first_dose_date"]
 
-    doses = db.query("swimlane_administrations", **params)
+    doses = db.query("swimlane_administrations", subject_id=None, **params)
     doses["day"] = _days_from(doses, "admin_date", first_dose)
     doses["end_day"] = _days_from(doses, "end_date", first_dose)
     doses["is_agent"] = doses["agent"] == decision.study.agent
     aes = db.query("swimlane_adverse_events", **params)
     aes["day"] = _days_from(aes, "onset_date", first_dose)
     aes["end_day"] = _days_from(aes, "end_date", first_dose)
-    scans = db.query("swimlane_assessments", **params)
+    scans = db.query("swimlane_assessments", subject_id=None, **params)
     scans["day"] = _days_from(scans, "assessment_date", first_dose)
     for frame in (doses, aes, scans):
         frame["label"] = frame["subject_id"].map(lanes.set_index("subject_id")["label"])

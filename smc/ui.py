@@ -10,7 +10,9 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
+import pandas as pd
 import streamlit as st
 
 from smc.db import DEFAULT_DB, Database
@@ -115,3 +117,25 @@ def run_page(page) -> None:
         log.exception("page %s failed", getattr(page, "title", page))
         st.error(f"This page could not be drawn: {type(exc).__name__}: {exc}. "
                  "The error was logged; other pages still work.")
+
+
+SUBJECT_PAGE = "subject"  # url_path of the subject profile page
+
+
+def subject_url(ctx: Context, subject_id: str) -> str:
+    """A shareable link to a subject's profile (relative, so it works under any host or base path)."""
+    query = urlencode({"study": ctx.study.study_id, "as_of": ctx.as_of.isoformat(), "subject": subject_id})
+    return f"{SUBJECT_PAGE}?{query}"
+
+
+def with_subject_links(frame: pd.DataFrame, ctx: Context, column: str = "subject_id") -> pd.DataFrame:
+    return frame.assign(**{column: [subject_url(ctx, s) for s in frame[column]]})
+
+
+def subject_link_column(label: str = "Subject") -> st.column_config.LinkColumn:
+    return st.column_config.LinkColumn(label, display_text=r"subject=([^&]*)$", help="Opens the subject profile")
+
+
+def download_csv(frame: pd.DataFrame, file_name: str, key: str, label: str = "Download CSV") -> None:
+    st.download_button(label, frame.to_csv(index=False).encode("utf-8"), file_name=file_name,
+                       mime="text/csv", key=key, icon=":material/download:")

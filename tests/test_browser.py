@@ -16,7 +16,7 @@ from tests.conftest import ROOT, STUDIES, chromium_path
 pytestmark = pytest.mark.browser
 
 # Page path -> number of charts it draws for a study with enrolled subjects.
-PAGES = {"": 1, "escalation": 2}
+PAGES = {"": 1, "escalation": 2, "safety": 1, "subject": 2}
 CHART = '[data-testid="stPlotlyChart"] .main-svg'
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
@@ -83,3 +83,23 @@ def test_switching_pages_keeps_study_and_date(server, page):
     page.wait_for_function("location.pathname.endsWith('/escalation')")
     page.wait_for_function("location.search.includes('study=IX001') && location.search.includes('as_of=2024-12-01')")
     assert page.get_by_role("heading", name="IX001 · Escalation").is_visible()
+
+
+def test_shared_link_opens_that_subjects_profile(server, page):
+    page.goto(f"{server}/subject?study=IX001&subject=IX001-005")
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
+    assert page.get_by_role("heading", name="IX001-005 ·").is_visible()
+    assert page.locator(ERRORS).count() == 0
+    assert "subject=IX001-005" in page.url
+
+
+def test_escalation_link_opens_the_picked_subjects_profile(server, page):
+    page.goto(f"{server}/escalation?study=BIOTTT001")
+    page.wait_for_selector(CHART, timeout=60_000)
+    link = page.get_by_role("link", name="Open the profile of")
+    subject = link.inner_text().rsplit(" ", 1)[1]
+    link.click()
+    page.wait_for_function("location.pathname.endsWith('/subject')")
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
+    assert page.get_by_role("heading", name=f"{subject} ·").is_visible()
+    assert f"subject={subject}" in page.url and page.locator(ERRORS).count() == 0

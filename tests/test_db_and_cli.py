@@ -75,3 +75,31 @@ def test_report_names_an_unknown_study_and_a_bad_date(demo_db):
     assert out.returncode != 0 and "2024-02-30" in out.stderr
     out = smc_cli("report", "--db", str(demo_db.parent / "none.duckdb"), "--study", "IX001")
     assert out.returncode != 0 and "none.duckdb" in out.stderr
+
+
+def test_report_safety_section_matches_sql(demo_db, sql):
+    for study_id in STUDIES:
+        cut = sql("SELECT data_cut_date FROM studies WHERE study_id = ?", study_id)[0][0]
+        out = smc_cli("report", "--db", str(demo_db), "--study", study_id, "--json")
+        safety = json.loads(out.stdout)["safety"]
+        dosed = dict(sql("""SELECT s.dose_level, count(*) FROM subjects s WHERE s.study_id = $1
+                            AND s.subject_id IN (SELECT subject_id FROM administrations
+                                                 WHERE study_id = $1 AND admin_date <= $2) GROUP BY 1""",
+                         study_id, cut))
+        assert {lv["level"]: lv["n_dosed"] for lv in safety["n_dosed"]} == {
+            lv: dosed.get(lv, 0) for (lv,) in sql("SELECT level FROM dose_levels WHERE study_id = ?", study_id)}
+        # TEAE: onset on/after the first dose of any treatment; a subject once per term at the worst grade.
+        expected = sql("""
+            WITH fd AS (SELECT subject_id, min(admin_date) AS d FROM administrations
+                        WHERE study_id = $1 AND admin_date <= $2 GROUP BY 1)
+            SELECT ae.term, s.dose_level, count(DISTINCT ae.subject_id), max(ae.grade), bool_or(ae.dlt = 'Y')
+            FROM adverse_events ae JOIN subjects s USING (study_id, subject_id) JOIN fd USING (subject_id)
+            WHERE ae.study_id = $1 AND ae.onset_date BETWEEN fd.d AND $2 GROUP BY 1, 2""", study_id, cut)
+        assert {(r["term"], r["level"]): (r["n_subjects"], r["worst_grade"]) for r in safety["teae"]} == {
+            (term, level): (n, worst) for term, level, n, worst, _ in expected}
+        dlts = sql("""SELECT ae.term, s.dose_level, count(DISTINCT ae.subject_id) FROM adverse_events ae
+                      JOIN subjects s USING (study_id, subject_id)
+                      WHERE ae.study_id = $1 AND ae.dlt = 'Y' AND ae.onset_date <= $2 GROUP BY 1, 2""",
+                   study_id, cut)
+        assert {(r["term"], r["level"]): r["n_subjects"] for r in safety["dlt"]} == {
+            (term, level): n for term, level, n in dlts}

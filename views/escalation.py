@@ -69,6 +69,8 @@ else:
         + ("" if pd.isna(lane.window_end) else f" · window ends {lane.window_end:%Y-%m-%d} (exclusive)")
         + ("" if pd.isna(lane.off_study_date) else f" · off study {lane.off_study_date:%Y-%m-%d} ({lane.off_study_reason})")
         + ("" if pd.isna(lane.death_date) else f" · died {lane.death_date:%Y-%m-%d}"))
+    st.page_link("views/subject.py", label=f"Open the profile of {subject}", icon=":material/person:",
+                 query_params={"study": study.study_id, "as_of": ctx.as_of.isoformat(), "subject": subject})
     aes = lanes.adverse_events[lanes.adverse_events.subject_id == subject]
     st.dataframe(aes[["day", "onset_date", "end_date", "term", "soc", "grade", "serious", "related", "dlt", "outcome"]],
                  hide_index=True, key="subject_aes", column_config={

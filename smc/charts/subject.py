@@ -1,0 +1,158 @@
+"""Subject profile charts: the course timeline (treatment, AEs, target lesions)
+and small multiples of the subject's labs, all on days from first dose."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from smc.charts.style import DLT_COLOR, GRADE_COLORS, RESPONSE_COLORS, base_layout
+
+AGENT_COLOR = "#3b528b"
+OTHER_AGENT_COLOR = "#8c8c8c"
+NORMAL_RANGE_FILL = "rgba(26,152,80,0.08)"
+DAY_AXIS = "Days from first dose of any study treatment"
+
+
+def _date(value) -> str:
+    return "" if pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
+
+
+def subject_timeline(administrations: pd.DataFrame, adverse_events: pd.DataFrame, assessments: pd.DataFrame,
+                     agent: str, title: str, as_of_day: int, dlt_window: tuple[int, int] | None = None,
+                     milestones: dict[str, int] | None = None) -> go.Figure:
+    """Treatment, AE bars coloured by CTCAE grade (DLTs starred, ongoing hatched) and target-lesion sums.
+
+    Frames carry ``day`` (and ``end_day``) from the first dose of any treatment; ``dlt_window`` is
+    [start, end) in the same days; ``milestones`` maps e.g. "Off study" to a day.
+    """
+    agents = list(dict.fromkeys([agent, *administrations["agent"]])) if not administrations.empty else [agent]
+    terms = list(dict.fromkeys(adverse_events.sort_values("day")["term"]))
+    heights = [max(1, len(agents)) * 28 + 30, max(1, len(terms)) * 26 + 30, 190]
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=heights,
+                        subplot_titles=("Treatment", "Adverse events (bar: onset to end; hatched: ongoing)",
+                                        "Target lesions: sum of diameters"))
+
+    for name, given in administrations.groupby("agent", sort=False):
+        colour = AGENT_COLOR if name == agent else OTHER_AGENT_COLOR
+        hover = [f"<b>{name}</b> {r.dose:g} {r.unit or ''} {r.route or ''}<br>{_date(r.admin_date)} (day {r.day})"
+                 + (f" to {_date(r.end_date)}" if pd.notna(r.end_date) else "")
+                 + (f"<br>cycle {r.cycle:g}" if pd.notna(r.cycle) else "")
+                 for r in given.itertuples()]
+        periods = given[given["end_day"].notna() & (given["end_day"] > given["day"])]
+        for r in periods.itertuples():
+            fig.add_trace(go.Scatter(x=[r.day, r.end_day], y=[name, name], mode="lines", showlegend=False,
+                                     line=dict(color=colour, width=8), hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=given["day"], y=[name] * len(given), mode="markers", name=name,
+                                 marker=dict(symbol="diamond", size=11, color=colour, line=dict(width=1, color="white")),
+                                 customdata=hover, hovertemplate="%{customdata}<extra></extra>", showlegend=False),
+                      row=1, col=1)
+
+    shown_grades = set()
+    for r in adverse_events.itertuples():
+        ongoing = pd.isna(r.end_day)
+        end = as_of_day if ongoing else r.end_day
+        hover = (f"<b>{r.term}</b> grade {r.grade}{' · DLT' if r.dlt == 'Y' else ''}"
+                 f"{' · serious' if r.serious == 'Y' else ''}{' · related' if r.related == 'Y' else ''}"
+                 f"<br>onset {_date(r.onset_date)} (day {r.day}), "
+                 + ("ongoing" if ongoing else f"end {_date(r.end_date)} (day {r.end_day})")
+                 + ("" if r.treatment_emergent else "<br>baseline event (before first dose)")
+                 + (f"<br>outcome: {r.outcome}" if isinstance(r.outcome, str) else ""))
+        fig.add_trace(go.Bar(
+            y=[r.term], x=[max(end - r.day, 0) + 1], base=[r.day], orientation="h", width=0.6,
+            marker=dict(color=GRADE_COLORS[r.grade], pattern=dict(shape="/" if ongoing else "")),
+            name=f"Grade {r.grade}", legendgroup=f"grade{r.grade}", legendrank=r.grade,
+            showlegend=r.grade not in shown_grades,
+            hovertemplate=hover + "<extra></extra>"), row=2, col=1)
+        shown_grades.add(r.grade)
+    dlts = adverse_events[adverse_events["dlt"] == "Y"]
+    if not dlts.empty:
+        fig.add_trace(go.Scatter(x=dlts["day"], y=dlts["term"], mode="markers", name="DLT",
+                                 marker=dict(symbol="star", size=15, color=DLT_COLOR, line=dict(width=1, color="white")),
+                                 hovertemplate="DLT onset day %{x}<extra></extra>"), row=2, col=1)
+
+    if not assessments.empty:
+        responses = assessments["overall_response"].fillna("Baseline")
+        fig.add_trace(go.Scatter(
+            x=assessments["day"], y=assessments["target_sum_mm"], mode="lines+markers+text", name="Target sum",
+            text=responses.where(responses != "Baseline", "BL"), textposition="top center", showlegend=False,
+            line=dict(color="#636363"), marker=dict(size=10, color=[RESPONSE_COLORS.get(x, "#bdbdbd") for x in responses]),
+            customdata=np.stack([responses, assessments["assessment_date"].map(_date),
+                                 assessments["new_lesions"].fillna("—")], axis=1),
+            hovertemplate="%{customdata[1]} (day %{x})<br>sum %{y:.0f} mm<br>response %{customdata[0]}"
+                          "<br>new lesions %{customdata[2]}<extra></extra>"), row=3, col=1)
+    else:
+        fig.add_annotation(text="No tumor assessment by this date", showarrow=False, xref="x3 domain",
+                           yref="y3 domain", x=0.5, y=0.5)
+
+    if dlt_window:
+        fig.add_vrect(x0=dlt_window[0], x1=dlt_window[1], fillcolor="rgba(215,25,28,0.07)", line_width=0,
+                      row="all", col=1)
+        fig.add_annotation(x=dlt_window[0], y=1.0, xref="x", yref="y domain", text="DLT window", showarrow=False,
+                           xanchor="left", yanchor="bottom", font=dict(size=11, color=DLT_COLOR))
+    on_day: dict[int, list[str]] = {}
+    for label, day in (milestones or {}).items():
+        on_day.setdefault(day, []).append(label)
+    for day, labels in on_day.items():
+        fig.add_vline(x=day, line=dict(color="#1a1a1a", dash="dot", width=1), row="all", col=1)
+        fig.add_annotation(x=day, y=1.0, yref="y domain", text=" · ".join(labels), showarrow=False,
+                           textangle=-90, xanchor="right", yanchor="top", font=dict(size=11))
+
+    base_layout(fig, title, height=sum(heights) + 160)
+    fig.update_layout(barmode="overlay", legend=dict(title_text="AE ", orientation="h", x=0, y=-0.07,
+                                                      yanchor="top"), margin=dict(b=110))
+    fig.update_xaxes(title_text=DAY_AXIS, row=3, col=1, zeroline=True)
+    fig.update_yaxes(autorange="reversed", type="category", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", type="category", row=2, col=1)
+    fig.update_yaxes(title_text="mm", rangemode="tozero", row=3, col=1)
+    return fig
+
+
+def subject_labs(labs: pd.DataFrame, title: str, columns: int = 3) -> go.Figure:
+    """One small panel per test and specimen: values over days, the normal range shaded, markers
+    coloured by CTCAE grade where graded, results below LLOQ drawn at LLOQ/2 as open circles."""
+    panels = list(labs.groupby(["test", "specimen"], sort=False, dropna=False))
+    if not panels:
+        fig = go.Figure()
+        fig.add_annotation(text="No laboratory result by this date.", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        return base_layout(fig, title, height=220)
+    rows = math.ceil(len(panels) / columns)
+    names = [f"{test}{'' if pd.isna(spec) else f' · {spec}'} ({frame['unit'].iloc[0] or 'no unit'})"
+             for (test, spec), frame in panels]
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=names, horizontal_spacing=0.06,
+                        vertical_spacing=0.5 / rows)
+    for index, (_, frame) in enumerate(panels):
+        row, col = index // columns + 1, index % columns + 1
+        below = frame["value"].isna()
+        shown = frame["value"].where(~below, frame["lloq"] / 2)
+        graded = frame["grade"].notna()
+        colours = [GRADE_COLORS.get(int(g), "#636363") if ok and g >= 1 else "#636363"
+                   for g, ok in zip(frame["grade"].fillna(0), graded)]
+        hover = [f"{_date(t)} (day {d:.1f})<br>" + (f"< LLOQ {lloq:g}" if b else f"{v:g}") + f" {u or ''}"
+                 + (f"<br>grade {int(g)}" if pd.notna(g) else "")
+                 + (f"<br>normal {lo:g}–{hi:g}" if pd.notna(lo) and pd.notna(hi) else "")
+                 for t, d, v, lloq, b, u, g, lo, hi in zip(frame["collected_at"], frame["day"], frame["value"],
+                                                           frame["lloq"], below, frame["unit"], frame["grade"],
+                                                           frame["ref_low"], frame["ref_high"])]
+        fig.add_trace(go.Scatter(
+            x=frame["day"], y=shown, mode="lines+markers", showlegend=False, line=dict(color="#bdbdbd", width=1),
+            marker=dict(size=8, color=["white" if b else c for b, c in zip(below, colours)],
+                        line=dict(width=1.5, color=colours)),
+            hovertext=hover, hoverinfo="text"), row=row, col=col)
+        low, high = frame["ref_low"].dropna(), frame["ref_high"].dropna()
+        if not high.empty:
+            fig.add_hrect(y0=low.iloc[0] if not low.empty else 0, y1=high.iloc[0], fillcolor=NORMAL_RANGE_FILL,
+                          line_width=0, row=row, col=col)
+        positive = shown[shown > 0]
+        if len(positive) and positive.max() / positive.min() > 100:
+            fig.update_yaxes(type="log", row=row, col=col)
+    base_layout(fig, title, height=110 + 230 * rows)
+    fig.update_annotations(font_size=12)
+    fig.update_xaxes(title_text="Days from first dose", title_font_size=11)
+    return fig
