@@ -9,6 +9,7 @@ PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/summarize:", default=True),
     st.Page("views/escalation.py", title="Escalation", icon=":material/stacked_line_chart:", url_path="escalation"),
     st.Page("views/safety.py", title="Safety", icon=":material/health_and_safety:", url_path="safety"),
+    st.Page("views/labs.py", title="Safety labs", icon=":material/biotech:", url_path="labs"),
     st.Page("views/subject.py", title="Subject profile", icon=":material/person:", url_path=ui.SUBJECT_PAGE),
 ]
 

@@ -8,6 +8,13 @@ Thresholds (Common Terminology Criteria for Adverse Events v5.0, 2017):
 - ALT / AST increased (normal baseline): G1 >ULN–3; G2 >3–5; G3 >5–20; G4 >20 ×ULN
 - Blood bilirubin increased (normal baseline): G1 >ULN–1.5; G2 >1.5–3; G3 >3–10; G4 >10 ×ULN
 - Creatinine increased:       G1 >ULN–1.5; G2 >1.5–3; G3 >3–6; G4 >6 ×ULN
+
+Each band includes its mild edge: neutrophils 1.5 ×10^9/L is grade 1, 1.49 grade 2;
+ALT exactly 3 ×ULN is grade 1, above it grade 2. The ALT/AST/bilirubin rules are
+those for a normal baseline (CTCAE v5 grades an abnormal baseline against the
+baseline instead; that is not implemented). Counts are graded in 10^9/L and
+hemoglobin in g/L; other units convert where the factor is certain (UNIT_FACTORS),
+and a result in an unknown unit is not graded.
 """
 from __future__ import annotations
 
@@ -35,18 +42,36 @@ GRADINGS: dict[str, LabGrading] = {g.test: g for g in (
 )}
 TEST_FOR_AE_TERM = {g.ae_term: g.test for g in GRADINGS.values()}
 
+# Multiply a value in this unit by the factor to get the grading unit (10^9/L or g/L).
+_COUNT_UNITS = {"10^9/L": 1.0, "x10^9/L": 1.0, "10^3/uL": 1.0, "10^3/µL": 1.0, "x10^3/uL": 1.0, "K/uL": 1.0,
+                "/uL": 1e-3, "cells/uL": 1e-3, "/µL": 1e-3, "cells/µL": 1e-3, "/mm3": 1e-3}
+UNIT_FACTORS = {
+    "Neutrophils": _COUNT_UNITS, "Lymphocytes": _COUNT_UNITS, "Platelets": _COUNT_UNITS,
+    "Hemoglobin": {"g/L": 1.0, "g/dL": 10.0},
+}
 
-def grade(test: str, value: float | None, ref_low: float | None, ref_high: float | None) -> int | None:
-    """CTCAE grade 0–4 of one result, or None when the test or its reference range is unknown."""
+
+def grade(test: str, value: float | None, ref_low: float | None, ref_high: float | None,
+          unit: str | None = None) -> int | None:
+    """CTCAE grade 0–4 of one result; None when the test, its needed reference limit or its unit
+    is unknown. ``unit`` matters for the absolute cut-offs of the "low" tests (empty: the grading unit)."""
     rule = GRADINGS.get(test)
     if rule is None or value is None:
         return None
     if rule.direction == "low":
-        if ref_low is None or value >= ref_low:
+        if ref_low is None:
+            return None
+        factor = UNIT_FACTORS[test].get(unit.strip(), None) if unit and unit.strip() else 1.0
+        if factor is None:
+            return None
+        if value >= ref_low:
             return 0
+        value *= factor
         # cuts are the lower edges of grades 1..3: below cut k means at least grade k + 2.
         return 1 + sum(value < c for c in rule.cuts)
-    if ref_high is None or value <= ref_high:
+    if ref_high is None:
+        return None
+    if value <= ref_high:
         return 0
     return 1 + sum(value > c * ref_high for c in rule.cuts)
 

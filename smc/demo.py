@@ -54,6 +54,7 @@ class TrialSpec:
     n_screen_fail: int
     screen_fail_reasons: list[str]
     dlt_terms: list[tuple[str, str, int]]  # (term, soc, grade)
+    lab_grades_reported: bool = True  # False: the lab sends values only; the dashboard grades them
 
 
 SITES_CN = [("CN-GZ-01", "Guangzhou Cancer Center", "China"),
@@ -89,6 +90,7 @@ SPECS: list[TrialSpec] = [
             ("5×10^7 VP", 5e7), ("5×10^8 VP", 5e8), ("5×10^9 VP", 5e9), ("1×10^10 VP", 1e10)])],
         script={1: "NNN", 2: "NXNN", 3: "TNNNN"},
         modality="hai_combo", start=dt.date(2024, 6, 10), dose_delay=(3, 7), stagger=(5, 9),
+        lab_grades_reported=False,
         expansion=(2, 9, "cleared"), cut_after="escalation", cut_days=12,
         sites=SITES_CN, tumor_types=["Colorectal"], n_screen_fail=3,
         screen_fail_reasons=["Hepatic tumor burden > 50%", "Portal vein thrombosis",
@@ -512,7 +514,7 @@ class Trial:
                 when = dt.datetime.combine(d, dt.time(8, 0))
                 self.lab(s, when, category, test, "whole blood" if category == "hematology" else "serum",
                          value, unit, ref_low=ref_low, ref_high=ref_high,
-                         grade=ctcae.grade(test, value, ref_low, ref_high))
+                         grade=ctcae.grade(test, value, ref_low, ref_high) if self.spec.lab_grades_reported else None)
 
     # ---- RECIST assessments and tumor markers
     def tumor(self, s: SimSubject, end: dt.date) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from smc.db import Database
+from smc.labs import labs_json, load_safety_labs
 from smc.dose_decision import dose_decision, escalation_json
 from smc.overview import overview, overview_json
 from smc.safety import load_safety, safety_json
@@ -20,4 +21,5 @@ def build_report(db: Database, study_id: str, as_of: dt.date | None = None) -> d
         "overview": overview_json(overview(db, study, decision)),
         "escalation": escalation_json(decision),
         "safety": safety_json(load_safety(db, study, as_of)),
+        "labs": labs_json(load_safety_labs(db, study, as_of)),
     }

@@ -34,6 +34,10 @@ HEATMAP_VIEWS = {
     "Related": lambda e: e["related"] == "Y",
 }
 
+HEATMAP_TITLES = {"DLTs": "Subjects with a DLT", "All TEAEs": "Subjects with a TEAE",
+                  "Grade ≥3": "Subjects with a grade ≥3 TEAE", "Serious": "Subjects with a serious TEAE",
+                  "Related": "Subjects with a related TEAE"}
+
 # Listings: which events each shows.
 LISTINGS = {
     "DLTs": lambda e: e["dlt"] == "Y",

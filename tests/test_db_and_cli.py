@@ -103,3 +103,31 @@ def test_report_safety_section_matches_sql(demo_db, sql):
                    study_id, cut)
         assert {(r["term"], r["level"]): r["n_subjects"] for r in safety["dlt"]} == {
             (term, level): n for term, level, n in dlts}
+
+
+def test_report_labs_section_matches_sql(demo_db, sql):
+    for study_id in STUDIES:
+        cut = sql("SELECT data_cut_date FROM studies WHERE study_id = ?", study_id)[0][0]
+        labs = json.loads(smc_cli("report", "--db", str(demo_db), "--study", study_id, "--json").stdout)["labs"]
+        # Peak ALT and bilirubin ×ULN on or after the day of the first dose of any treatment.
+        peaks = sql("""
+            WITH fd AS (SELECT subject_id, min(admin_date) AS d FROM administrations
+                        WHERE study_id = $1 AND admin_date <= $2 GROUP BY 1)
+            SELECT l.subject_id, max(l.value / l.ref_high) FILTER (WHERE test = 'ALT'),
+                   max(l.value / l.ref_high) FILTER (WHERE test = 'Bilirubin')
+            FROM lab_results l JOIN fd USING (subject_id)
+            WHERE l.study_id = $1 AND l.collected_at::DATE BETWEEN fd.d AND $2 GROUP BY 1""", study_id, cut)
+        expected = {s: (round(alt, 3), round(bili, 3)) for s, alt, bili in peaks if alt is not None and bili is not None}
+        assert {r["subject_id"]: (r["peak_alt_xuln"], r["peak_bili_xuln"]) for r in labs["liver"]} == expected
+        for r in labs["liver"]:
+            hy = r["peak_alt_xuln"] >= 3 and r["peak_bili_xuln"] >= 2
+            assert (r["hys_law_quadrant"] == "Possible Hy's law") == hy
+        # Every subject with a post-baseline ALT appears once in the ALT shift rows.
+        n_alt = sql("""
+            WITH fd AS (SELECT subject_id, min(admin_date) AS d FROM administrations
+                        WHERE study_id = $1 AND admin_date <= $2 GROUP BY 1)
+            SELECT count(DISTINCT l.subject_id) FROM lab_results l JOIN fd USING (subject_id)
+            JOIN subjects s USING (study_id, subject_id)
+            WHERE l.study_id = $1 AND l.test = 'ALT' AND l.collected_at::DATE BETWEEN fd.d AND $2
+              AND s.enrollment_date <= $2""", study_id, cut)[0][0]
+        assert sum(r["n"] for r in labs["shift"] if r["test"] == "ALT") == n_alt

@@ -39,19 +39,20 @@ colour = colour_col.segmented_control("Colour by", ["Count", "Worst grade"], def
                                       key="heatmap_colour") or "Count"
 cells = safety.heatmap_cells(data, view)
 rows = [key for key in safety.term_order(data.teae) if key in set(zip(cells["soc"], cells["term"]))]
-st.plotly_chart(ae_heatmap(cells, rows, data.columns(), f"Subjects with {view.lower()} by term and dose level",
+st.plotly_chart(ae_heatmap(cells, rows, data.columns(), f"{safety.HEATMAP_TITLES[view]}, by term and dose level",
                            "grade" if colour == "Worst grade" else "count"), key="ae_heatmap")
 
 st.subheader("AE summary")
 summary = safety.ae_summary_table(data)
 display_columns = [c for c in summary.columns if c not in ("soc", "term")]
-st.dataframe(summary, hide_index=True, column_order=display_columns, key="ae_summary")
+FIRST_COLUMN = {"System organ class / term": st.column_config.TextColumn(pinned=True, width="large")}
+st.dataframe(summary, hide_index=True, column_order=display_columns, column_config=FIRST_COLUMN, key="ae_summary")
 ui.download_csv(summary.drop(columns="System organ class / term"), f"{study.study_id}_ae_summary_{ctx.as_of}.csv",
                 key="ae_summary_csv")
 st.markdown("##### By worst CTCAE grade")
 grades = safety.grade_summary_table(data)
 st.dataframe(grades, hide_index=True, column_order=[c for c in grades.columns if c not in ("soc", "term")],
-             key="ae_grades")
+             column_config=FIRST_COLUMN, key="ae_grades")
 ui.download_csv(grades.drop(columns="System organ class / term"), f"{study.study_id}_ae_grades_{ctx.as_of}.csv",
                 key="ae_grades_csv")
 

@@ -75,7 +75,7 @@ def ae_heatmap(cells: pd.DataFrame, rows: list[tuple[str, str]], columns: list[t
                       colorbar=dict(title="Subjects", tickvals=list(range(1, top + 1)), dtick=1))
     fig.add_trace(go.Heatmap(x=x, y=y, text=text, texttemplate="%{text}", customdata=hover, xgap=2, ygap=2,
                              hovertemplate="%{customdata}<extra></extra>", hoverongaps=False, **colour))
-    base_layout(fig, title, height=170 + 34 * len(ordered))
+    base_layout(fig, title, height=max(280, 170 + 34 * len(ordered)))
     fig.update_xaxes(side="top", title_text="Dose level (N = dosed subjects)", showgrid=False, type="category")
     fig.update_yaxes(showgrid=False, title_text=None)
     fig.update_layout(margin=dict(t=120), plot_bgcolor="white", showlegend=False)

@@ -1,0 +1,101 @@
+"""Safety-lab charts: eDISH (liver signal) and lab values through the DLT window."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from smc import ctcae
+from smc.charts.style import base_layout, level_colors
+from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN
+
+QUADRANT_LABELS = (  # (horizontal side, vertical side, label) of each eDISH quadrant
+    ("right", "top", "Possible Hy's law"), ("left", "top", "Hyperbilirubinemia"),
+    ("right", "bottom", "Temple's corollary"), ("left", "bottom", "Normal range"))
+
+EDISH_TICKS = [0.01, 0.03, 0.1, 0.3, 1, 2, 3, 5, 10, 20, 50, 100]
+
+
+def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title: str) -> go.Figure:
+    """Peak ALT (or AST) ×ULN against peak total bilirubin ×ULN per subject, log axes, one colour per level.
+
+    ``peaks``: liver_peaks() rows; ``transaminase``: "ALT" or "AST"; ``levels``: level -> label (dose order).
+    Each point's customdata[0] is its subject id (a click opens the profile).
+    """
+    x_column = f"peak_{transaminase.lower()}_xuln"
+    colours = level_colors(list(levels))
+    fig = go.Figure()
+    for level, label in levels.items():
+        mine = peaks[peaks["level"] == level]
+        if mine.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=mine[x_column], y=mine["peak_bili_xuln"], mode="markers", name=label,
+            marker=dict(size=11, color=colours[level], line=dict(width=1, color="white")),
+            customdata=np.stack([mine["subject_id"], mine["hys_law_quadrant"], mine["phase"]], axis=1),
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label} · %{{customdata[2]}}<br>peak {transaminase} "
+                           "%{x:.2f}×ULN<br>peak bilirubin %{y:.2f}×ULN<br>%{customdata[1]}<extra></extra>")))
+    values = pd.concat([peaks[x_column], peaks["peak_bili_xuln"]]).dropna()
+    high = max(10.0, float(values.max()) * 1.5) if len(values) else 10.0
+    low = min(0.1, float(values[values > 0].min()) / 1.5) if (values > 0).any() else 0.1
+    fig.add_vline(x=HY_LAW_ALT_XULN, line=dict(dash="dash", color="#636363", width=1))
+    fig.add_hline(y=HY_LAW_BILI_XULN, line=dict(dash="dash", color="#636363", width=1))
+    for side, height, text in QUADRANT_LABELS:
+        fig.add_annotation(x=np.log10(high) if side == "right" else np.log10(low),
+                           y=np.log10(high) if height == "top" else np.log10(low), text=text, showarrow=False,
+                           xanchor=side, yanchor=height, font=dict(size=12, color="#636363"))
+    fig.add_annotation(x=np.log10(HY_LAW_ALT_XULN), y=np.log10(high), text="3×ULN", showarrow=False,
+                       xanchor="left", yanchor="top", yshift=-18, font=dict(size=10, color="#636363"))
+    fig.add_annotation(x=np.log10(high), y=np.log10(HY_LAW_BILI_XULN), text="2×ULN", showarrow=False,
+                       xanchor="right", yanchor="bottom", xshift=-4, font=dict(size=10, color="#636363"))
+    base_layout(fig, title, height=520)
+    ticks = dict(type="log", range=[np.log10(low), np.log10(high)], tickvals=EDISH_TICKS,
+                 ticktext=[f"{t:g}" for t in EDISH_TICKS])
+    fig.update_xaxes(title_text=f"Peak {transaminase} (×ULN)", **ticks)
+    fig.update_yaxes(title_text="Peak total bilirubin (×ULN)", **ticks)
+    fig.update_layout(legend_title_text="Dose level ")
+    return fig
+
+
+def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: dict[int, str],
+               dlt_window_days: int, agent: str, title: str) -> go.Figure:
+    """One line per subject over days from the agent's first dose, coloured by level, the DLT window
+    shaded, the lower normal limit and the CTCAE grade cut-offs drawn, each nadir marked."""
+    colours = level_colors(list(levels))
+    fig = go.Figure()
+    fig.add_vrect(x0=0, x1=dlt_window_days, fillcolor="rgba(215,25,28,0.07)", line_width=0,
+                  annotation_text=f"DLT window ({dlt_window_days} d)", annotation_position="top left")
+    series = results[(results["test"] == test) & results["value"].notna() & results["agent_day"].notna()]
+    shown_levels = set()
+    for (level, subject_id), points in series.groupby(["level", "subject_id"], sort=True):
+        label = levels.get(level, str(level))
+        fig.add_trace(go.Scatter(
+            x=points["agent_day"], y=points["value"], mode="lines+markers", name=label, legendgroup=str(level),
+            showlegend=level not in shown_levels, line=dict(color=colours.get(level, "#636363"), width=1.5),
+            marker=dict(size=5), customdata=np.stack([[subject_id] * len(points), points["grade"].astype(object)
+                                                      .where(points["grade"].notna(), "—")], axis=1),
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x}}: %{{y:.2f}} "
+                           f"{points['unit'].iloc[0] or ''}<br>grade %{{customdata[1]}}<extra></extra>")))
+        shown_levels.add(level)
+    if not nadirs.empty:
+        fig.add_trace(go.Scatter(
+            x=nadirs["nadir_day"], y=nadirs["nadir_value"], mode="markers", name="Nadir",
+            marker=dict(symbol="triangle-down", size=11, color="#1a1a1a"),
+            customdata=np.stack([nadirs["subject_id"], nadirs["recovery"]], axis=1),
+            hovertemplate="<b>%{customdata[0]}</b> nadir %{y:.2f} on day %{x}<br>recovery to grade ≤1: "
+                          "%{customdata[1]}<extra></extra>"))
+    rule = ctcae.GRADINGS.get(test)
+    lln = series["ref_low"].median()
+    if pd.notna(lln):
+        fig.add_hline(y=lln, line=dict(color="#1a9850", dash="dot", width=1), annotation_text="LLN",
+                      annotation_position="top right")
+    if rule is not None and rule.direction == "low":
+        for grade, cut in enumerate(rule.cuts, start=2):
+            fig.add_hline(y=cut, line=dict(color="#a50026", dash="dash", width=1),
+                          annotation_text=f"G{grade} < {cut:g}", annotation_position="top right")
+    unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
+    base_layout(fig, title, height=460)
+    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
+    fig.update_yaxes(title_text=f"{test} ({unit})" if unit else test, rangemode="tozero")
+    fig.update_layout(legend_title_text="Dose level ")
+    return fig

@@ -1,0 +1,81 @@
+"""Safety labs: liver signal (eDISH), grade shifts, cytopenia nadir and recovery, grade ≥3 results."""
+import streamlit as st
+
+from smc import ctcae, labs, ui
+from smc.charts.labs import edish, lab_course
+
+ctx = ui.context()
+study = ctx.study
+data = labs.load_safety_labs(ctx.db, study, ctx.as_of)
+levels = {lv.level: lv.label for lv in study.levels}
+
+st.title(f"{study.study_id} · Safety labs")
+st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Hematology and chemistry. Baseline: last result on or before the day of "
+           f"the first dose of any study treatment. Grades as reported; an empty grade is derived from value and "
+           f"normal range by CTCAE v5 ({', '.join(g.ae_term.lower() for g in ctcae.GRADINGS.values())}). Days count "
+           f"from the first dose of {study.agent}.")
+derived = int((data.results["grade_source"] == "CTCAE v5 from value").sum())
+if derived:
+    st.info(f"{derived} of {len(data.results)} results had no grade from the lab; the dashboard graded them "
+            "from value and normal range (CTCAE v5, normal-baseline rules).", icon=":material/calculate:")
+
+st.subheader("Liver: eDISH")
+transaminase = st.segmented_control("Transaminase", list(labs.LIVER_TESTS), default="ALT",
+                                    key="edish_transaminase") or "ALT"
+peaks = labs.liver_peaks(data)
+event = st.plotly_chart(
+    edish(peaks, transaminase, levels, f"Peak {transaminase} vs peak total bilirubin after first dose, per subject"),
+    key="edish", on_select="rerun", selection_mode="points")
+clicked = next((p["customdata"][0] for p in (event or {}).get("selection", {}).get("points", [])
+                if p.get("customdata")), None)
+if clicked:
+    st.switch_page("views/subject.py", query_params={"study": study.study_id, "as_of": ctx.as_of.isoformat(),
+                                                      "subject": clicked})
+st.caption("Peaks need not fall on the same day (as in the FDA's eDISH). Click a point to open the subject profile. "
+           f"Possible Hy's law: {transaminase} ≥ 3×ULN and bilirubin ≥ 2×ULN.")
+flagged = peaks[peaks["hys_law_quadrant"] != "Normal range"]
+if not flagged.empty:
+    st.dataframe(ui.with_subject_links(flagged, ctx), hide_index=True, key="liver_flagged", column_config={
+        "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
+        "peak_alt_xuln": st.column_config.NumberColumn("Peak ALT ×ULN", format="%.2f"),
+        "peak_ast_xuln": st.column_config.NumberColumn("Peak AST ×ULN", format="%.2f"),
+        "peak_bili_xuln": st.column_config.NumberColumn("Peak bilirubin ×ULN", format="%.2f"),
+        "hys_law_quadrant": "Quadrant"})
+
+st.subheader("Shift tables: baseline grade to worst post-baseline grade")
+shift = labs.shift_table(data)
+tests = data.graded_tests()
+if not tests:
+    st.info("No graded hematology or chemistry result by this date.")
+else:
+    test = st.selectbox("Test", tests, key="shift_test")
+    st.dataframe(labs.shift_matrix(shift, test, study), hide_index=True, key="shift_table")
+    st.caption("Subjects with at least one post-baseline result, by the worst CTCAE grade after baseline. "
+               "Grade 0: within the normal range or on the other side of it.")
+    ui.download_csv(shift, f"{study.study_id}_lab_shifts_{ctx.as_of}.csv", key="shift_csv", label="Download all shifts")
+
+st.subheader("Cytopenias: nadir and recovery")
+cytopenia = st.segmented_control("Test", list(labs.CYTOPENIA_TESTS), default="Neutrophils",
+                                 key="nadir_test") or "Neutrophils"
+nadirs = labs.nadir_recovery(data, cytopenia)
+st.plotly_chart(lab_course(data.results, nadirs, cytopenia, levels, study.dlt_window_days, study.agent,
+                           f"{cytopenia} through the DLT window, per subject"), key="nadir_chart")
+st.dataframe(ui.with_subject_links(nadirs, ctx), hide_index=True, key="nadir_table", column_config={
+    "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase", "unit": "Unit",
+    "baseline_value": st.column_config.NumberColumn("Baseline", format="%.2f"),
+    "nadir_value": st.column_config.NumberColumn("Nadir", format="%.2f"),
+    "nadir_day": st.column_config.NumberColumn("Nadir day", format="%d"),
+    "nadir_grade": "Nadir grade", "recovery_day": None, "recovery": "Recovery to grade ≤1"})
+
+st.subheader("Grade ≥3 results")
+listing = labs.high_grade_listing(data)
+if listing.empty:
+    st.info("No grade ≥3 hematology or chemistry result by this date.")
+else:
+    st.dataframe(ui.with_subject_links(listing, ctx), hide_index=True, key="lab_listing", column_config={
+        "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
+        "test": "Test", "collected_at": st.column_config.DatetimeColumn("Collected", format="YYYY-MM-DD HH:mm"),
+        "agent_day": st.column_config.NumberColumn("Day", help=f"Days from the first dose of {study.agent}"),
+        "value": st.column_config.NumberColumn("Value", format="%.2f"), "unit": "Unit",
+        "xuln": st.column_config.NumberColumn("×ULN", format="%.2f"), "grade": "Grade", "grade_source": "Grade from"})
+    ui.download_csv(listing, f"{study.study_id}_lab_grade3_{ctx.as_of}.csv", key="lab_listing_csv")
