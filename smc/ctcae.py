@@ -18,6 +18,7 @@ and a result in an unknown unit is not graded.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -56,7 +57,7 @@ def grade(test: str, value: float | None, ref_low: float | None, ref_high: float
     """CTCAE grade 0–4 of one result; None when the test, its needed reference limit or its unit
     is unknown. ``unit`` matters for the absolute cut-offs of the "low" tests (empty: the grading unit)."""
     rule = GRADINGS.get(test)
-    if rule is None or value is None:
+    if rule is None or value is None or math.isnan(value):
         return None
     if rule.direction == "low":
         if ref_low is None:

@@ -71,7 +71,8 @@ LABS = [
     lab("201", "2025-02-10", "Platelets", 40),  # no unit: grading unit 10^9/L, G3
     lab("201", "2025-02-10", "Lymphocytes", 10),  # unit % cannot be graded
     lab("201", "2025-02-01", "ALT", 160),  # pre-dose 4xULN: baseline G2, not a peak
-    lab("201", "2025-02-10", "ALT", 120), lab("201", "2025-02-10", "AST", 60), lab("201", "2025-02-10", "Bilirubin", 40),
+    lab("201", "2025-02-10", "ALT", 120), lab("201", "2025-02-10", "AST", 60),
+    lab("201", "2025-02-10", "Bilirubin", 40),
     lab("202", "2025-02-20", "ALT", 119), lab("202", "2025-02-25", "Bilirubin", 40),
     lab("204", "2025-02-06", "ALT", 200), lab("204", "2025-02-06", "Bilirubin", 29),
     lab("203", "2025-03-01", "Neutrophils", 3.0), lab("203", "2025-03-10", "Neutrophils", 1.2),
@@ -300,6 +301,12 @@ def test_as_of_cut_drops_later_results_subjects_and_recoveries(trial):
     assert shifts(early) == {("Neutrophils", 1, 0, 4): 1, ("Neutrophils", 1, 1, 2): 1, ("Hemoglobin", 1, 0, 3): 1}
     assert labs.labs_json(early)["liver"] == [dict(subject_id="102", level=1, peak_alt_xuln=1.25,
                                                    peak_bili_xuln=0.5, hys_law_quadrant="Normal range")]
+
+
+def test_a_subject_given_only_lymphodepletion_by_as_of_has_shifts_but_no_agent_nadir(trial):
+    data = labs.load_safety_labs(*trial, D("2025-01-07"))  # 101: cyclophosphamide 01-05, VIRUS (01-08) not yet
+    assert shifts(data) == {("Neutrophils", 1, 0, 4): 1}  # 2.5 on 01-05 -> 0.4 on 01-07
+    assert labs.nadir_recovery(data, "Neutrophils").empty
 
 
 # ---------------------------------------------------------------------------------------------------- labs_json

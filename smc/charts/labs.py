@@ -49,6 +49,7 @@ def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title:
     fig.add_annotation(x=np.log10(high), y=np.log10(HY_LAW_BILI_XULN), text="2×ULN", showarrow=False,
                        xanchor="right", yanchor="bottom", xshift=-4, font=dict(size=10, color="#636363"))
     base_layout(fig, title, height=520)
+    fig.update_layout(margin=dict(t=90))
     ticks = dict(type="log", range=[np.log10(low), np.log10(high)], tickvals=EDISH_TICKS,
                  ticktext=[f"{t:g}" for t in EDISH_TICKS])
     fig.update_xaxes(title_text=f"Peak {transaminase} (×ULN)", **ticks)
@@ -95,6 +96,7 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
                           annotation_text=f"G{grade} < {cut:g}", annotation_position="top right")
     unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
     base_layout(fig, title, height=460)
+    fig.update_layout(margin=dict(t=90))
     fig.update_xaxes(title_text=f"Days from first dose of {agent}")
     fig.update_yaxes(title_text=f"{test} ({unit})" if unit else test, rangemode="tozero")
     fig.update_layout(legend_title_text="Dose level ")
