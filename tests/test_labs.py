@@ -17,9 +17,7 @@ import pytest
 
 from smc import labs
 from smc.ctcae import grade
-from smc.db import Database
-from smc.load import as_text, import_tables
-from smc.study import load_study
+from tests.conftest import one_study_db
 
 D = dt.date.fromisoformat
 AS_OF = D("2025-03-15")
@@ -82,16 +80,10 @@ LABS = [
 
 
 def make_db(tmp_path, lab_rows=LABS):
-    tables = dict(
-        studies=[dict(study_id="S1", design="3+3", agent="VIRUS", dlt_window_days=28, data_cut_date="2025-03-15")],
-        dose_levels=[dict(study_id="S1", level=lv, label=f"1e{7 + lv} PFU") for lv in (1, 2, 3)],
-        subjects=SUBJECTS, administrations=DOSES)
+    tables = dict(subjects=SUBJECTS, administrations=DOSES)
     if lab_rows:
         tables["lab_results"] = lab_rows
-    path = tmp_path / "labs.duckdb"
-    import_tables({name: as_text(pd.DataFrame(rows)) for name, rows in tables.items()}, path, "test")
-    db = Database(path)
-    return db, load_study(db, "S1")
+    return one_study_db(tmp_path / "labs.duckdb", **tables)
 
 
 @pytest.fixture()

@@ -17,11 +17,9 @@ import pandas as pd
 import pytest
 
 from smc import safety
-from smc.db import Database
-from smc.load import as_text, import_tables
 from smc.safety import AeFilters, apply_filters, load_safety
-from smc.study import load_study
 from smc.subject_profile import subject_profile
+from tests.conftest import one_study_db
 
 D = dt.date.fromisoformat
 AS_OF = D("2025-03-15")
@@ -81,14 +79,8 @@ TRIAL = dict(
 
 
 def make_study(tmp_path, subjects, administrations, adverse_events):
-    tables = dict(
-        studies=[dict(study_id="S1", design="3+3", agent="VIRUS", dlt_window_days=28, data_cut_date="2025-03-15")],
-        dose_levels=[dict(study_id="S1", level=lv, label=f"1e{7 + lv} PFU") for lv in (1, 2, 3)],
-        subjects=subjects, administrations=administrations, adverse_events=adverse_events)
-    path = tmp_path / "s1.duckdb"
-    import_tables({name: as_text(pd.DataFrame(rows)) for name, rows in tables.items()}, path, "test")
-    db = Database(path)
-    return db, load_study(db, "S1")
+    return one_study_db(tmp_path / "s1.duckdb", subjects=subjects, administrations=administrations,
+                        adverse_events=adverse_events)
 
 
 @pytest.fixture()
