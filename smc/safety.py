@@ -188,10 +188,15 @@ def row_order(data: SafetyData) -> list[tuple[str, str]]:
     return rows
 
 
+def _table_worst_grades(data: SafetyData) -> pd.DataFrame:
+    """Each subject's worst grade in every table row (Any TEAE, SOC, term) and column (level, Total)."""
+    return worst_grades(_row_keys(_with_total(data.teae)), ["row_soc", "row_term", "column"])
+
+
 def ae_summary(data: SafetyData) -> pd.DataFrame:
     """Long form of the AE summary table: per row and column (level or Total),
     subjects with the event at any grade and at grade >= 3, and N."""
-    worst = worst_grades(_row_keys(_with_total(data.teae)), ["row_soc", "row_term", "column"])
+    worst = _table_worst_grades(data)
     counts = (worst.assign(grade3=worst["grade"] >= 3)
               .groupby(["row_soc", "row_term", "column"], as_index=False)
               .agg(n_any=("subject_id", "size"), n_grade3=("grade3", "sum")))
@@ -200,7 +205,7 @@ def ae_summary(data: SafetyData) -> pd.DataFrame:
 
 def grade_summary(data: SafetyData) -> pd.DataFrame:
     """Long form of the worst-grade table: per row and column, subjects whose worst grade is 1..5."""
-    worst = worst_grades(_row_keys(_with_total(data.teae)), ["row_soc", "row_term", "column"])
+    worst = _table_worst_grades(data)
     counts = pd.crosstab([worst["row_soc"], worst["row_term"], worst["column"]], worst["grade"])
     counts = counts.reindex(columns=list(GRADES), fill_value=0)
     counts.columns = [f"grade_{g}" for g in GRADES]

@@ -13,10 +13,10 @@ from tests.conftest import ROOT, STUDIES, as_of_dates
 PAGES = ("views/overview.py", "views/escalation.py")
 
 
-def run_app(study_id: str, as_of: dt.date, page: str | None = None) -> AppTest:
+def run_app(study_id: str, as_of: dt.date, page: str | None = None, **query: str) -> AppTest:
+    """The app opened by a link ``?study=…&as_of=…`` (plus ``query``), then switched to ``page``."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.query_params["study"] = study_id
-    at.query_params["as_of"] = as_of.isoformat()
+    at.query_params.update({"study": study_id, "as_of": as_of.isoformat(), **query})
     at.run()
     if page:
         at.switch_page(page).run()

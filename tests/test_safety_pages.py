@@ -138,16 +138,7 @@ def test_filters_narrow_events_and_phase_narrows_denominators(app_env, sql):
 
 
 def subject_run(study_id, as_of, subject_id):
-    from streamlit.testing.v1 import AppTest
-
-    from tests.conftest import ROOT
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.query_params.update({"study": study_id, "as_of": as_of.isoformat(), "subject": subject_id})
-    at.run()
-    at.switch_page("views/subject.py").run()
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
+    return run_app(study_id, as_of, "views/subject.py", subject=subject_id)
 
 
 @pytest.mark.parametrize("study_id", STUDIES)

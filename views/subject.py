@@ -55,9 +55,9 @@ else:
         when("Died", s["death_date"], s["death_cause"]),
         when("Last contact", s["last_contact_date"])) if x))
 
-    milestones = {label: profile.day(s[column]) for label, column in (
+    milestones = {label: day for label, column in (
         ("Off treatment", "off_treatment_date"), ("Off study", "off_study_date"), ("Death", "death_date"))
-        if s[column] and profile.day(s[column]) is not None}
+        if (day := profile.day(s[column])) is not None}
     window = tuple(profile.day(d) for d in profile.dlt_window) if profile.dlt_window else None
     st.plotly_chart(subject_timeline(
         profile.administrations, profile.adverse_events, profile.assessments, study.agent,

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc import ctcae
-from smc.charts.style import base_layout, level_colors
+from smc.charts.style import DLT_WINDOW_FILL, base_layout, level_colors
 from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN
 
 QUADRANT_LABELS = (  # (horizontal side, vertical side, label) of each eDISH quadrant
@@ -64,7 +64,7 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
     shaded, the lower normal limit and the CTCAE grade cut-offs drawn, each nadir marked."""
     colours = level_colors(list(levels))
     fig = go.Figure()
-    fig.add_vrect(x0=0, x1=dlt_window_days, fillcolor="rgba(215,25,28,0.07)", line_width=0,
+    fig.add_vrect(x0=0, x1=dlt_window_days, fillcolor=DLT_WINDOW_FILL, line_width=0,
                   annotation_text=f"DLT window ({dlt_window_days} d)", annotation_position="top left")
     series = results[(results["test"] == test) & results["value"].notna() & results["agent_day"].notna()]
     shown_levels = set()

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from smc.charts.style import DLT_COLOR, GRADE_COLORS, RESPONSE_COLORS, base_layout
+from smc.charts.style import DLT_COLOR, DLT_WINDOW_FILL, GRADE_COLORS, RESPONSE_COLORS, base_layout
 
 AGENT_COLOR = "#3b528b"
 OTHER_AGENT_COLOR = "#8c8c8c"
@@ -89,7 +89,7 @@ def subject_timeline(administrations: pd.DataFrame, adverse_events: pd.DataFrame
                            yref="y3 domain", x=0.5, y=0.5)
 
     if dlt_window:
-        fig.add_vrect(x0=dlt_window[0], x1=dlt_window[1], fillcolor="rgba(215,25,28,0.07)", line_width=0,
+        fig.add_vrect(x0=dlt_window[0], x1=dlt_window[1], fillcolor=DLT_WINDOW_FILL, line_width=0,
                       row="all", col=1)
         fig.add_annotation(x=dlt_window[0], y=1.0, xref="x", yref="y domain", text="DLT window", showarrow=False,
                            xanchor="left", yanchor="bottom", font=dict(size=11, color=DLT_COLOR))
