@@ -310,6 +310,8 @@ class Trial:
         self.spec, self.rng = spec, rng
         # Its own stream, so adding pre-dose events leaves every other simulated value as it was.
         self.pre_dose_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+        # Likewise for complete responses and the investigator's misreads of scans.
+        self.reading_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
         self.sid = spec.study["study_id"]
         self.window = spec.study["dlt_window_days"]
         self.doses = {lv["level"]: lv for lv in spec.levels}
@@ -519,8 +521,11 @@ class Trial:
     # ---- RECIST assessments and tumor markers
     def tumor(self, s: SimSubject, end: dt.date) -> None:
         fd, behaviour, pd_day = s.first_dose, s.extra["behaviour"], s.extra["pd_day"]
+        clinical_pd = False
         baseline = round(self.u(35, 160))
         best = {"responder": self.u(-0.75, -0.38), "stable": self.u(-0.25, 0.12), "progressor": self.u(0.0, 0.1)}[behaviour]
+        if behaviour == "responder" and self.reading_rng.random() < 0.3:
+            best = -1.0  # every target lesion gone by day 90: a complete response
         first, then = SCAN_DAYS[self.spec.modality]
         scan_days = [-int(self.u(3, 14))] + first + list(range(first[-1] + then, 730, then))
         nadir, rows = float(baseline), []
@@ -538,9 +543,13 @@ class Trial:
                 if progressing:
                     new = "Y" if self.rng.random() < 0.35 else "N"
                     total = max(nadir * self.u(1.22, 1.45), nadir + 6) if new == "N" else total
+                    clinical_pd = new == "N" and self.reading_rng.random() < 0.3
+                    if clinical_pd:  # the investigator calls PD on symptoms before the sum grows 20%
+                        total = nadir * (1.05 + 0.1 * self.reading_rng.random())
             total = round(max(total, 0.0))
             if day > 0:
-                response = self.recist(baseline, nadir, total, new == "Y")
+                response = "PD" if clinical_pd else self.investigator_read(
+                    self.recist(baseline, nadir, total, new == "Y"), baseline, total)
             else:
                 response = None
             rows.append(dict(study_id=self.sid, subject_id=s.subject_id, assessment_date=d, target_sum_mm=total,
@@ -557,6 +566,12 @@ class Trial:
                 value = base * max(0.05, 1 + 1.4 * change) * self.u(0.9, 1.1)
                 self.lab(s, dt.datetime.combine(r["assessment_date"], dt.time(8, 0)), "tumor_marker", test,
                          "serum", value, unit, ref_high=uln)
+
+    def investigator_read(self, response: str, baseline: float, total: float) -> str:
+        """Now and then the investigator calls a near-PR a PR: a data issue the Efficacy page must flag, not fix."""
+        if response == "SD" and total <= 0.8 * baseline and self.reading_rng.random() < 0.5:
+            return "PR"
+        return response
 
     @staticmethod
     def recist(baseline: float, nadir: float, total: float, new_lesion: bool) -> str:

@@ -27,6 +27,7 @@ from smc import ctcae
 from smc.db import Database
 from smc.study import Study
 
+SAFETY_CATEGORIES = ("hematology", "chemistry")
 CYTOPENIA_TESTS = ("Neutrophils", "Lymphocytes", "Platelets", "Hemoglobin")
 LIVER_TESTS = ("ALT", "AST")
 HY_LAW_ALT_XULN = 3.0
@@ -73,7 +74,7 @@ def mark_baseline(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_safety_labs(db: Database, study: Study, as_of: dt.date) -> SafetyLabs:
-    results = db.query("safety_labs", study_id=study.study_id, as_of=as_of)
+    results = db.query("lab_results", study_id=study.study_id, as_of=as_of, categories=list(SAFETY_CATEGORIES))
     results["label"] = results["level"].map(study.label)
     results["xuln"] = results["value"] / results["ref_high"]
     return SafetyLabs(study, as_of, mark_baseline(derive_grades(results)))

@@ -567,21 +567,24 @@ def test_recist_baseline_has_no_response(recist):
     assert not bad, bad
 
 
-def test_recist_pr_only_at_30_percent_below_baseline(recist):
-    bad, n_pr = [], 0
+def test_recist_pr_at_30_percent_below_baseline_except_near_misses(recist):
+    """The demo's investigator calls a few near-PRs (20-30% decrease) PR: data issues the Efficacy page
+    must flag. Anything less than a 20% decrease called PR would be a generator bug."""
+    near_misses, bad, n_pr = [], [], 0
     for key, pre, post in recist:
         baseline = pre[-1]["target_sum_mm"]
         for r in post:
             if r["overall_response"] == "PR":
                 n_pr += 1
                 if not r["target_sum_mm"] <= 0.7 * baseline:
-                    bad.append((key, r["assessment_date"], r["target_sum_mm"], baseline))
+                    (near_misses if r["target_sum_mm"] <= 0.8 * baseline else bad).append(
+                        (key, r["assessment_date"], r["target_sum_mm"], baseline))
     assert not bad, bad
-    assert n_pr > 0, "no PR in the demo: the rule is not exercised"
+    assert n_pr > len(near_misses) > 0, "the PR rule or its data issue is not exercised"
 
 
 def test_recist_pd_at_20_percent_and_5mm_over_nadir_or_new_lesions(recist):
-    missed, unfounded, n_pd = [], [], 0
+    missed, clinical, n_pd = [], [], 0
     for key, pre, post in recist:
         nadir = pre[-1]["target_sum_mm"]
         for r in post:
@@ -592,11 +595,12 @@ def test_recist_pd_at_20_percent_and_5mm_over_nadir_or_new_lesions(recist):
             if r["overall_response"] == "PD":
                 n_pd += 1
                 if not (progression or r["nontarget_response"] == "PD"):
-                    unfounded.append((key, r["assessment_date"], total, nadir))
+                    clinical.append((key, r["assessment_date"], total, nadir))
             nadir = min(nadir, total)
     assert not missed, f"progression not called PD: {missed}"
-    assert not unfounded, f"PD without progression: {unfounded}"
-    assert n_pd > 0
+    # A few PDs are called on clinical grounds with a 5-15% rise (before rounding): data issues for the Efficacy page.
+    assert all(nadir < total < 1.2 * nadir for _, _, total, nadir in clinical), clinical
+    assert n_pd > len(clinical) > 0
 
 
 # --------------------------------------------------------------------------- subjects, deaths

@@ -1,0 +1,219 @@
+"""Efficacy charts: waterfall, spider and swimmer plots of RECIST response, and
+tumor-marker trends. Days count from the first dose of the study's agent."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from smc.charts.style import RESPONSE_COLORS, base_layout, level_colors
+from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
+
+REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
+MARKER_EVENTS = {  # swimmer-plot events: marker symbol and colour
+    "Response (first CR/PR)": ("triangle-up", RESPONSE_COLORS["CR"]),
+    "Progression (PD)": ("x", RESPONSE_COLORS["PD"]),
+    "Off treatment": ("line-ns", "#1a1a1a"),
+    "Death": ("square", "#1a1a1a"),
+}
+
+
+def _fmt(value, spec: str = ".1f", empty: str = "—") -> str:
+    return empty if value is None or pd.isna(value) else format(value, spec)
+
+
+def _response_lines(fig: go.Figure) -> None:
+    fig.add_hline(y=-PR_DECREASE_PCT, line=REFERENCE_LINE, annotation_text=f"−{PR_DECREASE_PCT:.0f}% (PR)",
+                  annotation_position="bottom right")
+    fig.add_hline(y=PD_INCREASE_PCT, line=REFERENCE_LINE, annotation_text=f"+{PD_INCREASE_PCT:.0f}% (PD)",
+                  annotation_position="top right")
+
+
+def waterfall(subjects: pd.DataFrame, levels: dict[int, str], title: str) -> go.Figure:
+    """One bar per subject with a post-baseline measurement: best (most negative) % change of the target
+    sum from baseline, coloured by BOR, largest increase left; a strip under the bars shows the dose level.
+    customdata[0] is the subject id (a click opens the profile)."""
+    measured = subjects[subjects["best_pct_change"].notna()].sort_values(
+        ["best_pct_change", "subject_id"], ascending=[False, True])
+    fig = go.Figure()
+    for bor in RESPONSES:
+        mine = measured[measured["bor"] == bor]
+        if mine.empty:
+            continue
+        fig.add_trace(go.Bar(
+            x=mine["subject_id"], y=mine["best_pct_change"], name=bor, marker_color=RESPONSE_COLORS[bor],
+            legendgroup="bor", legendgrouptitle_text="Best response",
+            customdata=np.stack([mine["subject_id"], mine["label"], mine["bor_reason"]], axis=1),
+            hovertemplate=("<b>%{customdata[0]}</b> · %{customdata[1]}<br>best change %{y:+.1f}%<br>"
+                           f"BOR {bor}: %{{customdata[2]}}<extra></extra>")))
+    colours = level_colors(list(levels))
+    strip = min(-100.0, float(measured["best_pct_change"].min()) if len(measured) else -100.0) - 12
+    for level, label in levels.items():
+        mine = measured[measured["level"] == level]
+        if mine.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=mine["subject_id"], y=[strip] * len(mine), mode="markers", name=label, legendgroup="level",
+            legendgrouptitle_text="Dose level", marker=dict(symbol="square", size=14, color=colours[level]),
+            customdata=mine["subject_id"], hovertemplate=f"<b>%{{x}}</b> · {label}<extra></extra>"))
+    _response_lines(fig)
+    base_layout(fig, title, height=480)
+    fig.update_layout(barmode="overlay", legend=dict(orientation="v", y=1, x=1.01, yanchor="top"),
+                      margin=dict(r=140))
+    top = max(40.0, float(measured["best_pct_change"].max()) + 10 if len(measured) else 40.0)
+    fig.update_yaxes(title_text="Best change in target-lesion sum from baseline (%)", range=[strip - 8, top],
+                     zeroline=True, zerolinecolor="#636363")
+    fig.update_xaxes(title_text="Subject (square: dose level)", categoryorder="array",
+                     categoryarray=list(measured["subject_id"]), tickangle=-45)
+    return fig
+
+
+def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title: str) -> go.Figure:
+    """% change of the target sum from baseline over days from first dose, one line per subject from its
+    baseline (0%), coloured by level; each time point's marker shows the investigator's response."""
+    colours = level_colors(list(levels))
+    fig = go.Figure()
+    measured = time_points.assign(pct=time_points["pct_change"].where(~time_points["baseline"], 0.0))
+    measured = measured[measured["pct"].notna()]
+    shown = set()
+    for (level, subject_id), points in measured.groupby(["level", "subject_id"], sort=True):
+        if len(points) < 2:
+            continue  # a baseline alone draws nothing
+        label = levels.get(level, str(level))
+        responses = points["overall_response"].fillna("baseline")
+        fig.add_trace(go.Scatter(
+            x=points["day"], y=points["pct"], mode="lines+markers", name=label, legendgroup=str(level),
+            showlegend=level not in shown, line=dict(color=colours.get(level, "#636363"), width=1.8),
+            marker=dict(size=8, color=[RESPONSE_COLORS.get(r, "#ffffff") for r in responses],
+                        line=dict(width=1.5, color=colours.get(level, "#636363"))),
+            customdata=np.stack([[subject_id] * len(points), responses, points["target_sum_mm"],
+                                 points["assessment_date"].dt.strftime("%Y-%m-%d"),
+                                 points["data_issue"].replace("", "—")], axis=1),
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[3]}} (day %{{x}}): "
+                           "%{customdata[1]}<br>sum %{customdata[2]:.0f} mm, %{y:+.1f}% from baseline"
+                           "<br>data issue: %{customdata[4]}<extra></extra>")))
+        shown.add(level)
+    fig.add_hline(y=0, line=dict(color="#636363", width=1))
+    _response_lines(fig)
+    base_layout(fig, title, height=460)
+    fig.update_layout(margin=dict(t=90), legend_title_text="Dose level ")
+    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
+    fig.update_yaxes(title_text="Change in target-lesion sum from baseline (%)")
+    return fig
+
+
+def swimmer(subjects: pd.DataFrame, levels: dict[int, str], agent: str, as_of_label: str, title: str) -> go.Figure:
+    """Time on study per subject (first dose to death, leaving the study or the as-of date) as a bar coloured
+    by level, grouped by level; an arrow marks subjects still on study; markers show the first response,
+    progression, end of treatment and death. customdata[0] is the subject id."""
+    colours = level_colors(list(levels))
+    order = subjects.sort_values(["level", "followed_days"], ascending=[False, True])  # highest level on top
+    fig = go.Figure()
+    for level, label in levels.items():
+        mine = order[order["level"] == level]
+        if mine.empty:
+            continue
+        status = np.where(mine["ongoing"], f"on study at {as_of_label}",
+                          np.where(mine["death_date"].notna(), "died", "off study"))
+        fig.add_trace(go.Bar(
+            y=mine["subject_id"], x=mine["followed_days"], orientation="h", name=label, legendgroup="level",
+            legendgrouptitle_text="Dose level", marker_color=colours[level], opacity=0.85,
+            customdata=np.stack([mine["subject_id"], mine["bor"], status], axis=1),
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{x}} days from first dose, "
+                           "%{customdata[2]}<br>best response %{customdata[1]}<extra></extra>")))
+    ongoing = order[order["ongoing"]]
+    fig.add_trace(go.Scatter(
+        y=ongoing["subject_id"], x=ongoing["followed_days"] + 2, mode="markers", name="Still on study",
+        legendgroup="event", legendgrouptitle_text="Events", marker=dict(symbol="arrow-right", size=12,
+                                                                         color="#1a1a1a"),
+        customdata=ongoing["subject_id"], hovertemplate="<b>%{y}</b> still on study<extra></extra>"))
+    day = {
+        "Response (first CR/PR)": order["ttr_days"].astype("float"),
+        "Progression (PD)": (pd.to_datetime(order["progression_date"]) - pd.to_datetime(order["first_dose_date"])).dt.days,
+        "Off treatment": (pd.to_datetime(order["off_treatment_date"]) - pd.to_datetime(order["first_dose_date"])).dt.days,
+        "Death": (pd.to_datetime(order["death_date"]) - pd.to_datetime(order["first_dose_date"])).dt.days,
+    }
+    for name, (symbol, colour) in MARKER_EVENTS.items():
+        when = day[name]
+        has = when.notna()
+        if not has.any():
+            continue
+        fig.add_trace(go.Scatter(
+            y=order["subject_id"][has], x=when[has], mode="markers", name=name, legendgroup="event",
+            legendgrouptitle_text="Events",
+            marker=dict(symbol=symbol, size=13, color=colour,
+                        line=dict(width=2, color=colour if symbol in ("x", "line-ns") else "white")),
+            customdata=np.stack([order["subject_id"][has], order["bor"][has]], axis=1),
+            hovertemplate=f"<b>%{{customdata[0]}}</b><br>{name} on day %{{x:.0f}}<br>best response "
+                          "%{customdata[1]}<extra></extra>"))
+    base_layout(fig, title, height=max(360, 26 * len(order) + 140))
+    fig.update_layout(barmode="overlay", legend=dict(orientation="v", y=1, x=1.01, yanchor="top"),
+                      margin=dict(r=170))
+    fig.update_xaxes(title_text=f"Days from first dose of {agent}", rangemode="tozero")
+    fig.update_yaxes(title_text="Subject", categoryorder="array", categoryarray=list(order["subject_id"]))
+    return fig
+
+
+def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measure: str, levels: dict[int, str],
+                  agent: str, log_y: bool, title: str) -> go.Figure:
+    """Per-subject lines of a tumor marker (``measure``: 'plot_value' or 'pct_change') over days from first
+    dose, coloured by level, with each level's weekly median as a thick dashed line; results below the LLOQ
+    (drawn at LLOQ/2) are open circles."""
+    colours = level_colors(list(levels))
+    series = markers[(markers["test"] == test) & markers[measure].notna()]
+    unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
+    fig = go.Figure()
+    shown = set()
+    for (level, subject_id), points in series.groupby(["level", "subject_id"], sort=True):
+        label = levels.get(level, str(level))
+        fig.add_trace(go.Scatter(
+            x=points["day"], y=points[measure], mode="lines+markers", name=label, legendgroup=str(level),
+            showlegend=level not in shown, opacity=0.55, line=dict(color=colours.get(level, "#636363"), width=1.2),
+            marker=dict(size=6, symbol=np.where(points["below_lloq"], "circle-open", "circle")),
+            customdata=np.stack([[subject_id] * len(points), points["plot_value"],
+                                 points["pct_change"].map(lambda v: _fmt(v, "+.1f")),
+                                 np.where(points["below_lloq"], " (below LLOQ, drawn at LLOQ/2)", "")], axis=1),
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x:.0f}}: %{{customdata[1]:.4g}} {unit}"
+                           "%{customdata[3]}<br>%{customdata[2]}% from baseline<extra></extra>")))
+        shown.add(level)
+    for level, median in medians.groupby("level", sort=True):
+        label = levels.get(level, str(level))
+        fig.add_trace(go.Scatter(
+            x=median["day"], y=median["median"], mode="lines", name=f"{label} median", legendgroup=str(level),
+            line=dict(color=colours.get(level, "#636363"), width=4, dash="dash"), customdata=median["n"],
+            hovertemplate=(f"<b>{label} median</b><br>week of day %{{x:.0f}}: %{{y:.4g}}"
+                           f"{'%' if measure == 'pct_change' else ' ' + unit} (n=%{{customdata}})<extra></extra>")))
+    if measure == "pct_change":
+        fig.add_hline(y=0, line=dict(color="#636363", width=1))
+        y_title = f"{test}: change from baseline (%)"
+    else:
+        y_title = f"{test} ({unit})" if unit else test
+    base_layout(fig, title, height=460)
+    fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top"), margin=dict(r=190))
+    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
+    log = log_y and measure == "plot_value"
+    fig.update_yaxes(title_text=y_title, type="log" if log else "linear", dtick="D2" if log else None)
+    return fig
+
+
+def marker_best_change(best: pd.DataFrame, test: str, levels: dict[int, str], title: str) -> go.Figure:
+    """Each subject's best (most negative) % change of a tumor marker, a bar coloured by level."""
+    colours = level_colors(list(levels))
+    fig = go.Figure()
+    for level, label in levels.items():
+        mine = best[best["level"] == level]
+        if mine.empty:
+            continue
+        fig.add_trace(go.Bar(
+            x=mine["subject_id"], y=mine["best_pct_change"], name=label, marker_color=colours[level],
+            customdata=np.stack([mine["subject_id"], mine["baseline_value"], mine["value"], mine["day"]], axis=1),
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>best change %{{y:+.1f}}%: "
+                           "%{customdata[1]:.4g} → %{customdata[2]:.4g} on day %{customdata[3]:.0f}<extra></extra>")))
+    fig.add_hline(y=0, line=dict(color="#636363", width=1))
+    base_layout(fig, title, height=420)
+    fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top", title_text="Dose level"),
+                      margin=dict(l=70, r=150))
+    fig.update_xaxes(title_text="Subject", categoryorder="array", categoryarray=list(best["subject_id"]),
+                     tickangle=-45)
+    fig.update_yaxes(title_text=f"Best change in {test} from baseline (%)")
+    return fig

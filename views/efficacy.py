@@ -1,0 +1,119 @@
+"""Efficacy: RECIST 1.1 best response with ORR/DCR, waterfall, spider and swimmer plots, tumor markers."""
+import streamlit as st
+
+from smc import efficacy, recist, tumor_markers, ui
+from smc.charts.efficacy import marker_best_change, marker_trends, spider, swimmer, waterfall
+
+ctx = ui.context()
+study = ctx.study
+levels = {lv.level: lv.label for lv in study.levels}
+as_of = f"{ctx.as_of:%Y-%m-%d}"
+
+
+def open_profile_on_click(event) -> None:
+    clicked = next((p["customdata"][0] if isinstance(p.get("customdata"), list) else p.get("customdata")
+                    for p in (event or {}).get("selection", {}).get("points", []) if p.get("customdata")), None)
+    if clicked:
+        st.switch_page("views/subject.py", query_params={"study": study.study_id, "as_of": ctx.as_of.isoformat(),
+                                                          "subject": clicked})
+
+
+st.title(f"{study.study_id} · Efficacy")
+st.caption(f"As of {as_of}. Subjects dosed with {study.agent}; day 0 is that first dose and the baseline scan is "
+           "the last assessment on or before it. Best overall response (BOR) from the investigator's time-point "
+           f"responses. **Rule applied:** {recist.rule_text(study.min_sd_days)}")
+phase = (st.segmented_control("Phase", ["All", "Escalation", "Expansion"], default="All", key="efficacy_phase")
+         or "All").lower()
+data = efficacy.load_efficacy(ctx.db, study, ctx.as_of).for_phase(phase)
+no_baseline = data.subjects[data.subjects["baseline_date"].isna()]
+
+st.subheader("Best overall response by dose level")
+table = efficacy.response_table(data)
+st.dataframe(efficacy.response_table_display(table), hide_index=True, key="response_table")
+st.caption("Evaluable: dosed subjects with a baseline assessment (the ORR and DCR denominator); those without a "
+           "post-baseline assessment count as NE. ORR = (CR + PR) / evaluable, DCR = (CR + PR + SD) / evaluable, "
+           "with exact Clopper–Pearson 95% CIs."
+           + (f" Not evaluable (no baseline scan): {', '.join(no_baseline['subject_id'])}." if len(no_baseline)
+              else ""))
+ui.download_csv(efficacy.response_table_display(table), f"{study.study_id}_response_{ctx.as_of}.csv",
+                key="response_csv")
+
+issues = efficacy.data_issues(data)
+if not issues.empty:
+    st.warning(f"{len(issues)} time point(s) where the investigator's response disagrees with the measurements. "
+               "They are shown as recorded and count as recorded; query them with the site.",
+               icon=":material/report:")
+    st.dataframe(ui.with_subject_links(issues, ctx), hide_index=True, key="data_issues", column_config={
+        "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level",
+        "assessment_date": st.column_config.DateColumn("Assessed"), "day": "Day", "overall_response": "Response",
+        "target_sum_mm": st.column_config.NumberColumn("Sum (mm)", format="%.0f"),
+        "pct_change": st.column_config.NumberColumn("vs baseline", format="%+.1f%%"),
+        "nadir_mm": st.column_config.NumberColumn("Nadir (mm)", format="%.0f"),
+        "change_from_nadir_mm": st.column_config.NumberColumn("vs nadir (mm)", format="%+.0f"),
+        "new_lesions": "New lesions", "nontarget_response": "Non-target", "data_issue": "Issue"})
+
+st.subheader("Waterfall")
+unmeasured = data.subjects[data.subjects["best_pct_change"].isna()]
+if len(unmeasured) == len(data.subjects):
+    st.info("No post-baseline tumor measurement by this date.")
+else:
+    open_profile_on_click(st.plotly_chart(
+        waterfall(data.subjects, levels, "Best change in target-lesion sum per subject, coloured by best response"),
+        key="waterfall", on_select="rerun", selection_mode="points"))
+    st.caption("Best change: the most negative % change from baseline at any post-baseline assessment. Click a bar "
+               "to open the subject profile." + (f" No post-baseline measurement: {len(unmeasured)} subject(s)."
+                                                if len(unmeasured) else ""))
+
+    st.subheader("Spider plot")
+    open_profile_on_click(st.plotly_chart(
+        spider(data.time_points, levels, study.agent, "Change in target-lesion sum over time, per subject"),
+        key="spider", on_select="rerun", selection_mode="points"))
+    st.caption("Marker fill: the investigator's time-point response (white: baseline).")
+
+st.subheader("Swimmer plot")
+if data.subjects.empty:
+    st.info(f"No subject dosed with {study.agent} by this date.")
+else:
+    open_profile_on_click(st.plotly_chart(
+        swimmer(data.subjects, levels, study.agent, as_of,
+                "Time on study per subject, with response and progression"),
+        key="swimmer", on_select="rerun", selection_mode="points"))
+
+st.subheader("Responders: time to and duration of response")
+responders = efficacy.responders(data)
+if responders.empty:
+    st.info("No confirmed responder by this date.")
+else:
+    st.dataframe(ui.with_subject_links(responders, ctx), hide_index=True, key="responders", column_config={
+        "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
+        "bor": "BOR", "response_date": st.column_config.DateColumn("First CR/PR"),
+        "confirmed_on": st.column_config.DateColumn("Confirmed"),
+        "ttr_days": st.column_config.NumberColumn("Time to response (d)"),
+        "dor_days": st.column_config.NumberColumn("Duration of response (d)"),
+        "dor_event": st.column_config.CheckboxColumn("Ended (PD/death)", help="Unticked: censored at the last "
+                                                     "assessment"),
+        "progression_date": st.column_config.DateColumn("PD"), "death_date": st.column_config.DateColumn("Death")})
+
+st.subheader("Tumor markers")
+markers = tumor_markers.load_tumor_markers(ctx.db, study, ctx.as_of)
+markers = markers if phase == "all" else markers[markers["phase"] == phase]
+tests = tumor_markers.marker_tests(markers)
+if not tests:
+    st.info("No tumor-marker result by this date.")
+else:
+    test_col, measure_col, log_col = st.columns([3, 3, 1])
+    test = test_col.segmented_control("Marker", tests, default=tests[0], key="marker_test") or tests[0]
+    measure = {"Value": "plot_value", "% change from baseline": "pct_change"}[
+        measure_col.segmented_control("Show", ["Value", "% change from baseline"], default="Value",
+                                      key="marker_measure") or "Value"]
+    log_y = log_col.toggle("Log scale", value=True, key="marker_log", disabled=measure == "pct_change")
+    medians = tumor_markers.level_medians(markers, test, measure)
+    st.plotly_chart(marker_trends(markers, medians, test, measure, levels, study.agent, log_y,
+                                  f"{test} per subject, with the median per dose level"), key="marker_trends")
+    below = int(markers[markers["test"] == test]["below_lloq"].sum())
+    st.caption("Baseline: last result on or before the first dose. Dashed: median per level and week."
+               + (f" {below} result(s) below the LLOQ are drawn at LLOQ/2 as open circles." if below else ""))
+    best = tumor_markers.best_change(markers, test)
+    if not best.empty:
+        st.plotly_chart(marker_best_change(best, test, levels, f"Best change in {test} from baseline, per subject"),
+                        key="marker_best")
