@@ -167,14 +167,17 @@ def _number(value, digits: int = 4):
 
 def efficacy_json(data: Efficacy) -> dict:
     """The ``efficacy`` section of ``report --json``."""
+    by_level = [{"level": None if pd.isna(r.level) else int(r.level), "n": r.n, "cr": r.cr, "pr": r.pr, "sd": r.sd,
+                 "pd": r.pd, "ne": r.ne, "orr": _number(r.orr), "orr_lo": _number(r.orr_lo),
+                 "orr_hi": _number(r.orr_hi), "dcr": _number(r.dcr), "dcr_lo": _number(r.dcr_lo),
+                 "dcr_hi": _number(r.dcr_hi)} for r in response_table(data).itertuples()]
     return {
         "rule": recist.rule_text(data.study.min_sd_days),
         "subjects": [{"subject_id": r.subject_id, "level": int(r.level), "bor": r.bor,
-                      "best_pct_change": _number(r.best_pct_change, 2)} for r in data.subjects.itertuples()],
-        "by_level": [{"level": None if pd.isna(r.level) else int(r.level), "n": r.n, "cr": r.cr, "pr": r.pr,
-                      "sd": r.sd, "pd": r.pd, "ne": r.ne, "orr": _number(r.orr), "orr_lo": _number(r.orr_lo),
-                      "orr_hi": _number(r.orr_hi), "dcr": _number(r.dcr), "dcr_lo": _number(r.dcr_lo),
-                      "dcr_hi": _number(r.dcr_hi)} for r in response_table(data).itertuples()],
+                      "best_pct_change": _number(r.best_pct_change, 2), "evaluable": pd.notna(r.baseline_date)}
+                     for r in data.subjects.itertuples()],
+        "by_level": by_level,  # the levels in dose order, then the total (level null)
+        "total": by_level[-1],
         "data_issues": [{"subject_id": r.subject_id, "assessment_date": r.assessment_date.date().isoformat(),
                          "overall_response": r.overall_response, "issue": r.data_issue}
                         for r in data_issues(data).itertuples()],

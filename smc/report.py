@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from smc.db import Database
+from smc.efficacy import efficacy_json, load_efficacy
 from smc.labs import labs_json, load_safety_labs
 from smc.dose_decision import dose_decision, escalation_json
 from smc.overview import overview, overview_json
@@ -22,4 +23,5 @@ def build_report(db: Database, study_id: str, as_of: dt.date | None = None) -> d
         "escalation": escalation_json(decision),
         "safety": safety_json(load_safety(db, study, as_of)),
         "labs": labs_json(load_safety_labs(db, study, as_of)),
+        "efficacy": efficacy_json(load_efficacy(db, study, as_of)),
     }
