@@ -124,6 +124,8 @@ def measurement_changes(assessments: pd.DataFrame, baseline_date: dt.date | pd.T
 def data_issue(response: str | None, pct_change: float, rise_pct: float, rise_mm: float,
                new_lesions: str | None, nontarget_response: str | None) -> str:
     """Why an investigator's time-point response disagrees with the measurements, or ''."""
+    # Sums in tenths of a mm put exact cut-offs a float's hair away (23.1 / 33.0 - 1 = -0.29999…).
+    pct_change, rise_pct, rise_mm = (round(v, 6) for v in (pct_change, rise_pct, rise_mm))
     if response == "PR" and pd.notna(pct_change) and pct_change > -PR_DECREASE_PCT:
         return f"PR with a {-pct_change:.1f}% decrease from baseline (PR needs ≥{PR_DECREASE_PCT:.0f}%)"
     if response == "PD" and new_lesions != "Y" and nontarget_response != "PD" and pd.notna(rise_mm):
