@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from smc.biomarkers import biomarkers_json, load_biomarkers
 from smc.db import Database
 from smc.efficacy import efficacy_json, load_efficacy
 from smc.labs import labs_json, load_safety_labs
@@ -24,4 +25,5 @@ def build_report(db: Database, study_id: str, as_of: dt.date | None = None) -> d
         "safety": safety_json(load_safety(db, study, as_of)),
         "labs": labs_json(load_safety_labs(db, study, as_of)),
         "efficacy": efficacy_json(load_efficacy(db, study, as_of)),
+        "biomarkers": biomarkers_json(load_biomarkers(db, study, as_of)),
     }

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import RESPONSE_COLORS, base_layout, level_colors
+from smc.charts.style import RESPONSE_COLORS, base_layout, level_colors, log_ticks
 from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
 
 REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
@@ -191,8 +191,7 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
     base_layout(fig, title, height=460)
     fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top"), margin=dict(r=190))
     fig.update_xaxes(title_text=f"Days from first dose of {agent}")
-    log = log_y and measure == "plot_value"
-    fig.update_yaxes(title_text=y_title, type="log" if log else "linear", dtick="D2" if log else None)
+    fig.update_yaxes(title_text=y_title, **(log_ticks(series[measure]) if log_y and measure == "plot_value" else {}))
     return fig
 
 

@@ -32,3 +32,11 @@ def base_layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
         margin=dict(l=10, r=10, t=60, b=40), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
         hoverlabel=dict(align="left"))
     return fig
+
+
+def log_ticks(values) -> dict:
+    """Axis settings for a log scale: a tick per decade (10^n) when the values span two decades or more,
+    else 1-2-5 ticks."""
+    positive = [float(v) for v in values if v == v and v > 0]
+    wide = len(positive) > 1 and max(positive) / min(positive) >= 100
+    return dict(type="log", dtick=1 if wide else "D2", exponentformat="power" if wide else "SI")
