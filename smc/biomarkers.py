@@ -18,9 +18,10 @@ Rules
   profile starts at (0, 0).
 - Dose proportionality: the power model ln(y) = a + b·ln(dose) by least squares
   over subjects; b with its t-based 95% CI (b = 1: proportional).
-- Shedding and immunogenicity: detected / positive = a quantifiable result
-  above zero after time 0; days are rounded from hours (a sample 2 h after a
-  day-3 visit belongs to day 3).
+- Shedding: detected = a quantifiable result above zero after time 0.
+  Immunogenicity: positive = the same, with pre-dose results shown at day 0
+  (pre-existing immunity). Days are hours / 24 rounded half up (a sample 2 h
+  after a day-3 visit belongs to day 3).
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def load_biomarkers(db: Database, study: Study, as_of: dt.date) -> Biomarkers:
     r = r[r["plot_value"].notna()]
     r["hours"] = (r["collected_at"] - r["first_agent_dose_at"]).dt.total_seconds() / 3600
     r["day"] = r["hours"] / 24
-    r["nominal_day"] = r["day"].round().astype(int)
+    r["nominal_day"] = np.floor(r["day"] + 0.5).astype(int)  # half a day rounds up, never to even
     r["detected"] = r["value"].notna() & (r["value"] > 0)
     r = r.sort_values(["category", "test", "specimen", "subject_id", "collected_at"]).reset_index(drop=True)
     ladder = db.query("dose_levels", study_id=study.study_id)
@@ -98,8 +99,8 @@ def with_fold_change(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def time_unit(results: pd.DataFrame) -> str:
-    """'hours' when every sample falls within the first week after the first dose, else 'days'."""
-    return "hours" if len(results) and results["hours"].max() <= HOURS_AXIS_MAX_H else "days"
+    """'hours' when every sample falls within a week of the first dose (either side), else 'days'."""
+    return "hours" if len(results) and results["hours"].abs().max() <= HOURS_AXIS_MAX_H else "days"
 
 
 def spans_decades(values: pd.Series) -> bool:
@@ -112,7 +113,7 @@ def level_summary(results: pd.DataFrame, unit: str, measure: str = "plot_value",
     """Per level and nominal time (whole hours or days): n, below-LLOQ count, and the geometric mean with
     ×/÷ geometric SD (or mean ± SD when ``geometric`` is False) of ``measure``."""
     r = results[results[measure].notna()]
-    r = r.assign(time=(r["hours"] if unit == "hours" else r["day"]).round())
+    r = r.assign(time=np.floor((r["hours"] if unit == "hours" else r["day"]) + 0.5))
     rows = []
     for (level, label, time), group in r.groupby(["level", "label", "time"], sort=True):
         values = group[measure].to_numpy(dtype=float)
@@ -150,7 +151,7 @@ def first_dose_profile(results: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
                 & (results["second_agent_dose_at"].isna() | (results["collected_at"]
                                                              <= results["second_agent_dose_at"]))]
     r = r.sort_values("hours")
-    quantified = r["value"].notna().to_numpy()
+    quantified = (r["value"] > 0).to_numpy()  # a measured 0 is as unquantified as a result below the LLOQ
     before_first = np.cumsum(quantified) == 0
     keep = quantified | before_first
     hours = r["hours"].to_numpy(dtype=float)[keep]
@@ -264,12 +265,16 @@ def _number(value, digits: int = 6):
     return None if value is None or pd.isna(value) else float(f"{float(value):.{digits}g}")
 
 
+def _text(value) -> str | None:
+    return None if value is None or pd.isna(value) else value
+
+
 def biomarkers_json(bm: Biomarkers) -> dict:
     """The ``biomarkers`` section of ``report --json``."""
     return {
-        "exposure": [{"subject_id": r.subject_id, "level": int(r.level), "test": r.test, "specimen": r.specimen,
+        "exposure": [{"subject_id": r.subject_id, "level": int(r.level), "test": r.test, "specimen": _text(r.specimen),
                       "cmax": _number(r.cmax), "tmax_h": _number(r.tmax_h), "auc": _number(r.auc)}
                      for r in exposure(bm).itertuples()],
-        "shedding": [{"test": r.test, "specimen": r.specimen, "level": int(r.level), "n_tested": int(r.n_tested),
+        "shedding": [{"test": r.test, "specimen": _text(r.specimen), "level": int(r.level), "n_tested": int(r.n_tested),
                       "n_detected": int(r.n_detected)} for r in shedding_by_level(bm).itertuples()],
     }

@@ -128,6 +128,16 @@ def subject_url(ctx: Context, subject_id: str) -> str:
     return f"{SUBJECT_PAGE}?{query}"
 
 
+def open_clicked_subject(event, ctx: Context) -> None:
+    """Open the profile of the subject whose chart point was clicked (customdata[0], or customdata itself)."""
+    points = (event or {}).get("selection", {}).get("points", [])
+    clicked = next((p["customdata"][0] if isinstance(p["customdata"], list) else p["customdata"]
+                    for p in points if p.get("customdata")), None)
+    if clicked:
+        st.switch_page("views/subject.py", query_params={"study": ctx.study.study_id, "as_of": ctx.as_of.isoformat(),
+                                                          "subject": clicked})
+
+
 def with_subject_links(frame: pd.DataFrame, ctx: Context, column: str = "subject_id") -> pd.DataFrame:
     return frame.assign(**{column: [subject_url(ctx, s) for s in frame[column]]})
 

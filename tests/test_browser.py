@@ -103,3 +103,16 @@ def test_escalation_link_opens_the_picked_subjects_profile(server, page):
     page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
     assert page.get_by_role("heading", name=f"{subject} ·").is_visible()
     assert f"subject={subject}" in page.url and page.locator(ERRORS).count() == 0
+
+
+def test_clicking_a_waterfall_bar_opens_that_subjects_profile(server, page):
+    page.goto(f"{server}/efficacy?study=IDOV-SAFE")
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 5", timeout=60_000)
+    waterfall = page.locator(CHART).first
+    waterfall.scroll_into_view_if_needed()
+    bar = waterfall.locator("g.trace.bars path").last  # the deepest shrinkage, right-most
+    bar.click()
+    page.wait_for_function("location.pathname.endsWith('/subject')", timeout=60_000)
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
+    assert "study=IDOV-SAFE" in page.url and "subject=IDOV-SAFE-" in page.url
+    assert page.locator(ERRORS).count() == 0

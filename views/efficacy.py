@@ -9,15 +9,6 @@ study = ctx.study
 levels = {lv.level: lv.label for lv in study.levels}
 as_of = f"{ctx.as_of:%Y-%m-%d}"
 
-
-def open_profile_on_click(event) -> None:
-    clicked = next((p["customdata"][0] if isinstance(p.get("customdata"), list) else p.get("customdata")
-                    for p in (event or {}).get("selection", {}).get("points", []) if p.get("customdata")), None)
-    if clicked:
-        st.switch_page("views/subject.py", query_params={"study": study.study_id, "as_of": ctx.as_of.isoformat(),
-                                                          "subject": clicked})
-
-
 st.title(f"{study.study_id} · Efficacy")
 st.caption(f"As of {as_of}. Subjects dosed with {study.agent}; day 0 is that first dose and the baseline scan is "
            "the last assessment on or before it. Best overall response (BOR) from the investigator's time-point "
@@ -57,27 +48,27 @@ unmeasured = data.subjects[data.subjects["best_pct_change"].isna()]
 if len(unmeasured) == len(data.subjects):
     st.info("No post-baseline tumor measurement by this date.")
 else:
-    open_profile_on_click(st.plotly_chart(
+    ui.open_clicked_subject(st.plotly_chart(
         waterfall(data.subjects, levels, "Best change in target-lesion sum per subject, coloured by best response"),
-        key="waterfall", on_select="rerun", selection_mode="points"))
+        key="waterfall", on_select="rerun", selection_mode="points"), ctx)
     st.caption("Best change: the most negative % change from baseline at any post-baseline assessment. Click a bar "
                "to open the subject profile." + (f" No post-baseline measurement: {len(unmeasured)} subject(s)."
                                                 if len(unmeasured) else ""))
 
     st.subheader("Spider plot")
-    open_profile_on_click(st.plotly_chart(
+    ui.open_clicked_subject(st.plotly_chart(
         spider(data.time_points, levels, study.agent, "Change in target-lesion sum over time, per subject"),
-        key="spider", on_select="rerun", selection_mode="points"))
+        key="spider", on_select="rerun", selection_mode="points"), ctx)
     st.caption("Marker fill: the investigator's time-point response (white: baseline).")
 
 st.subheader("Swimmer plot")
 if data.subjects.empty:
     st.info(f"No subject dosed with {study.agent} by this date.")
 else:
-    open_profile_on_click(st.plotly_chart(
+    ui.open_clicked_subject(st.plotly_chart(
         swimmer(data.subjects, levels, study.agent, as_of,
                 "Time on study per subject, with response and progression"),
-        key="swimmer", on_select="rerun", selection_mode="points"))
+        key="swimmer", on_select="rerun", selection_mode="points"), ctx)
 
 st.subheader("Responders: time to and duration of response")
 responders = efficacy.responders(data)

@@ -26,11 +26,7 @@ peaks = labs.liver_peaks(data)
 event = st.plotly_chart(
     edish(peaks, transaminase, levels, f"Peak {transaminase} vs peak total bilirubin after first dose, per subject"),
     key="edish", on_select="rerun", selection_mode="points")
-clicked = next((p["customdata"][0] for p in (event or {}).get("selection", {}).get("points", [])
-                if p.get("customdata")), None)
-if clicked:
-    st.switch_page("views/subject.py", query_params={"study": study.study_id, "as_of": ctx.as_of.isoformat(),
-                                                      "subject": clicked})
+ui.open_clicked_subject(event, ctx)
 st.caption("Peaks need not fall on the same day (as in the FDA's eDISH). Click a point to open the subject profile. "
            f"Possible Hy's law: {transaminase} ≥ 3×ULN and bilirubin ≥ 2×ULN.")
 flagged = peaks[peaks["hys_law_quadrant"] != "Normal range"]
