@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from smc.biomarkers import PowerFit
-from smc.charts.style import base_layout, level_colors, log_ticks
+from smc.charts.style import base_layout, level_colors, log_ticks, side_legend
 
 BELOW_LLOQ_SYMBOL = "circle-open"
 
@@ -57,8 +57,7 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
     if measure == "fold_change":
         fig.add_hline(y=1, line=dict(color="#636363", width=1, dash="dot"))
     base_layout(fig, title, height=480)
-    fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top", title_text="Dose level"),
-                      margin=dict(r=200))
+    side_legend(fig, 200, "Dose level")
     fig.update_xaxes(title_text=f"{unit.capitalize()} from first dose of {agent}")
     fig.update_yaxes(title_text=y_title, **(log_ticks(series[measure]) if log_y else {}))
     return fig
@@ -87,8 +86,7 @@ def subset_panels(fold: pd.DataFrame, levels: dict[int, str], agent: str, title:
         fig.add_hline(y=1, line=dict(color="#636363", width=1, dash="dot"), row=row, col=col)
         fig.update_xaxes(title_text=f"Days from first dose of {agent}", row=row, col=col)
     base_layout(fig, title, height=340 * rows + 60)
-    fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top", title_text="Dose level"),
-                      margin=dict(r=160, t=90))
+    side_legend(fig, 160, "Dose level", t=90)
     fig.update_yaxes(title_text="Fold change from baseline (×)", type="log", col=1)
     return fig
 
@@ -117,7 +115,7 @@ def exposure_vs_dose(exposure: pd.DataFrame, measure: str, measure_label: str, f
                                                                f"(95% CI {fit.slope_lo:.2f}–{fit.slope_hi:.2f})",
             line=dict(color="#1a1a1a", dash="dash", width=2), hoverinfo="skip"))
     base_layout(fig, title, height=440)
-    fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top"), margin=dict(r=260))
+    side_legend(fig, 260)
     shown_doses = measured.drop_duplicates("level").sort_values("dose")
     fig.update_xaxes(title_text=f"Dose ({dose_unit}, log scale)", type="log", tickvals=shown_doses["dose"],
                      ticktext=shown_doses["label"])
@@ -149,8 +147,7 @@ def shedding_chart(shed: pd.DataFrame, levels: dict[int, str], title: str) -> go
             shown.add(level)
         fig.update_xaxes(title_text="Day after first dose", row=row, col=col)
     base_layout(fig, title, height=320 * rows + 60)
-    fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top", title_text="Dose level"),
-                      margin=dict(r=160, t=90))
+    side_legend(fig, 160, "Dose level", t=90)
     fig.update_yaxes(title_text="Subjects with detectable virus (%)", range=[-5, 105], col=1)
     return fig
 
@@ -169,8 +166,7 @@ def immunogenicity_chart(table: pd.DataFrame, test: str, levels: dict[int, str],
             hovertemplate=(f"<b>{test}</b> · {label}<br>day %{{x}}: %{{customdata[0]}} of %{{customdata[1]}} "
                            "positive<br>geometric mean of positives %{customdata[2]}<extra></extra>")))
     base_layout(fig, title, height=400)
-    fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top", title_text="Dose level"),
-                      margin=dict(r=160))
+    side_legend(fig, 160, "Dose level")
     fig.update_xaxes(title_text="Day after first dose (0 = pre-dose)")
     fig.update_yaxes(title_text="Subjects positive (%)", range=[-5, 105])
     return fig

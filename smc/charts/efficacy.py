@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import RESPONSE_COLORS, base_layout, level_colors, log_ticks
+from smc.charts.style import RESPONSE_COLORS, base_layout, level_colors, log_ticks, side_legend
 from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
 
 REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
@@ -58,8 +58,8 @@ def waterfall(subjects: pd.DataFrame, levels: dict[int, str], title: str) -> go.
             customdata=mine["subject_id"], hovertemplate=f"<b>%{{x}}</b> · {label}<extra></extra>"))
     _response_lines(fig)
     base_layout(fig, title, height=480)
-    fig.update_layout(barmode="overlay", legend=dict(orientation="v", y=1, x=1.01, yanchor="top"),
-                      margin=dict(r=140))
+    fig.update_layout(barmode="overlay")
+    side_legend(fig, 140)
     top = max(40.0, float(measured["best_pct_change"].max()) + 10 if len(measured) else 40.0)
     fig.update_yaxes(title_text="Best change in target-lesion sum from baseline (%)", range=[strip - 8, top],
                      zeroline=True, zerolinecolor="#636363")
@@ -147,8 +147,8 @@ def swimmer(subjects: pd.DataFrame, levels: dict[int, str], agent: str, as_of_la
             hovertemplate=f"<b>%{{customdata[0]}}</b><br>{name} on day %{{x:.0f}}<br>best response "
                           "%{customdata[1]}<extra></extra>"))
     base_layout(fig, title, height=max(360, 26 * len(order) + 140))
-    fig.update_layout(barmode="overlay", legend=dict(orientation="v", y=1, x=1.01, yanchor="top"),
-                      margin=dict(r=170))
+    fig.update_layout(barmode="overlay")
+    side_legend(fig, 170)
     fig.update_xaxes(title_text=f"Days from first dose of {agent}", rangemode="tozero")
     fig.update_yaxes(title_text="Subject", categoryorder="array", categoryarray=list(order["subject_id"]))
     return fig
@@ -189,7 +189,7 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
     else:
         y_title = f"{test} ({unit})" if unit else test
     base_layout(fig, title, height=460)
-    fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top"), margin=dict(r=190))
+    side_legend(fig, 190)
     fig.update_xaxes(title_text=f"Days from first dose of {agent}")
     fig.update_yaxes(title_text=y_title, **(log_ticks(series[measure]) if log_y and measure == "plot_value" else {}))
     return fig
@@ -210,8 +210,7 @@ def marker_best_change(best: pd.DataFrame, test: str, levels: dict[int, str], ti
                            "%{customdata[1]:.4g} → %{customdata[2]:.4g} on day %{customdata[3]:.0f}<extra></extra>")))
     fig.add_hline(y=0, line=dict(color="#636363", width=1))
     base_layout(fig, title, height=420)
-    fig.update_layout(legend=dict(orientation="v", y=1, x=1.01, yanchor="top", title_text="Dose level"),
-                      margin=dict(l=70, r=150))
+    side_legend(fig, 150, "Dose level", l=70)
     fig.update_xaxes(title_text="Subject", categoryorder="array", categoryarray=list(best["subject_id"]),
                      tickangle=-45)
     fig.update_yaxes(title_text=f"Best change in {test} from baseline (%)")

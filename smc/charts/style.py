@@ -40,3 +40,12 @@ def log_ticks(values) -> dict:
     positive = [float(v) for v in values if v == v and v > 0]
     wide = len(positive) > 1 and max(positive) / min(positive) >= 100
     return dict(type="log", dtick=1 if wide else "D2", exponentformat="power" if wide else "SI")
+
+
+def side_legend(fig: go.Figure, right_margin: int, title: str | None = None, **margin) -> go.Figure:
+    """A vertical legend right of the plot, for legends too long for a row above it."""
+    legend = dict(orientation="v", y=1, x=1.01, yanchor="top")
+    if title:
+        legend["title_text"] = title
+    fig.update_layout(legend=legend, margin=dict(r=right_margin, **margin))
+    return fig
