@@ -68,12 +68,8 @@ class Biomarkers:
 
 
 def load_biomarkers(db: Database, study: Study, as_of: dt.date) -> Biomarkers:
-    r = db.query("lab_results", study_id=study.study_id, as_of=as_of, categories=list(CATEGORIES))
-    r = r[r["first_agent_dose_at"].notna()].copy()
-    r["label"] = r["level"].map(study.label)
-    r["below_lloq"] = r["value"].isna() & r["lloq"].notna()
-    r["plot_value"] = r["value"].fillna(r["lloq"] / 2)
-    r = r[r["plot_value"].notna()]
+    r = dosed_results(db.query("lab_results", study_id=study.study_id, as_of=as_of, categories=list(CATEGORIES)),
+                      study)
     r["hours"] = (r["collected_at"] - r["first_agent_dose_at"]).dt.total_seconds() / 3600
     r["day"] = r["hours"] / 24
     r["nominal_day"] = np.floor(r["day"] + 0.5).astype(int)  # half a day rounds up, never to even
@@ -84,6 +80,16 @@ def load_biomarkers(db: Database, study: Study, as_of: dt.date) -> Biomarkers:
     return Biomarkers(study, as_of, with_fold_change(r),
                       {int(lv): float(d) for lv, d in zip(ladder["level"], ladder["dose"]) if pd.notna(d)},
                       units.iloc[0] if len(units) else "")
+
+
+def dosed_results(results: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """``lab_results`` rows of subjects dosed with the agent, with the level label, ``below_lloq`` and the
+    ``plot_value`` (LLOQ/2 below the LLOQ); a row with neither value nor LLOQ says nothing and is left out."""
+    r = results[results["first_agent_dose_at"].notna()].copy()
+    r["label"] = r["level"].map(study.label)
+    r["below_lloq"] = r["value"].isna() & r["lloq"].notna()
+    r["plot_value"] = r["value"].fillna(r["lloq"] / 2)
+    return r[r["plot_value"].notna()]
 
 
 def with_fold_change(results: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ Rules
 - Baseline: the subject's last result of the test on or before that day;
   % change is computed for later results only.
 - A result below the limit of quantification (empty value, `lloq` given) is
-  drawn at LLOQ/2 and flagged, never dropped.
+  drawn at LLOQ/2 and flagged, never dropped (:func:`smc.biomarkers.dosed_results`).
 - Per-level medians are taken per week from first dose (day/7 rounded; the
   baselines at week 0), so scans a few days off schedule fall together, and
   drawn where at least two subjects contribute.
@@ -19,6 +19,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from smc.biomarkers import dosed_results
 from smc.db import Database
 from smc.study import Study
 
@@ -29,12 +30,8 @@ MIN_SUBJECTS_FOR_MEDIAN = 2  # one subject's value is already its own line
 
 def load_tumor_markers(db: Database, study: Study, as_of: dt.date) -> pd.DataFrame:
     """One row per marker result of a dosed subject, with day, plotted value, baseline flag and % change."""
-    r = db.query("lab_results", study_id=study.study_id, as_of=as_of, categories=[CATEGORY])
-    r = r[r["first_agent_dose_date"].notna()].copy()
-    r["label"] = r["level"].map(study.label)
-    r["below_lloq"] = r["value"].isna() & r["lloq"].notna()
-    r["plot_value"] = r["value"].fillna(r["lloq"] / 2)
-    r = r[r["plot_value"].notna()].sort_values(["subject_id", "test", "collected_at"]).reset_index(drop=True)
+    r = dosed_results(db.query("lab_results", study_id=study.study_id, as_of=as_of, categories=[CATEGORY]), study)
+    r = r.sort_values(["subject_id", "test", "collected_at"]).reset_index(drop=True)
     r["day"] = (r["collected_at"] - pd.to_datetime(r["first_agent_dose_date"])).dt.total_seconds() / 86400
     eligible = r[r["collected_at"].dt.normalize() <= pd.to_datetime(r["first_agent_dose_date"])]
     baseline_rows = eligible.groupby(["subject_id", "test"])["collected_at"].idxmax()
