@@ -102,6 +102,12 @@ else:
             "n_tested": "Subjects tested", "n_detected": "Ever detected",
             "last_day_detected": "Last day detected (any subject)"})
         st.caption("Detected: a quantifiable result above zero after dosing.")
+        with st.expander("Last day detected, per subject"):
+            st.dataframe(ui.with_subject_links(biomarkers.last_day_detected(data), ctx), hide_index=True,
+                         key="shedding_subjects", column_config={
+                             "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level",
+                             "test": "Test", "specimen": "Specimen", "n_samples": "Samples after dosing",
+                             "last_sample_day": "Last sample (day)", "last_day_detected": "Last day detected"})
 
     immunity = biomarkers.immunogenicity(data)
     if not immunity.empty:
