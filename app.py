@@ -12,6 +12,7 @@ PAGES = [
     st.Page("views/labs.py", title="Safety labs", icon=":material/biotech:", url_path="labs"),
     st.Page("views/efficacy.py", title="Efficacy", icon=":material/trending_down:", url_path="efficacy"),
     st.Page("views/biomarkers.py", title="Biomarkers", icon=":material/science:", url_path="biomarkers"),
+    st.Page("views/survival.py", title="Survival", icon=":material/timeline:", url_path="survival"),
     st.Page("views/subject.py", title="Subject profile", icon=":material/person:", url_path=ui.SUBJECT_PAGE),
 ]
 

@@ -11,12 +11,14 @@ from smc.dose_decision import dose_decision, escalation_json
 from smc.overview import overview, overview_json
 from smc.safety import load_safety, safety_json
 from smc.study import default_as_of, load_study
+from smc.survival import load_survival, survival_json
 
 
 def build_report(db: Database, study_id: str, as_of: dt.date | None = None) -> dict:
     study = load_study(db, study_id)
     as_of = as_of or default_as_of(study)
     decision = dose_decision(db, study, as_of)
+    efficacy = load_efficacy(db, study, as_of)
     return {
         "study_id": study_id,
         "as_of": as_of.isoformat(),
@@ -24,6 +26,7 @@ def build_report(db: Database, study_id: str, as_of: dt.date | None = None) -> d
         "escalation": escalation_json(decision),
         "safety": safety_json(load_safety(db, study, as_of)),
         "labs": labs_json(load_safety_labs(db, study, as_of)),
-        "efficacy": efficacy_json(load_efficacy(db, study, as_of)),
+        "efficacy": efficacy_json(efficacy),
         "biomarkers": biomarkers_json(load_biomarkers(db, study, as_of)),
+        "survival": survival_json(load_survival(db, study, as_of, efficacy)),
     }

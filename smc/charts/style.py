@@ -3,7 +3,7 @@ looks the same on every page."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
-from plotly.colors import sample_colorscale
+from plotly.colors import hex_to_rgb, sample_colorscale, unlabel_rgb
 
 # CTCAE grade 1..5: green, amber, orange, dark red, black.
 GRADE_COLORS = {1: "#4daf4a", 2: "#e6ab02", 3: "#f46d43", 4: "#a50026", 5: "#1a1a1a"}
@@ -24,6 +24,12 @@ def level_colors(levels: list[int]) -> dict[int, str]:
         return {ordered[0]: sample_colorscale("Viridis", [0.3])[0]}
     points = [0.85 * i / (len(ordered) - 1) for i in range(len(ordered))]
     return dict(zip(ordered, sample_colorscale("Viridis", points)))
+
+
+def translucent(color: str, alpha: float) -> str:
+    """``color`` (hex or rgb()) with opacity ``alpha``, for bands drawn behind a line of that colour."""
+    red, green, blue = hex_to_rgb(color) if color.startswith("#") else unlabel_rgb(color)
+    return f"rgba({red:.0f},{green:.0f},{blue:.0f},{alpha})"
 
 
 def base_layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
