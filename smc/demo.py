@@ -347,6 +347,25 @@ class Trial:
                 age=int(self.u(38, 76)), screening_date=screened, enrollment_date=None,
                 screen_fail_reason=self.spec.screen_fail_reasons[i % len(self.spec.screen_fail_reasons)],
                 dose_level=None, phase=None))
+        self.contact_after_records()
+
+    RECORD_DATES = {"administrations": ("admin_date", "end_date"), "adverse_events": ("onset_date", "end_date"),
+                    "tumor_assessments": ("assessment_date",), "lab_results": ("collected_at",)}
+
+    def contact_after_records(self) -> None:
+        """last_contact_date is the last date known alive, so never before the subject's own dated records."""
+        latest: dict[str, dt.date] = {}
+        for table, columns in self.RECORD_DATES.items():
+            for row in self.rows[table]:
+                for column in columns:
+                    when = row.get(column)
+                    if when is None:
+                        continue
+                    when = when.date() if isinstance(when, dt.datetime) else when
+                    latest[row["subject_id"]] = max(when, latest.get(row["subject_id"], when))
+        for row in self.rows["subjects"]:
+            if row.get("last_contact_date") and row["subject_id"] in latest:
+                row["last_contact_date"] = max(row["last_contact_date"], latest[row["subject_id"]])
 
     def course(self, s: SimSubject, cut: dt.date) -> None:
         rng, fd = self.rng, s.first_dose

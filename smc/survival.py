@@ -77,13 +77,45 @@ class Group:
     times: pd.DataFrame  # that group's rows of one endpoint
 
 
-def _first(*dated: tuple[dt.date | None, str]) -> tuple[dt.date, str] | None:
-    """The earliest (date, reason) among those with a date."""
-    return min(((d, why) for d, why in dated if d is not None), default=None, key=lambda pair: pair[0])
-
-
 def _na_to_none(value):
     return None if pd.isna(value) else value
+
+
+def _progression_or_death(subject) -> tuple[dt.date, str] | None:
+    """The earlier of the first PD time point and death, with which it was."""
+    dated = [(d, why) for d, why in ((_na_to_none(subject.progression_date), "progression"),
+                                     (_na_to_none(subject.death_date), "death")) if d is not None]
+    return min(dated, default=None, key=lambda pair: pair[0])
+
+
+def _overall_survival(subject, contact: dt.date | None, record: dt.date | None) -> tuple:
+    if _na_to_none(subject.death_date):
+        return subject.death_date, True, "death"
+    if contact:
+        return contact, False, "censored: last contact"
+    return record or subject.first_dose_date, False, "censored: last dated record (no contact date by then)"
+
+
+def _progression_free(subject) -> tuple:
+    ended = _progression_or_death(subject)
+    if ended:
+        return ended[0], True, ended[1]
+    last_scan = _na_to_none(subject.last_assessment_date)
+    if last_scan and last_scan > subject.first_dose_date:
+        return last_scan, False, "censored: last tumor assessment"
+    # only a baseline (on or before day 0), or no scan: no time at risk observed
+    return subject.first_dose_date, False, "censored at first dose: no tumor assessment after it"
+
+
+def _duration_of_response(subject) -> tuple:
+    ended = _progression_or_death(subject)
+    if ended:
+        return ended[0], True, ended[1]
+    return subject.last_assessment_date, False, "censored: last tumor assessment"
+
+
+def _date(value) -> dt.date | None:
+    return None if pd.isna(value) else pd.Timestamp(value).date()
 
 
 def event_times(efficacy: Efficacy, alive: pd.DataFrame) -> pd.DataFrame:
@@ -92,39 +124,15 @@ def event_times(efficacy: Efficacy, alive: pd.DataFrame) -> pd.DataFrame:
     alive = alive.set_index("subject_id")
     rows = []
     for s in efficacy.subjects.itertuples():
-        first_dose, death = s.first_dose_date, _na_to_none(s.death_date)
-        progression, last_scan = _na_to_none(s.progression_date), _na_to_none(s.last_assessment_date)
-        known = alive.loc[s.subject_id] if s.subject_id in alive.index else None
-        contact = None if known is None else _na_to_none(known["last_contact_date"])
-        record = None if known is None else _na_to_none(known["last_record_date"])
-
-        def add(endpoint, start, end, event, reason, s=s):
-            rows.append(dict(subject_id=s.subject_id, level=s.level, label=s.label, phase=s.phase,
-                             endpoint=endpoint, start_date=start, end_date=end, days=(end - start).days,
-                             event=event, reason=reason))
-
-        if death:
-            add("os", first_dose, death, True, "death")
-        elif contact:
-            add("os", first_dose, pd.Timestamp(contact).date(), False, "censored: last contact")
-        else:
-            add("os", first_dose, pd.Timestamp(record or first_dose).date(), False,
-                "censored: last dated record (no contact date by then)")
-
-        ended = _first((progression, "progression"), (death, "death"))
-        if ended:
-            add("pfs", first_dose, ended[0], True, ended[1])
-        elif last_scan and last_scan > first_dose:
-            add("pfs", first_dose, last_scan, False, "censored: last tumor assessment")
-        else:  # only a baseline (on or before day 0), or no scan: no time at risk observed
-            add("pfs", first_dose, first_dose, False, "censored at first dose: no tumor assessment after it")
-
+        known = alive.loc[s.subject_id] if s.subject_id in alive.index else {}
+        ends = [("os", s.first_dose_date, _overall_survival(s, _date(known.get("last_contact_date")),
+                                                            _date(known.get("last_record_date")))),
+                ("pfs", s.first_dose_date, _progression_free(s))]
         if _na_to_none(s.response_date):
-            ended = _first((progression, "progression"), (death, "death"))
-            if ended:
-                add("dor", s.response_date, ended[0], True, ended[1])
-            else:
-                add("dor", s.response_date, last_scan, False, "censored: last tumor assessment")
+            ends.append(("dor", s.response_date, _duration_of_response(s)))
+        rows += [dict(endpoint=endpoint, subject_id=s.subject_id, level=s.level, label=s.label, phase=s.phase,
+                      start_date=start, end_date=end, days=(end - start).days, event=event, reason=reason)
+                 for endpoint, start, (end, event, reason) in ends]
     times = pd.DataFrame(rows, columns=TIME_COLUMNS)
     return times.astype({"days": int, "event": bool}) if len(times) else times
 
