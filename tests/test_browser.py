@@ -16,7 +16,7 @@ from tests.conftest import ROOT, STUDIES, chromium_path
 pytestmark = pytest.mark.browser
 
 # Page path -> number of charts it draws for a study with enrolled subjects.
-PAGES = {"": 1, "escalation": 2, "safety": 1, "labs": 2, "efficacy": 5, "biomarkers": 3, "subject": 2}
+PAGES = {"": 1, "escalation": 2, "safety": 1, "labs": 2, "efficacy": 5, "biomarkers": 3, "survival": 1, "subject": 2}
 CHART = '[data-testid="stPlotlyChart"] .main-svg'
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 

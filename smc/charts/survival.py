@@ -67,7 +67,7 @@ def km_plot(curves: list[GroupCurve], colors: dict, unit: str, ticks: list[float
     end = ticks[-1] / scale
     fig.update_xaxes(tickvals=[t / scale for t in ticks], ticktext=tick_text, range=[-0.03 * end, 1.03 * end],
                      showgrid=True)
-    fig.update_xaxes(title_text=f"Time since first dose ({unit})", row=2, col=1)
+    fig.update_xaxes(title_text=f"Time since first dose ({unit})", showgrid=False, row=2, col=1)
     fig.update_yaxes(title_text=y_title, range=[0, 1.03], tickformat=".0%", row=1, col=1)
     fig.update_yaxes(title_text="At risk", categoryorder="array", categoryarray=labels[::-1], showgrid=False,
                      row=2, col=1)
