@@ -66,7 +66,12 @@ def _subject(lane, scans: pd.DataFrame, study: Study, as_of: dt.date) -> tuple[d
     row.update(followed_days=(end - first_dose).days, ongoing=row["off_study_date"] is None and
                row["death_date"] is None)
     if before.empty:
-        row.update(bor="NE", bor_reason="no baseline assessment", n_post_baseline=0)
+        # Not evaluable for response, but a PD and the last scan still count for PFS.
+        after = scans[scans["assessment_date"].dt.date > first_dose]
+        progressed = after[after["overall_response"] == "PD"]
+        row.update(bor="NE", bor_reason="no baseline assessment", n_post_baseline=0,
+                   progression_date=_date(progressed["assessment_date"].min()),
+                   last_assessment_date=_date(after["assessment_date"].max()))
         return row, scans.iloc[0:0]
     points = recist.measurement_changes(scans, before["assessment_date"].max())
     post = points[~points["baseline"]]

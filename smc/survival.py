@@ -8,7 +8,8 @@ Definitions (every date on or before the as-of date counts, nothing after it)
 - OS: event = death. Otherwise censored on the last date known alive:
   ``last_contact_date`` when recorded by the as-of date, else the latest dated
   record (dose, tumor assessment, lab sample, AE onset or end).
-- PFS: event = the first time-point response of PD, or death, whichever is first.
+- PFS: event = the first time-point response of PD after the first dose (with or
+  without a baseline scan), or death, whichever is first.
   Otherwise censored at the last tumor assessment; at day 0 when there is none
   after the first dose (the baseline is on or before it).
 - DOR: confirmed responders only (BOR CR or PR, :mod:`smc.efficacy`), from the
@@ -252,7 +253,7 @@ def time_ticks(max_days: float, unit: str) -> list[float]:
     per_unit, steps = (DAYS_PER_MONTH, (1, 2, 3, 6, 12)) if unit == "months" else (1, (7, 14, 28, 56, 91, 182, 364))
     span = max(max_days, 1) / per_unit
     step = next((s for s in steps if span / s <= 10), steps[-1])
-    return [i * step * per_unit for i in range(int(span // step) + 2)]
+    return [i * step * per_unit for i in range(math.ceil(span / step - 1e-9) + 1)]
 
 
 @dataclass(frozen=True)

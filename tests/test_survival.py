@@ -34,7 +34,7 @@ from tests.conftest import one_study_db
 
 D = dt.date.fromisoformat
 Z = float(norm.ppf(0.975))  # 1.959964…
-SIX_MONTHS, TWELVE_MONTHS = 6 * 30.4375, 12 * 30.4375  # 182.625 and 365.25 days
+SIX_MONTHS = 6 * 30.4375  # 182.625 days (12 months: 365.25)
 
 
 # --------------------------------------------------------------------------- independent reference code
@@ -69,12 +69,6 @@ def loglog_band(s: float, greenwood: float) -> tuple[float, float] | None:
         return None
     se = math.sqrt(greenwood) / abs(math.log(s))
     return s ** math.exp(Z * se), s ** math.exp(-Z * se)
-
-
-def step_value(times: pd.DataFrame, day: float) -> tuple[float, float, float]:
-    """S and its CI at ``day`` (right-continuous step function)."""
-    t, _, _, s, g = [row for row in km_by_hand(times) if row[0] <= day][-1]
-    return (s, *loglog_band(s, g))
 
 
 class Undetermined(Exception):
@@ -249,7 +243,6 @@ def test_landmark_rates_and_their_ci():
     lo12, hi12 = loglog_band(s12, 1 / 30 + 1 / 20 + 1 / 6)
     assert (row["s6m"], row["s6m_lo"], row["s6m_hi"]) == pytest.approx((s6, lo6, hi6), abs=1e-9)
     assert (row["s12m"], row["s12m_lo"], row["s12m_hi"]) == pytest.approx((s12, lo12, hi12), abs=1e-9)
-    assert step_value(times, SIX_MONTHS) == pytest.approx((s6, lo6, hi6))  # the reference agrees with itself
 
 
 def test_landmark_beyond_the_longest_time_is_none():
@@ -399,16 +392,11 @@ def test_survival_table_display_months_and_days():
     days = survival.survival_table_display(table, "days")
     assert months["Group"].tolist() == ["L1", "L2", "L3"]
     assert months["N"].tolist() == [11, 5, 6] and months["Events"].tolist() == [7, 1, 3]
-    m3, lo3, hi3 = median_by_hand(frame("30 100 200+ 250 400+ 500+"))
-    assert m3 == 250
-
-    def mo(d):
-        return "NR" if d is None else f"{d / 30.4375:.1f}"
-
-    assert months["Median, months [95% CI]"].tolist() == [
-        "1.0 [0.4–NR]", "NR [0.3–NR]", f"{mo(m3)} [{mo(lo3)}–{mo(hi3)}]"]
-    assert days["Median, days [95% CI]"].tolist() == [
-        "31 [13–NR]", "NR [10–NR]", f"250 [{lo3}–{'NR' if hi3 is None else hi3}]"]
+    # level 3 by hand: median 250; lower band at 30 (S = 5/6, sum 1/30) ~ 0.27 <= 0.5 -> 30; the upper band
+    # at 250 (S = 4/9, sum 1/30 + 1/20 + 1/6) ~ 0.78 and S stays 4/9 -> NR. In months 250 d = 8.21, 30 d = 0.99.
+    assert median_by_hand(frame("30 100 200+ 250 400+ 500+")) == (250, 30, None)
+    assert months["Median, months [95% CI]"].tolist() == ["1.0 [0.4–NR]", "NR [0.3–NR]", "8.2 [1.0–NR]"]
+    assert days["Median, days [95% CI]"].tolist() == ["31 [13–NR]", "NR [10–NR]", "250 [30–NR]"]
     lo6, hi6 = loglog_band(4 / 6, 1 / 30 + 1 / 20)
     lo12, hi12 = loglog_band(4 / 9, 1 / 30 + 1 / 20 + 1 / 6)
     # level 2's longest time (50) is short of 182.625 days as well
@@ -655,6 +643,7 @@ def test_survival_json_at_the_cut(trial):
     }
     expected_medians = {"os": {1: 200, 2: None, "all": None}, "pfs": {1: 60, 2: 137, "all": 112},
                         "dor": {1: 70, 2: 95, "all": 95}}
+    checked = 0
     for endpoint, by_group in specs.items():
         got = out[endpoint]
         assert [r["group"] for r in got] == [1, 2, 3, "all"], endpoint
@@ -671,6 +660,8 @@ def test_survival_json_at_the_cut(trial):
                 continue
             assert r["median_lo"] == (None if lo is None else round(lo, 2)), (endpoint, r["group"])
             assert r["median_hi"] == (None if hi is None else round(hi, 2)), (endpoint, r["group"])
+            checked += 1
+    assert checked == 7  # all but PFS and DOR level 1, whose curves drop to 0 before the upper band is at 0.5
     assert isinstance(out["os"][0]["group"], int)
 
 
@@ -681,3 +672,16 @@ def test_survival_table_by_level_skips_empty_levels_and_pools(trial):
     assert by_level["n"].tolist() == [3, 4] and by_level["events"].tolist() == [2, 1]
     pooled = survival.survival_table(data, "os", "all")
     assert pooled["group"].tolist() == ["all"] and pooled["n"].tolist() == [7]
+
+
+def test_progression_without_a_baseline_scan_still_ends_pfs(tmp_path):
+    """Not evaluable for response (no baseline), but a PD after the first dose is a progression, and without one
+    the subject is censored at the last scan."""
+    db, study = one_study_db(tmp_path / "nobase.duckdb", subjects=[
+        subject("101", 1, "2024-05-20"), subject("102", 1, "2024-05-21")],
+        administrations=[dose("101", iso("101", 0)), dose("102", iso("102", 0))],
+        tumor_assessments=[scan("101", 42, 60, "SD"), scan("101", 84, 80, "PD"), scan("102", 42, 50, "SD"),
+                           scan("102", 90, 50, "SD")])
+    r = {x.subject_id: x for x in survival.load_survival(db, study, CUT).endpoint("pfs").itertuples()}
+    assert (r["101"].days, bool(r["101"].event), r["101"].reason) == (84, True, "progression")
+    assert (r["102"].days, bool(r["102"].event)) == (90, False)

@@ -42,16 +42,14 @@ SELECT dosed.subject_id, label, dosed.phase,
 FROM dosed JOIN subjects s ON s.study_id = $1 AND s.subject_id = dosed.subject_id
 """
 
-# PFS: the first PD time point after the baseline (last scan on or before the first dose) or death, whichever
-# first; else censored at the last scan after the first dose, or day 0 without one.
+# PFS: the first PD time point after the first dose or death, whichever first; else censored at the last scan
+# after the first dose, or day 0 without one.
 PFS_SQL = DOSED + """,
-scans AS (SELECT t.subject_id, t.assessment_date, t.overall_response, dosed.d FROM tumor_assessments t
-          JOIN dosed USING (subject_id) WHERE t.study_id = $1 AND t.assessment_date <= $2),
-base AS (SELECT subject_id, max(assessment_date) AS b FROM scans WHERE assessment_date <= d GROUP BY 1),
-first_pd AS (SELECT subject_id, min(assessment_date) AS pd FROM scans JOIN base USING (subject_id)
-             WHERE assessment_date > b AND overall_response = 'PD' GROUP BY 1),
-last_scan AS (SELECT subject_id, max(assessment_date) AS l FROM scans JOIN base USING (subject_id)
-              WHERE assessment_date > d GROUP BY 1)
+scans AS (SELECT t.subject_id, t.assessment_date, t.overall_response FROM tumor_assessments t
+          JOIN dosed USING (subject_id) WHERE t.study_id = $1 AND t.assessment_date <= $2
+          AND t.assessment_date > dosed.d),
+first_pd AS (SELECT subject_id, min(assessment_date) AS pd FROM scans WHERE overall_response = 'PD' GROUP BY 1),
+last_scan AS (SELECT subject_id, max(assessment_date) AS l FROM scans GROUP BY 1)
 SELECT subject_id, label, phase, coalesce(least(pd, death), l, d) - d, least(pd, death) IS NOT NULL
 FROM dosed LEFT JOIN first_pd USING (subject_id) LEFT JOIN last_scan USING (subject_id)
 """
@@ -96,11 +94,11 @@ def check_page(at, expected: dict[str, tuple], index: int):
     groups = by_group(expected, index)
     table = table_with(at, "Events")
     assert set(table["Group"]) == set(groups)
-    for row in table.itertuples():
-        times = groups[row.Group]
-        assert row.N == len(times)
-        assert row.Events == sum(event for _, event in times)
-        assert getattr(row, "_4").split(" [")[0] == median_text(km_median(times)), row.Group
+    for _, row in table.iterrows():
+        times = groups[row["Group"]]
+        assert row["N"] == len(times)
+        assert row["Events"] == sum(event for _, event in times)
+        assert row["Median, months [95% CI]"].split(" [")[0] == median_text(km_median(times)), row["Group"]
     spec = figures(at)[0]
     curves = [t for t in spec["data"] if t.get("mode") == "lines" and t.get("showlegend", True)]
     assert [c["name"] for c in curves] == list(table["Group"])
@@ -138,9 +136,9 @@ def test_survival_page_by_phase_and_pooled(app_env, sql, study_id):
     at.segmented_control(key="survival_unit").set_value("days").run()
     at.toggle(key="survival_ci").set_value(True).run()
     assert not at.exception
-    pooled = next(r for r in table_with(at, "Events").itertuples())
+    pooled = table_with(at, "Events").iloc[0]
     median = km_median([(d, e) for _, _, d, e in expected.values()])
-    assert getattr(pooled, "_4").split(" [")[0] == ("NR" if median is None else f"{median:.0f}")
+    assert pooled["Median, days [95% CI]"].split(" [")[0] == ("NR" if median is None else f"{median:.0f}")
     bands = [t for t in figures(at)[0]["data"] if t.get("fill") == "tonexty"]
     assert len(bands) == 1
 
