@@ -11,6 +11,7 @@ CREATE TABLE studies (
     dlt_window_days     INTEGER NOT NULL CHECK (dlt_window_days > 0),
     target_dlt_rate     DOUBLE CHECK (target_dlt_rate > 0 AND target_dlt_rate < 1),
     planned_enrollment  INTEGER CHECK (planned_enrollment >= 0),
+    enrollment_target_date DATE,
     min_sd_days         INTEGER CHECK (min_sd_days >= 0),
     indication          VARCHAR,
     data_cut_date       DATE
@@ -125,3 +126,95 @@ CREATE TABLE load_info (
     n_warnings     INTEGER NOT NULL,
     smc_version    VARCHAR NOT NULL
 );
+
+-- The contract's descriptions, for the Explore page's schema browser and
+-- `SELECT table_name, column_name, comment FROM duckdb_columns()`.
+COMMENT ON TABLE studies IS 'One row per study: design, escalated agent, DLT window, plan and data cut.';
+COMMENT ON TABLE dose_levels IS 'The dose ladder of each study; order = numeric order of level.';
+COMMENT ON TABLE sites IS 'Clinical sites.';
+COMMENT ON TABLE subjects IS 'One row per screened subject (screen failures have no enrollment_date).';
+COMMENT ON TABLE administrations IS 'One row per administration (or per daily-dosing period).';
+COMMENT ON TABLE adverse_events IS 'One row per adverse event, CTCAE v5 graded, with the adjudicated DLT flag.';
+COMMENT ON TABLE tumor_assessments IS 'One row per RECIST 1.1 time point; the baseline row (on or before the first dose) has no overall_response.';
+COMMENT ON TABLE lab_results IS 'All longitudinal measurements: safety labs, tumor markers, immune cells, virology, PK, cytokines, immunogenicity.';
+COMMENT ON COLUMN studies.study_id IS 'short identifier, e.g. IDOV-SAFE-101 (required)';
+COMMENT ON COLUMN studies.title IS 'full title';
+COMMENT ON COLUMN studies.design IS '3+3, or ATD+3+3 (accelerated titration: one subject per level until the first DLT, then 3+3) (required)';
+COMMENT ON COLUMN studies.agent IS 'the dose-escalated investigational product; a subject''s DLT window starts at its first administration of this agent (required)';
+COMMENT ON COLUMN studies.dlt_window_days IS 'length of the DLT observation window in days (e.g. 21, 28) (required)';
+COMMENT ON COLUMN studies.target_dlt_rate IS 'target DLT rate for model-based advice (BOIN); default 0.30';
+COMMENT ON COLUMN studies.planned_enrollment IS 'planned number of subjects (escalation + expansion)';
+COMMENT ON COLUMN studies.enrollment_target_date IS 'date by which planned_enrollment should be reached (the enrollment plan); empty: no date';
+COMMENT ON COLUMN studies.min_sd_days IS 'RECIST minimum time from first dose for a best response of SD; default 42';
+COMMENT ON COLUMN studies.indication IS 'e.g. Advanced solid tumors';
+COMMENT ON COLUMN studies.data_cut_date IS 'date the data were extracted; the default "as of" date';
+COMMENT ON COLUMN dose_levels.study_id IS 'study identifier (studies.study_id) (required)';
+COMMENT ON COLUMN dose_levels.level IS 'integer. Level 1 is the starting dose; 2, 3, … escalate; -1, -2 are de-escalation levels below the start. Order = numeric order (required)';
+COMMENT ON COLUMN dose_levels.label IS 'human label, e.g. 3×10^8 PFU (required)';
+COMMENT ON COLUMN dose_levels.dose IS 'numeric dose of agent';
+COMMENT ON COLUMN dose_levels.unit IS 'PFU, VP, cells, mg, …';
+COMMENT ON COLUMN sites.site_id IS 'site id (required)';
+COMMENT ON COLUMN sites.name IS 'name';
+COMMENT ON COLUMN sites.country IS 'country';
+COMMENT ON COLUMN subjects.study_id IS 'study identifier (studies.study_id) (required)';
+COMMENT ON COLUMN subjects.subject_id IS 'unique within the study (required)';
+COMMENT ON COLUMN subjects.site_id IS 'site id';
+COMMENT ON COLUMN subjects.sex IS 'M/F';
+COMMENT ON COLUMN subjects.age IS 'years at consent';
+COMMENT ON COLUMN subjects.screening_date IS 'screening date';
+COMMENT ON COLUMN subjects.enrollment_date IS 'empty for a screen failure (required)';
+COMMENT ON COLUMN subjects.screen_fail_reason IS 'screen fail reason';
+COMMENT ON COLUMN subjects.dose_level IS 'assigned level (empty for a screen failure) (required)';
+COMMENT ON COLUMN subjects.phase IS 'escalation (default) or expansion; only escalation subjects count in escalation decisions';
+COMMENT ON COLUMN subjects.cohort IS 'cohort number within the study';
+COMMENT ON COLUMN subjects.dlt_evaluable IS 'N marks a subject as not evaluable for DLT (replaced); empty means derive it';
+COMMENT ON COLUMN subjects.off_treatment_date IS 'last day on study treatment';
+COMMENT ON COLUMN subjects.off_treatment_reason IS 'off treatment reason';
+COMMENT ON COLUMN subjects.off_study_date IS 'date the subject left the study (withdrawal, lost to follow-up, death)';
+COMMENT ON COLUMN subjects.off_study_reason IS 'off study reason';
+COMMENT ON COLUMN subjects.death_date IS 'death date';
+COMMENT ON COLUMN subjects.death_cause IS 'death cause';
+COMMENT ON COLUMN subjects.last_contact_date IS 'last date known alive';
+COMMENT ON COLUMN administrations.study_id IS 'study identifier (studies.study_id) (required)';
+COMMENT ON COLUMN administrations.subject_id IS 'subject identifier, unique within the study (required)';
+COMMENT ON COLUMN administrations.agent IS 'e.g. IDOV-SAFE, toripalimab, regorafenib, IL-2, cyclophosphamide (required)';
+COMMENT ON COLUMN administrations.admin_date IS 'admin date (required)';
+COMMENT ON COLUMN administrations.admin_time IS 'clock time the administration started (HH:MM), for hours-after-dose of PK-like samples';
+COMMENT ON COLUMN administrations.end_date IS 'last day of a continuous dosing period (e.g. oral D1–D21)';
+COMMENT ON COLUMN administrations.dose IS 'dose';
+COMMENT ON COLUMN administrations.unit IS 'unit';
+COMMENT ON COLUMN administrations.route IS 'IV, HAI (hepatic artery infusion), PO, SC, …';
+COMMENT ON COLUMN administrations.cycle IS 'cycle';
+COMMENT ON COLUMN administrations.day IS 'study day within cycle';
+COMMENT ON COLUMN adverse_events.study_id IS 'study identifier (studies.study_id) (required)';
+COMMENT ON COLUMN adverse_events.subject_id IS 'subject identifier, unique within the study (required)';
+COMMENT ON COLUMN adverse_events.ae_seq IS 'sequence number within subject';
+COMMENT ON COLUMN adverse_events.term IS 'preferred term (MedDRA-like), e.g. Cytokine release syndrome (required)';
+COMMENT ON COLUMN adverse_events.soc IS 'system organ class, e.g. Immune system disorders';
+COMMENT ON COLUMN adverse_events.onset_date IS 'onset date (required)';
+COMMENT ON COLUMN adverse_events.end_date IS 'empty if ongoing';
+COMMENT ON COLUMN adverse_events.grade IS 'CTCAE v5 grade 1–5 (required)';
+COMMENT ON COLUMN adverse_events.serious IS 'Y/N';
+COMMENT ON COLUMN adverse_events.related IS 'Y/N: related to study treatment per investigator';
+COMMENT ON COLUMN adverse_events.dlt IS 'Y/N: adjudicated dose-limiting toxicity (required)';
+COMMENT ON COLUMN adverse_events.outcome IS 'outcome';
+COMMENT ON COLUMN adverse_events.action_taken IS 'action taken';
+COMMENT ON COLUMN tumor_assessments.study_id IS 'study identifier (studies.study_id) (required)';
+COMMENT ON COLUMN tumor_assessments.subject_id IS 'subject identifier, unique within the study (required)';
+COMMENT ON COLUMN tumor_assessments.assessment_date IS 'assessment date (required)';
+COMMENT ON COLUMN tumor_assessments.target_sum_mm IS 'sum of diameters of target lesions (mm)';
+COMMENT ON COLUMN tumor_assessments.new_lesions IS 'Y/N';
+COMMENT ON COLUMN tumor_assessments.nontarget_response IS 'CR, NON-CR/NON-PD, PD, NE';
+COMMENT ON COLUMN tumor_assessments.overall_response IS 'investigator time-point response: CR, PR, SD, PD, NE';
+COMMENT ON COLUMN lab_results.study_id IS 'study identifier (studies.study_id) (required)';
+COMMENT ON COLUMN lab_results.subject_id IS 'subject identifier, unique within the study (required)';
+COMMENT ON COLUMN lab_results.collected_at IS 'date or timestamp of collection (required)';
+COMMENT ON COLUMN lab_results.category IS 'hematology, chemistry (safety labs), tumor_marker, t_cell, virology, pk, cytokine, immunogenicity, other';
+COMMENT ON COLUMN lab_results.test IS 'e.g. Neutrophils, Platelets, ALT, AST, Bilirubin, Creatinine, CA19-9, CEA, CA125, CD8+ effector memory T cells, PD-1+TIM-3+ CD8+ T cells, Viral DNA, Live virus, Adenovirus copies, IL-12, Neutralizing antibody titer, TCR gene copies, TCR-T cells, Anti-drug antibody (required)';
+COMMENT ON COLUMN lab_results.specimen IS 'serum, plasma, whole blood, PBMC, urine, throat swab, rectal swab, injection-site swab';
+COMMENT ON COLUMN lab_results.value IS 'numeric result; for a result below the limit of quantification give the limit in lloq and leave value empty (required)';
+COMMENT ON COLUMN lab_results.unit IS 'unit';
+COMMENT ON COLUMN lab_results.lloq IS 'lower limit of quantification';
+COMMENT ON COLUMN lab_results.ref_low IS 'lower limit of the normal range (safety labs)';
+COMMENT ON COLUMN lab_results.ref_high IS 'upper limit of normal (ULN)';
+COMMENT ON COLUMN lab_results.grade IS 'CTCAE v5 grade of this result where the lab grades it (0–4)';

@@ -66,6 +66,7 @@ SPECS: list[TrialSpec] = [
         study=dict(study_id="IDOV-SAFE", design="ATD+3+3", agent="IDOV-SAFE", dlt_window_days=21,
                    title="Safety and Efficacy of Intravenous IDOV-SAFE in Advanced Solid Tumors",
                    target_dlt_rate=0.30, planned_enrollment=32, min_sd_days=42,
+                   enrollment_target_date=dt.date(2025, 6, 30),
                    indication="Advanced solid tumors"),
         levels=[dict(level=i + 1, label=label, dose=dose, unit="PFU") for i, (label, dose) in enumerate([
             ("3×10^8 PFU", 3e8), ("7×10^8 PFU", 7e8), ("1×10^9 PFU", 1e9), ("3×10^9 PFU", 3e9),
@@ -85,6 +86,7 @@ SPECS: list[TrialSpec] = [
         study=dict(study_id="BIOTTT001", design="3+3", agent="BioTTT001", dlt_window_days=28,
                    title="BioTTT001 with Toripalimab and Regorafenib in Colorectal Cancer Liver Metastases",
                    target_dlt_rate=0.30, planned_enrollment=30, min_sd_days=42,
+                   enrollment_target_date=dt.date(2025, 4, 30),
                    indication="Metastatic colorectal cancer with liver metastases"),
         levels=[dict(level=i + 1, label=label, dose=dose, unit="VP") for i, (label, dose) in enumerate([
             ("5×10^7 VP", 5e7), ("5×10^8 VP", 5e8), ("5×10^9 VP", 5e9), ("1×10^10 VP", 1e10)])],

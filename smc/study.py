@@ -17,6 +17,7 @@ class Study:
     dlt_window_days: int
     target_dlt_rate: float
     planned_enrollment: int | None
+    enrollment_target_date: dt.date | None
     min_sd_days: int
     indication: str | None
     data_cut_date: dt.date | None
@@ -42,7 +43,8 @@ def load_study(db: Database, study_id: str) -> Study:
     return Study(
         study_id=study_id, title=r["title"], design=r["design"], agent=r["agent"],
         dlt_window_days=r["dlt_window_days"], target_dlt_rate=r["target_dlt_rate"],
-        planned_enrollment=r["planned_enrollment"], min_sd_days=r["min_sd_days"], indication=r["indication"],
+        planned_enrollment=r["planned_enrollment"], enrollment_target_date=r["enrollment_target_date"],
+        min_sd_days=r["min_sd_days"], indication=r["indication"],
         data_cut_date=r["data_cut_date"],
         levels=tuple(DoseLevel(lv["level"], lv["label"]) for lv in db.rows("dose_levels", study_id=study_id)),
     )

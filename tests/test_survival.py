@@ -312,7 +312,7 @@ def test_time_ticks_stop_at_the_first_tick_covering_the_longest_time(max_days, u
 
 def make_study(levels=(1, 2, 3)) -> Study:
     return Study(study_id="S1", title=None, design="3+3", agent="VIRUS", dlt_window_days=28, target_dlt_rate=0.3,
-                 planned_enrollment=None, min_sd_days=42, indication=None, data_cut_date=D("2025-03-15"),
+                 planned_enrollment=None, enrollment_target_date=None, min_sd_days=42, indication=None, data_cut_date=D("2025-03-15"),
                  levels=tuple(DoseLevel(lv, f"L{lv}") for lv in levels))
 
 
