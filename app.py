@@ -13,6 +13,8 @@ PAGES = [
     st.Page("views/efficacy.py", title="Efficacy", icon=":material/trending_down:", url_path="efficacy"),
     st.Page("views/biomarkers.py", title="Biomarkers", icon=":material/science:", url_path="biomarkers"),
     st.Page("views/survival.py", title="Survival", icon=":material/timeline:", url_path="survival"),
+    st.Page("views/enrollment.py", title="Enrollment", icon=":material/group_add:", url_path="enrollment"),
+    st.Page("views/explore.py", title="Explore", icon=":material/query_stats:", url_path="explore"),
     st.Page("views/subject.py", title="Subject profile", icon=":material/person:", url_path=ui.SUBJECT_PAGE),
 ]
 

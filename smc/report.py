@@ -6,6 +6,7 @@ import datetime as dt
 from smc.biomarkers import biomarkers_json, load_biomarkers
 from smc.db import Database
 from smc.efficacy import efficacy_json, load_efficacy
+from smc.enrollment import enrollment_json, load_enrollment
 from smc.labs import labs_json, load_safety_labs
 from smc.dose_decision import dose_decision, escalation_json
 from smc.overview import overview, overview_json
@@ -29,4 +30,5 @@ def build_report(db: Database, study_id: str, as_of: dt.date | None = None) -> d
         "efficacy": efficacy_json(efficacy),
         "biomarkers": biomarkers_json(load_biomarkers(db, study, as_of)),
         "survival": survival_json(load_survival(db, study, as_of, efficacy)),
+        "enrollment": enrollment_json(load_enrollment(db, study, as_of)),
     }

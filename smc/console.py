@@ -1,0 +1,107 @@
+"""The investigator's SQL console: one read-only SELECT at a time on the data cut.
+
+This is patient-level data on a shared server, so three layers stand between a
+typed statement and harm:
+1. DuckDB's own parser must find exactly one statement, of type SELECT (which
+   covers WITH … SELECT, ``FROM x``, VALUES, DESCRIBE, SUMMARIZE and SHOW).
+2. It runs on the app's connection: read-only, external access disabled and
+   configuration locked (:data:`smc.db.READ_ONLY_CONFIG`), so no file, network,
+   ATTACH, INSTALL/LOAD, COPY, SET or PRAGMA can work even if 1. were fooled.
+3. A time limit interrupts the query (its own cursor only; other sessions go on)
+   and a row cap truncates the result. Both say so.
+Every outcome is a :class:`ConsoleResult` with a message; nothing raises.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from smc.db import Database
+
+# Named settings (environment variables override the defaults).
+TIME_LIMIT_SECONDS = float(os.environ.get("SMC_CONSOLE_TIME_LIMIT_SECONDS", "5"))
+ROW_CAP = int(os.environ.get("SMC_CONSOLE_ROW_CAP", "10000"))
+MAX_STATEMENT_CHARS = 20_000
+
+ALLOWED = "one SELECT statement (WITH … SELECT, FROM table, VALUES, DESCRIBE, SUMMARIZE and SHOW count)"
+
+
+@dataclass(frozen=True)
+class ConsoleResult:
+    status: str  # "ok", "truncated", "refused", "timeout" or "error"
+    message: str
+    rows: pd.DataFrame | None = None
+    elapsed_ms: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "truncated")
+
+
+class Refused(ValueError):
+    """The statement may not run; the message says why."""
+
+
+class Unparsable(Refused):
+    """DuckDB's parser could not read the statement."""
+
+
+def check_statement(text: str | None) -> str:
+    """The statement to run, stripped, or :class:`Refused` naming what is wrong."""
+    statement = (text or "").strip()
+    if not statement:
+        raise Refused(f"The box is empty. Write {ALLOWED}.")
+    if len(statement) > MAX_STATEMENT_CHARS:
+        raise Refused(f"The statement is {len(statement):,} characters long; the limit is "
+                      f"{MAX_STATEMENT_CHARS:,}.")
+    try:
+        statements = duckdb.extract_statements(statement)
+    except duckdb.Error as exc:
+        raise Unparsable(f"Syntax error: {_first_line(exc)}") from None
+    if len(statements) != 1:
+        raise Refused(f"Found {len(statements)} statements; run exactly {ALLOWED}.")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise Refused(f"Only {ALLOWED} can run here; this is a {kind.name} statement. The data cut is read-only.")
+    return statement
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def run_console(db: Database, text: str | None, time_limit: float = TIME_LIMIT_SECONDS,
+                row_cap: int = ROW_CAP) -> ConsoleResult:
+    """Check and run one statement with the time limit and row cap."""
+    try:
+        statement = check_statement(text)
+    except Refused as exc:
+        return ConsoleResult("error" if isinstance(exc, Unparsable) else "refused", str(exc))
+    cursor = db.connection().cursor()
+    timer = threading.Timer(time_limit, cursor.interrupt)
+    started = time.perf_counter()
+    try:
+        timer.start()
+        rows = cursor.sql(statement).limit(row_cap + 1).df()
+    except duckdb.InterruptException:
+        return ConsoleResult("timeout", f"Stopped after the {time_limit:g} s time limit. Narrow the query (filter "
+                                        "early, avoid cross joins) and run it again.")
+    except duckdb.PermissionException as exc:
+        return ConsoleResult("refused", f"Refused by the database (files, network and settings are off here): "
+                                        f"{_first_line(exc)}")
+    except (duckdb.Error, ValueError, TypeError, MemoryError) as exc:
+        return ConsoleResult("error", f"The query failed: {_first_line(exc)}")
+    finally:
+        timer.cancel()
+        cursor.close()
+    elapsed = (time.perf_counter() - started) * 1000
+    if len(rows) > row_cap:
+        return ConsoleResult("truncated", f"Showing the first {row_cap:,} rows; the result has more. Add a LIMIT or "
+                                          "aggregate.", rows.iloc[:row_cap], elapsed)
+    return ConsoleResult("ok", f"{len(rows):,} row{'s' if len(rows) != 1 else ''} in {elapsed:,.0f} ms.", rows,
+                         elapsed)
