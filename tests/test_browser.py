@@ -3,6 +3,7 @@ demo study, finds its charts drawn and no error box."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from tests.conftest import ROOT, STUDIES, chromium_path
 pytestmark = pytest.mark.browser
 
 # Page path -> number of charts it draws for a study with enrolled subjects.
-PAGES = {"": 1, "escalation": 2, "safety": 1, "labs": 2, "efficacy": 5, "biomarkers": 3, "survival": 1, "subject": 2}
+PAGES = {"": 1, "escalation": 2, "safety": 1, "labs": 2, "efficacy": 5, "biomarkers": 3, "survival": 1, "enrollment": 3,
+         "subject": 2}
 CHART = '[data-testid="stPlotlyChart"] .main-svg'
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
@@ -118,3 +120,20 @@ def test_clicking_a_waterfall_bar_opens_that_subjects_profile(server, page):
     page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
     assert "study=IDOV-SAFE" in page.url and "subject=IDOV-SAFE-" in page.url
     assert page.locator(ERRORS).count() == 0
+
+
+def test_explore_console_runs_a_query_and_draws_its_chart(server, page):
+    page.goto(f"{server}/explore?study=BIOTTT001")
+    page.wait_for_selector(CHART, timeout=60_000)  # the pivot's chart
+    box = page.get_by_role("textbox", name="SQL")
+    box.fill("SELECT dose_level, count(*) AS n FROM subjects GROUP BY ALL ORDER BY 1")
+    box.press("Control+Enter")  # commits the text before the click
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
+    assert page.get_by_text(re.compile(r"^\d+ rows? in [\d,]+ ms")).is_visible()
+    assert page.locator(ERRORS).count() == 0
+    box.fill("DROP TABLE subjects")
+    box.press("Control+Enter")
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=30_000)
+    assert "Only one SELECT" in page.locator('[data-testid="stAlertContentError"]').inner_text()
