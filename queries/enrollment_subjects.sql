@@ -8,7 +8,7 @@ WITH first_dose AS (
     GROUP BY subject_id
 )
 SELECT s.subject_id, s.site_id, coalesce(t.name, s.site_id) AS site_name,
-       coalesce(s.screening_date, s.enrollment_date) AS screening_date,
+       coalesce(s.screening_date, s.enrollment_date) AS screened_on, s.screening_date,
        s.enrollment_date IS NULL AS screen_failed,
        CASE WHEN s.enrollment_date IS NULL THEN coalesce(s.screen_fail_reason, 'not recorded') END
            AS screen_fail_reason,
@@ -24,4 +24,4 @@ FROM subjects s
 LEFT JOIN sites t USING (site_id)
 LEFT JOIN first_dose f USING (subject_id)
 WHERE s.study_id = $study_id AND coalesce(s.screening_date, s.enrollment_date) <= $as_of
-ORDER BY screening_date, s.subject_id
+ORDER BY screened_on, s.subject_id

@@ -96,7 +96,7 @@ def load_enrollment(db: Database, study: Study, as_of: dt.date) -> Enrollment:
 def cumulative(data: Enrollment) -> pd.DataFrame:
     """date, screened, enrolled: running totals on every date something changed, ending on the as-of date."""
     events = pd.concat([
-        pd.DataFrame({"date": data.subjects["screening_date"], "screened": 1, "enrolled": 0}),
+        pd.DataFrame({"date": data.subjects["screened_on"], "screened": 1, "enrolled": 0}),
         pd.DataFrame({"date": data.enrolled_subjects["enrollment_date"], "screened": 0, "enrolled": 1})])
     if events.empty:
         return pd.DataFrame(columns=["date", "screened", "enrolled"])
@@ -152,11 +152,12 @@ def projection(data: Enrollment, window_days: int = RECENT_DAYS) -> Projection |
         return Projection(data.planned, data.enrolled, window, recent, rate, low, high, dates[data.planned - 1],
                           None, None, None)
 
-    def after(per_day: float) -> dt.date | None:
-        return data.as_of + dt.timedelta(days=math.ceil(remaining / per_day)) if per_day > 0 else None
+    def after(days: float | None) -> dt.date | None:  # rounded first: 11 / (33 / 90) is 30.000000000000004
+        return None if days is None else data.as_of + dt.timedelta(days=math.ceil(round(days, 9)))
 
-    return Projection(data.planned, data.enrolled, window, recent, rate, low, high, None, after(rate), after(high),
-                      after(low))
+    return Projection(data.planned, data.enrolled, window, recent, rate, low, high, None,
+                      after(remaining * window / recent if recent else None), after(remaining / high),
+                      after(remaining / low if low > 0 else None))
 
 
 def by_site(data: Enrollment) -> pd.DataFrame:
@@ -193,11 +194,12 @@ def screen_fail_reasons(data: Enrollment) -> pd.DataFrame:
 
 
 def timing(data: Enrollment) -> pd.DataFrame:
-    """Days from screening to enrollment and from enrollment to first dose: n, median, min, max."""
+    """Days from screening to enrollment and from enrollment to first dose: n, median, min, max (subjects
+    without a recorded screening date or first dose are left out of that interval)."""
     enrolled = data.enrolled_subjects
     intervals = {
         "Screening → enrollment": (pd.to_datetime(enrolled["enrollment_date"])
-                                   - pd.to_datetime(enrolled["screening_date"])).dt.days,
+                                   - pd.to_datetime(enrolled["screening_date"])).dt.days.dropna(),
         "Enrollment → first dose": (pd.to_datetime(enrolled["first_dose_date"])
                                     - pd.to_datetime(enrolled["enrollment_date"])).dt.days.dropna(),
     }

@@ -58,7 +58,8 @@ def chromium_path() -> str | None:
 
 def one_study_db(path: Path, **tables: list[dict]):
     """A database of study S1 (3+3, agent VIRUS, 28-day DLT window, levels 1-3, cut 2025-03-15)
-    plus the given tables as lists of row dicts; returns (Database, Study)."""
+    plus the given tables as lists of row dicts (``studies`` or ``dose_levels`` replace the defaults);
+    returns (Database, Study of S1)."""
     import pandas as pd
 
     from smc.db import Database
@@ -66,7 +67,7 @@ def one_study_db(path: Path, **tables: list[dict]):
     from smc.study import load_study
     tables = dict(
         studies=[dict(study_id="S1", design="3+3", agent="VIRUS", dlt_window_days=28, data_cut_date="2025-03-15")],
-        dose_levels=[dict(study_id="S1", level=lv, label=f"1e{7 + lv} PFU") for lv in (1, 2, 3)], **tables)
+        dose_levels=[dict(study_id="S1", level=lv, label=f"1e{7 + lv} PFU") for lv in (1, 2, 3)]) | tables
     import_tables({name: as_text(pd.DataFrame(rows)) for name, rows in tables.items()}, path, "test")
     db = Database(path)
     return db, load_study(db, "S1")

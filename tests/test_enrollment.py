@@ -36,6 +36,7 @@ from scipy.stats import gamma
 from smc import enrollment
 from smc.db import Database
 from smc.study import load_study
+from tests import conftest
 from tests.conftest import STUDIES, as_of_dates
 
 D = dt.date.fromisoformat
@@ -46,16 +47,8 @@ CUT = D("2025-03-15")
 
 
 def one_study_db(path, **tables: list[dict]):
-    """Like conftest's ``one_study_db`` (study S1, levels 1-3, cut 2025-03-15), except that the given tables,
-    ``studies`` and ``dose_levels`` included, replace the defaults (conftest's helper cannot take a studies
-    row, and these tests need planned_enrollment and enrollment_target_date); returns (Database, Study)."""
-    from smc.load import as_text, import_tables
-    tables = {"studies": [study_row()],
-              "dose_levels": [dict(study_id="S1", level=lv, label=f"1e{7 + lv} PFU") for lv in (1, 2, 3)],
-              **tables}
-    import_tables({name: as_text(pd.DataFrame(rows)) for name, rows in tables.items()}, path, "test")
-    db = Database(path)
-    return db, load_study(db, "S1")
+    """conftest's helper with this file's study row (planned 8 by 2025-06-30) unless ``studies`` is given."""
+    return conftest.one_study_db(path, **({"studies": [study_row()]} | tables))
 
 
 def study_row(study_id="S1", planned=8, target="2025-06-30", cut="2025-03-15", **extra):
