@@ -14,6 +14,7 @@ Every outcome is a :class:`ConsoleResult` with a message; nothing raises.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ TIME_LIMIT_SECONDS = float(os.environ.get("SMC_CONSOLE_TIME_LIMIT_SECONDS", "5")
 ROW_CAP = int(os.environ.get("SMC_CONSOLE_ROW_CAP", "10000"))
 MAX_STATEMENT_CHARS = 20_000
 
+# External access is off, but DuckDB still lets a connection read its own database file; no file reader at all.
+FILE_READERS = re.compile(r"\b(read_\w+|glob|sniff_csv|parquet_\w+|iceberg_\w+|delta_scan)\s*\(", re.IGNORECASE)
 ALLOWED = "one SELECT statement (WITH … SELECT, FROM table, VALUES, DESCRIBE, SUMMARIZE and SHOW count)"
 
 
@@ -65,9 +68,23 @@ def check_statement(text: str | None) -> str:
         raise Unparsable(f"Syntax error: {_first_line(exc)}") from None
     if len(statements) != 1:
         raise Refused(f"Found {len(statements)} statements; run exactly {ALLOWED}.")
-    kind = statements[0].type
-    if kind != duckdb.StatementType.SELECT:
-        raise Refused(f"Only {ALLOWED} can run here; this is a {kind.name} statement. The data cut is read-only.")
+    try:
+        kind = statements[0].type.name
+    except ValueError:  # a statement type this Python binding has no name for: certainly not a SELECT
+        kind = "non-SELECT"
+    if kind != "SELECT":
+        raise Refused(f"Only {ALLOWED} can run here; this is a {kind} statement. The data cut is read-only.")
+    if FILE_READERS.search(statement):
+        raise Refused("Reading files is not allowed here; query the tables of the data cut.")
+    return _without_trailing_semicolon(statement)
+
+
+def _without_trailing_semicolon(statement: str) -> str:
+    """The statement up to a final ';' (and any comment after it), so it can be wrapped in a LIMIT."""
+    tokens = duckdb.tokenize(statement)
+    code = [(start, kind) for start, kind in tokens if kind != duckdb.token_type.comment]
+    if code and code[-1][1] == duckdb.token_type.operator and statement[code[-1][0]] == ";":
+        return statement[:code[-1][0]].rstrip()
     return statement
 
 
