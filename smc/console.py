@@ -30,7 +30,7 @@ ROW_CAP = int(os.environ.get("SMC_CONSOLE_ROW_CAP", "10000"))
 MAX_STATEMENT_CHARS = 20_000
 
 # External access is off, but DuckDB still lets a connection read its own database file; no file reader at all.
-FILE_READERS = re.compile(r"\b(read_\w+|glob|sniff_csv|parquet_\w+|iceberg_\w+|delta_scan)\s*\(", re.IGNORECASE)
+FILE_READERS = re.compile(r"read_\w+|glob|sniff_csv|parquet_\w+|iceberg_\w+|delta_scan", re.IGNORECASE)
 ALLOWED = "one SELECT statement (WITH … SELECT, FROM table, VALUES, DESCRIBE, SUMMARIZE and SHOW count)"
 
 
@@ -74,16 +74,32 @@ def check_statement(text: str | None) -> str:
         kind = "non-SELECT"
     if kind != "SELECT":
         raise Refused(f"Only {ALLOWED} can run here; this is a {kind} statement. The data cut is read-only.")
-    if FILE_READERS.search(statement):
+    if _calls_file_reader(statement):
         raise Refused("Reading files is not allowed here; query the tables of the data cut.")
     return _without_trailing_semicolon(statement)
 
 
+def _code_tokens(statement: str) -> list[tuple[int, str, duckdb.token_type]]:
+    """(start, text, kind) of each token that is not a comment."""
+    tokens = duckdb.tokenize(statement)
+    ends = [start for start, _ in tokens[1:]] + [len(statement)]
+    return [(start, statement[start:end].strip(), kind) for (start, kind), end in zip(tokens, ends)
+            if kind != duckdb.token_type.comment]
+
+
+def _calls_file_reader(statement: str) -> bool:
+    """A name (quoted or not, comments skipped) of a file-reading function followed by '(' in the code, not in
+    a string or a comment."""
+    code = _code_tokens(statement)
+    names = (duckdb.token_type.identifier, duckdb.token_type.keyword)
+    return any(kind in names and following.startswith("(") and FILE_READERS.fullmatch(text.strip('"'))
+               for (_, text, kind), (_, following, _) in zip(code, code[1:]))
+
+
 def _without_trailing_semicolon(statement: str) -> str:
     """The statement up to a final ';' (and any comment after it), so it can be wrapped in a LIMIT."""
-    tokens = duckdb.tokenize(statement)
-    code = [(start, kind) for start, kind in tokens if kind != duckdb.token_type.comment]
-    if code and code[-1][1] == duckdb.token_type.operator and statement[code[-1][0]] == ";":
+    code = _code_tokens(statement)
+    if code and code[-1][2] == duckdb.token_type.operator and code[-1][1].startswith(";"):
         return statement[:code[-1][0]].rstrip()
     return statement
 

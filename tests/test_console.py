@@ -34,8 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = ROOT.parent / "shared" / "DATA_CONTRACT.md"
 EXAMPLES = ROOT / "queries" / "examples"
 
-# Runs until interrupted: 10^16 pairs, an aggregate (a bare SELECT * would stop early at the row cap).
-CROSS_JOIN = "SELECT count(*) AS n FROM range(100000000) a, range(100000000) b WHERE a.range + b.range >= 0"
+# A runaway cross join: 3 * 10^10 pairs, about 150 s here (minutes on most machines), far beyond any time limit
+# below. An aggregate, since a bare SELECT * would stop early at the row cap. Finite on purpose: were the time
+# limit broken, the tests fail after a few minutes instead of hanging.
+CROSS_JOIN = "SELECT count(*) AS n FROM range(200000) a, range(150000) b WHERE a.range + b.range >= 0"
 COUNT_SUBJECTS = "SELECT count(*) AS n FROM subjects"
 
 
@@ -111,6 +113,12 @@ HOSTILE = [
     ("read_text", "SELECT * FROM read_text('/etc/passwd')", FAILED),
     ("read_blob", "SELECT * FROM read_blob('/etc/passwd')", FAILED),
     ("read_blob-own-database-file", "SELECT * FROM read_blob('{db}')", FAILED),
+    ("read_blob-quoted-name-own-file", "SELECT * FROM \"read_blob\"('{db}')", FAILED),
+    ("read_blob-comment-before-paren", "SELECT size FROM read_blob/* just a comment */('{db}')", FAILED),
+    ("read_blob-newline-comment-own-file", "SELECT content FROM read_blob -- c\n('{db}')", FAILED),
+    ("read_blob-schema-qualified", "SELECT * FROM system.main.read_blob('{db}')", FAILED),
+    ("glob-quoted-name-own-file", "SELECT * FROM \"glob\"('{db}')", FAILED),
+    ("parquet_metadata", "SELECT * FROM parquet_metadata('{db}')", FAILED),
     ("glob", "SELECT * FROM glob('/etc/*')", FAILED),
     ("read_parquet", "SELECT * FROM read_parquet('/tmp/x.parquet')", FAILED),
     ("parquet_scan", "SELECT * FROM parquet_scan('/tmp/x.parquet')", FAILED),
@@ -171,8 +179,8 @@ HOSTILE = [
     ("explain-analyze", "EXPLAIN ANALYZE SELECT * FROM subjects", REFUSED),
     # runaway and broken
     ("runaway-cross-join", CROSS_JOIN, TIMEOUT),
-    ("runaway-recursive-cte", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
-                              "SELECT count(*) FROM r", TIMEOUT),
+    ("runaway-recursive-cte",
+     "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r", TIMEOUT),
     ("syntax-error", "SELEC * FROM subjects", FAILED),
     ("select-nothing", "SELECT", FAILED),
     ("unterminated-string", "SELECT 'unterminated", FAILED),
@@ -236,7 +244,7 @@ def test_the_whole_hostile_list_leaves_the_file_byte_identical(demo_db, tmp_path
     for _, text, _ in HOSTILE:
         try:
             run_console(db, fill(text, copy, out), time_limit=0.3)
-        except Exception:  # noqa: BLE001 - an exception is reported by the parametrized test above
+        except Exception:  # noqa: BLE001, S110 - an exception is reported by the parametrized test above
             pass
     assert sha256(copy) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.duckdb", "out"]  # no WAL, no export
@@ -433,6 +441,20 @@ def test_trailing_semicolon_and_comments(demo, n_subjects, text):
     assert int(result.rows["n"].iloc[0]) == n_subjects
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("SELECT 'glob (x)' AS s", "glob (x)"),
+    ("SELECT 'please read_csv(it)' AS s", "please read_csv(it)"),
+    ("-- never call read_text('/etc/passwd') here\nSELECT 'fine' AS s", "fine"),
+    ("SELECT 'a' AS s /* read_blob(x) is refused */", "a"),
+], ids=["literal-glob", "literal-read_csv", "comment-read_text", "comment-read_blob"])
+def test_a_reader_name_inside_text_or_a_comment_is_not_a_call(demo, text, expected):
+    """Only calls of file readers are refused; a SELECT whose string or comment mentions one reads no file.
+    (An investigator may well search adverse event terms or notes for any text.)"""
+    result = run_console(demo, text)
+    assert result.status == "ok", result.message
+    assert result.rows["s"].tolist() == [expected]
+
+
 def test_unicode_in_a_select(demo):
     result = run_console(demo, "SELECT 'Grüße, 日本, ✓' AS greeting")
     assert result.status == "ok" and result.rows["greeting"].tolist() == ["Grüße, 日本, ✓"]
@@ -489,14 +511,12 @@ def test_examples_are_found_with_their_titles():
 
 
 def test_examples_title_falls_back_to_the_file_name(tmp_path):
-    (tmp_path / "b_plain.sql").write_text("SELECT 1")
     (tmp_path / "a_empty.sql").write_text("")
     (tmp_path / "c_titled.sql").write_text("-- Counts: per level\nSELECT 1")
     (tmp_path / "notes.txt").write_text("-- not a query")
     found = explore.examples(tmp_path)
     assert [(e.name, e.title, e.label) for e in found] == [
-        ("a_empty", "a_empty", "a_empty"), ("b_plain", "SELECT 1", "SELECT 1"),
-        ("c_titled", "Counts: per level", "Counts")]
+        ("a_empty", "a_empty", "a_empty"), ("c_titled", "Counts: per level", "Counts")]
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.sql")))
