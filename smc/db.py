@@ -7,6 +7,7 @@ changed, so a new data cut shows without a restart.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 import threading
@@ -21,6 +22,11 @@ DEFAULT_DB = ROOT / "data" / "demo.duckdb"
 
 # Patient-level data on a shared server: no files, network, extensions or SET.
 READ_ONLY_CONFIG = {"enable_external_access": False, "lock_configuration": True}
+
+
+def as_date(value) -> dt.date | None:
+    """A date from a query's DATE or TIMESTAMP value; None for NULL (None, NaN or NaT)."""
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).date()
 
 
 @functools.cache

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from smc import recist
-from smc.db import Database
+from smc.db import Database, as_date
 from smc.stats import exact_ci
 from smc.study import Study
 
@@ -52,16 +52,12 @@ class Efficacy:
                         .reset_index(drop=True))
 
 
-def _date(value) -> dt.date | None:
-    return None if pd.isna(value) else pd.Timestamp(value).date()
-
-
 def _subject(lane, scans: pd.DataFrame, study: Study, as_of: dt.date) -> tuple[dict, pd.DataFrame]:
     first_dose = lane.first_dose_date.date()
     before = scans[scans["assessment_date"].dt.date <= first_dose]
     row = dict(subject_id=lane.subject_id, level=lane.level, label=study.label(lane.level), phase=lane.phase,
-               first_dose_date=first_dose, off_treatment_date=_date(lane.off_treatment_date),
-               off_study_date=_date(lane.off_study_date), death_date=_date(lane.death_date))
+               first_dose_date=first_dose, off_treatment_date=as_date(lane.off_treatment_date),
+               off_study_date=as_date(lane.off_study_date), death_date=as_date(lane.death_date))
     end = min(d for d in (row["off_study_date"], row["death_date"], as_of) if d)
     row.update(followed_days=(end - first_dose).days, ongoing=row["off_study_date"] is None and
                row["death_date"] is None)
@@ -70,8 +66,8 @@ def _subject(lane, scans: pd.DataFrame, study: Study, as_of: dt.date) -> tuple[d
         after = scans[scans["assessment_date"].dt.date > first_dose]
         progressed = after[after["overall_response"] == "PD"]
         row.update(bor="NE", bor_reason="no baseline assessment", n_post_baseline=0,
-                   progression_date=_date(progressed["assessment_date"].min()),
-                   last_assessment_date=_date(after["assessment_date"].max()))
+                   progression_date=as_date(progressed["assessment_date"].min()),
+                   last_assessment_date=as_date(after["assessment_date"].max()))
         return row, scans.iloc[0:0]
     points = recist.measurement_changes(scans, before["assessment_date"].max())
     post = points[~points["baseline"]]
@@ -82,7 +78,7 @@ def _subject(lane, scans: pd.DataFrame, study: Study, as_of: dt.date) -> tuple[d
                n_post_baseline=len(post), bor=best.bor, bor_reason=best.reason,
                best_pct_change=post["pct_change"].min(), response_date=best.response_date,
                confirmed_on=best.confirmed_on, progression_date=best.progression_date,
-               last_assessment_date=_date(points["assessment_date"].iloc[-1]))
+               last_assessment_date=as_date(points["assessment_date"].iloc[-1]))
     if best.response_date:
         stop = min((d for d in (best.progression_date, row["death_date"]) if d), default=None)
         row.update(ttr_days=(best.response_date - first_dose).days, dor_event=stop is not None,

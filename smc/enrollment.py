@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy.stats import chi2
 
-from smc.db import Database
+from smc.db import Database, as_date
 from smc.dose_decision import dose_decision
 from smc.study import Study, default_as_of, load_study, study_ids
 
@@ -34,23 +34,19 @@ STATUSES = ("In screening", "Screen failure", "Enrolled, not yet dosed", "On tre
             "Off study", "Dead")
 
 
-def _date(value) -> dt.date | None:
-    return None if value is None or pd.isna(value) else pd.Timestamp(value).date()
-
-
 def subject_status(subject) -> str:
     """Where the subject stands on the as-of date (the first that applies, from death back to screening)."""
     if subject.screen_failed:
         return "Screen failure"
-    if _date(subject.enrollment_date) is None:
+    if as_date(subject.enrollment_date) is None:
         return "In screening"
-    if _date(subject.death_date):
+    if as_date(subject.death_date):
         return "Dead"
-    if _date(subject.off_study_date):
+    if as_date(subject.off_study_date):
         return "Off study"
-    if _date(subject.off_treatment_date):
+    if as_date(subject.off_treatment_date):
         return "In follow-up"
-    if _date(subject.first_dose_date):
+    if as_date(subject.first_dose_date):
         return "On treatment"
     return "Enrolled, not yet dosed"
 
@@ -160,15 +156,19 @@ def projection(data: Enrollment, window_days: int = RECENT_DAYS) -> Projection |
                       after(remaining / low if low > 0 else None))
 
 
+def _counted(values: pd.Series) -> str:
+    """'reason (n); …', most frequent first."""
+    return "; ".join(f"{value} ({n})" for value, n in values.value_counts().items())
+
+
 def by_site(data: Enrollment) -> pd.DataFrame:
     """Per site: screened, screen failures (with reasons), enrolled, dosed."""
     rows = []
     for (site_id, name), group in data.subjects.groupby(["site_id", "site_name"], dropna=False, sort=True):
         failed = group[group["screen_failed"]]
-        reasons = failed["screen_fail_reason"].value_counts()
         enrolled = group[group["enrollment_date"].notna()]
         rows.append(dict(site_id=site_id, site_name=name, screened=len(group), screen_failures=len(failed),
-                         reasons="; ".join(f"{r} ({n})" for r, n in reasons.items()), enrolled=len(enrolled),
+                         reasons=_counted(failed["screen_fail_reason"]), enrolled=len(enrolled),
                          dosed=int(enrolled["first_dose_date"].notna().sum())))
     return pd.DataFrame(rows, columns=["site_id", "site_name", "screened", "screen_failures", "reasons", "enrolled",
                                        "dosed"])
@@ -213,8 +213,8 @@ def status_counts(data: Enrollment) -> pd.DataFrame:
     rows = []
     for status in STATUSES:
         mine = data.subjects[data.subjects["status"] == status]
-        reasons = mine["off_study_reason"].value_counts() if status == "Off study" else pd.Series(dtype=int)
-        rows.append(dict(status=status, n=len(mine), reasons="; ".join(f"{r} ({n})" for r, n in reasons.items())))
+        rows.append(dict(status=status, n=len(mine),
+                         reasons=_counted(mine["off_study_reason"]) if status == "Off study" else ""))
     return pd.DataFrame(rows)
 
 
@@ -243,6 +243,6 @@ def enrollment_json(data: Enrollment) -> dict:
     return {
         "screened": data.screened, "screen_failures": data.screen_failures, "enrolled": data.enrolled,
         "dosed": data.dosed, "planned": data.planned,
-        "by_site": [{"site_id": None if pd.isna(r.site_id) else r.site_id, "screened": r.screened, "enrolled": r.enrolled}
-                    for r in by_site(data).itertuples()],
+        "by_site": [{"site_id": None if pd.isna(r.site_id) else r.site_id, "screened": r.screened,
+                     "enrolled": r.enrolled} for r in by_site(data).itertuples()],
     }

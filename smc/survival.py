@@ -34,7 +34,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import median_survival_times
 
-from smc.db import Database
+from smc.db import Database, as_date
 from smc.efficacy import Efficacy, load_efficacy
 from smc.study import Study
 
@@ -45,8 +45,8 @@ DEFINITIONS = {
     "os": "OS: first dose to death from any cause; otherwise censored on the last date known alive (the last "
           "contact date, else the latest dated record).",
     "pfs": "PFS: first dose to the first time-point response of PD (radiological or clinical, as the investigator "
-           "recorded it) or death, whichever is first; otherwise censored at the last tumor assessment (day 0 if none after the first "
-           "dose).",
+           "recorded it) or death, whichever is first; otherwise censored at the last tumor assessment (day 0 if "
+           "none after the first dose).",
     "dor": "DOR: confirmed responders (BOR CR or PR) only, from the first CR/PR to PD or death; otherwise censored "
            "at the last tumor assessment.",
 }
@@ -78,19 +78,15 @@ class Group:
     times: pd.DataFrame  # that group's rows of one endpoint
 
 
-def _na_to_none(value):
-    return None if pd.isna(value) else value
-
-
 def _progression_or_death(subject) -> tuple[dt.date, str] | None:
     """The earlier of the first PD time point and death, with which it was."""
-    dated = [(d, why) for d, why in ((_na_to_none(subject.progression_date), "progression"),
-                                     (_na_to_none(subject.death_date), "death")) if d is not None]
+    dated = [(d, why) for d, why in ((as_date(subject.progression_date), "progression"),
+                                     (as_date(subject.death_date), "death")) if d is not None]
     return min(dated, default=None, key=lambda pair: pair[0])
 
 
 def _overall_survival(subject, contact: dt.date | None, record: dt.date | None) -> tuple:
-    if _na_to_none(subject.death_date):
+    if as_date(subject.death_date):
         return subject.death_date, True, "death"
     if contact:
         return contact, False, "censored: last contact"
@@ -101,7 +97,7 @@ def _progression_free(subject) -> tuple:
     ended = _progression_or_death(subject)
     if ended:
         return ended[0], True, ended[1]
-    last_scan = _na_to_none(subject.last_assessment_date)
+    last_scan = as_date(subject.last_assessment_date)
     if last_scan and last_scan > subject.first_dose_date:
         return last_scan, False, "censored: last tumor assessment"
     # only a baseline (on or before day 0), or no scan: no time at risk observed
@@ -115,10 +111,6 @@ def _duration_of_response(subject) -> tuple:
     return subject.last_assessment_date, False, "censored: last tumor assessment"
 
 
-def _date(value) -> dt.date | None:
-    return None if pd.isna(value) else pd.Timestamp(value).date()
-
-
 def event_times(efficacy: Efficacy, alive: pd.DataFrame) -> pd.DataFrame:
     """Each dosed subject's OS, PFS and (responders) DOR time, event flag and the reason for its end date.
     ``alive`` holds last_contact_date and last_record_date per subject (``last_known_alive.sql``)."""
@@ -126,10 +118,10 @@ def event_times(efficacy: Efficacy, alive: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for s in efficacy.subjects.itertuples():
         known = alive.loc[s.subject_id] if s.subject_id in alive.index else {}
-        ends = [("os", s.first_dose_date, _overall_survival(s, _date(known.get("last_contact_date")),
-                                                            _date(known.get("last_record_date")))),
+        ends = [("os", s.first_dose_date, _overall_survival(s, as_date(known.get("last_contact_date")),
+                                                            as_date(known.get("last_record_date")))),
                 ("pfs", s.first_dose_date, _progression_free(s))]
-        if _na_to_none(s.response_date):
+        if as_date(s.response_date):
             ends.append(("dor", s.response_date, _duration_of_response(s)))
         rows += [dict(endpoint=endpoint, subject_id=s.subject_id, level=s.level, label=s.label, phase=s.phase,
                       start_date=start, end_date=end, days=(end - start).days, event=event, reason=reason)
