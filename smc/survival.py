@@ -105,10 +105,11 @@ def _progression_free(subject) -> tuple:
 
 
 def _duration_of_response(subject) -> tuple:
-    ended = _progression_or_death(subject)
-    if ended:
-        return ended[0], True, ended[1]
-    return subject.last_assessment_date, False, "censored: last tumor assessment"
+    """Efficacy's duration of response (one rule for the responders table and the curve), and why it ended."""
+    end = subject.response_date + dt.timedelta(days=int(subject.dor_days))
+    if not subject.dor_event:
+        return end, False, "censored: last tumor assessment"
+    return end, True, "progression" if as_date(subject.progression_date) == end else "death"
 
 
 def event_times(efficacy: Efficacy, alive: pd.DataFrame) -> pd.DataFrame:
