@@ -74,9 +74,10 @@ def check_statement(text: str | None) -> str:
         kind = "non-SELECT"
     if kind != "SELECT":
         raise Refused(f"Only {ALLOWED} can run here; this is a {kind} statement. The data cut is read-only.")
-    if _calls_file_reader(statement):
+    code = _code_tokens(statement)
+    if _calls_file_reader(code):
         raise Refused("Reading files is not allowed here; query the tables of the data cut.")
-    return _without_trailing_semicolon(statement)
+    return _without_trailing_semicolon(statement, code)
 
 
 def _code_tokens(statement: str) -> list[tuple[int, str, duckdb.token_type]]:
@@ -87,18 +88,16 @@ def _code_tokens(statement: str) -> list[tuple[int, str, duckdb.token_type]]:
             if kind != duckdb.token_type.comment]
 
 
-def _calls_file_reader(statement: str) -> bool:
+def _calls_file_reader(code: list[tuple[int, str, duckdb.token_type]]) -> bool:
     """A name (quoted or not, comments skipped) of a file-reading function followed by '(' in the code, not in
     a string or a comment."""
-    code = _code_tokens(statement)
     names = (duckdb.token_type.identifier, duckdb.token_type.keyword)
     return any(kind in names and following.startswith("(") and FILE_READERS.fullmatch(text.strip('"'))
                for (_, text, kind), (_, following, _) in zip(code, code[1:]))
 
 
-def _without_trailing_semicolon(statement: str) -> str:
+def _without_trailing_semicolon(statement: str, code: list[tuple[int, str, duckdb.token_type]]) -> str:
     """The statement up to a final ';' (and any comment after it), so it can be wrapped in a LIMIT."""
-    code = _code_tokens(statement)
     if code and code[-1][2] == duckdb.token_type.operator and code[-1][1].startswith(";"):
         return statement[:code[-1][0]].rstrip()
     return statement
