@@ -25,8 +25,8 @@ st.caption("The raw tables of this data cut, every study and every date (the sid
 st.subheader("SQL console")
 st.caption(f"One SELECT statement (WITH, FROM x, DESCRIBE and SUMMARIZE count). It stops after "
            f"{console.TIME_LIMIT_SECONDS:g} s and shows at most {console.ROW_CAP:,} rows. Examples:")
-example_cols = st.columns(len(explore.examples()) or 1)
-for column, example in zip(example_cols, explore.examples()):
+examples = explore.examples()
+for column, example in zip(st.columns(len(examples) or 1), examples):
     column.button(example.label, key=f"example_{example.name}", on_click=fill_box, args=(example.sql,),
                   help=example.title, use_container_width=True)
 st.text_area("SQL", key="sql", height=180, placeholder="SELECT dose_level, count(*) FROM subjects GROUP BY ALL")
