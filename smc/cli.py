@@ -26,15 +26,24 @@ def _print_problems(problems: list[load.Problem]) -> None:
 
 
 def cmd_import(args) -> int:
+    source = args.csv or args.sdtm
     try:
-        warnings = load.import_csv_dir(args.csv, args.db)
+        if args.sdtm:
+            from smc.sdtm import import_sdtm
+
+            warnings, counts = import_sdtm(args.sdtm, args.db, args.mapping)
+        else:
+            warnings = load.import_csv_dir(args.csv, args.db)
+            counts = None
     except load.ImportFailed as failed:
         _print_problems(failed.problems)
         n = sum(p.severity == load.ERROR for p in failed.problems)
         print(f"import refused: {n} error(s); {args.db} was not changed", file=sys.stderr)
         return EXIT_INVALID
     _print_problems(warnings)
-    print(f"imported {args.csv} into {args.db} ({len(warnings)} warning(s))", file=sys.stderr)
+    if counts:
+        print(", ".join(f"{table} {n}" for table, n in counts.items()), file=sys.stderr)
+    print(f"imported {source} into {args.db} ({len(warnings)} warning(s))", file=sys.stderr)
     return EXIT_OK
 
 
@@ -83,8 +92,11 @@ def cmd_report(args) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m smc", description="SMC Dashboard data tools")
     sub = p.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="validate contract CSVs and write them as a new data cut")
-    imp.add_argument("--csv", required=True, help="directory of <table>.csv files")
+    imp = sub.add_parser("import", help="validate contract CSVs or SDTM datasets and write them as a new data cut")
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", help="directory of <table>.csv files")
+    source.add_argument("--sdtm", help="directory of SDTM datasets (.xpt or .csv: DM, EX, AE, ...)")
+    imp.add_argument("--mapping", help="SDTM mapping file (TOML; default DIR/mapping.toml)")
     imp.add_argument("--db", default=str(DEFAULT_DB), help="database file to create or replace")
     imp.set_defaults(func=cmd_import)
     demo = sub.add_parser("build-demo", help="simulate the three seed trials into a database")
@@ -101,5 +113,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if getattr(args, "mapping", None) and not getattr(args, "sdtm", None):
+        p.error("--mapping goes with --sdtm (a contract CSV import needs no mapping)")
     return args.func(args)

@@ -30,11 +30,16 @@ class Problem:
     column: str | None
     value: str | None
     message: str
+    # An SDTM record ("USUBJID 01-701-1015 AESEQ 3") in place of a CSV row; table is then the domain.
+    record: str | None = None
 
     def __str__(self) -> str:
-        where = f"{self.table}.csv" if self.table else ""
-        if self.row is not None:
-            where += f" row {self.row}"
+        if self.record is not None:
+            where = f"{self.table} {self.record}".strip()
+        else:
+            where = f"{self.table}.csv" if self.table else ""
+            if self.row is not None:
+                where += f" row {self.row}"
         subject = ""
         if self.column is not None:
             subject = self.column if self.value is None else f'{self.column} "{self.value}"'

@@ -1,0 +1,125 @@
+"""RS, TR and TU -> tumor_assessments: one row per subject and assessment.
+
+RS (RSTESTCD OVRLRESP) gives the time-point response, NTRGRESP the non-target
+response and NEWLPROG new lesions; TR gives the sum of target diameters
+(SUMDIAM, else the summed LDIAM of target lesions); TU marks new lesions.
+Only the evaluator named in the mapping counts (the investigator by default).
+Records of one visit (VISITNUM) are one assessment, dated by RS, else by TR.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from smc.load import ERROR
+from smc.sdtm.common import ORIGIN, Context, column, first_present, parse_dates, subject_rows
+
+RESPONSES = {"CR": "CR", "PR": "PR", "SD": "SD", "PD": "PD", "NE": "NE", "NOT EVALUABLE": "NE",
+             "UNKNOWN": "NE", "NON-CR/NON-PD": "SD"}
+NONTARGET = {"CR": "CR", "NON-CR/NON-PD": "NON-CR/NON-PD", "PD": "PD", "NE": "NE", "NOT EVALUABLE": "NE"}
+TO_MM = {"MM": 1.0, "CM": 10.0, "": 1.0}
+
+
+def _by_evaluator(ctx: Context, frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    evaluator = column(frame, f"{prefix}EVAL").str.upper()
+    return frame[(evaluator == "") | (evaluator == ctx.mapping.evaluator)]
+
+
+def _keyed(frame: pd.DataFrame, prefix: str, when) -> pd.DataFrame:
+    """Add the assessment key: the visit when VISITNUM is given, else the date."""
+    visit = column(frame, "VISITNUM")
+    return frame.assign(_date=when.date_text,
+                        _key=("V" + visit).where(visit != "", "D" + when.date_text))
+
+
+def _responses(ctx: Context) -> pd.DataFrame:
+    rs = ctx.dataset("RS")
+    if rs is None:
+        return pd.DataFrame(columns=["USUBJID", "_key", "_date"])
+    rs = _by_evaluator(ctx, subject_rows(ctx, "RS", rs), "RS")
+    category = column(rs, "RSCAT").str.upper()
+    rs = rs[(category == "") | category.isin(ctx.mapping.rs_categories)]
+    rs = _keyed(rs, "RS", parse_dates(ctx, "RS", rs, "RSDTC", required=True))
+    result = first_present(rs, "RSSTRESC", "RSORRES").str.upper()
+    test = rs["RSTESTCD"].str.upper()
+    overall = test == "OVRLRESP"
+    ctx.rows(ERROR, "RS", rs, overall & ~result.isin(RESPONSES), "RSSTRESC",
+             f"is not a RECIST time-point response ({', '.join(RESPONSES)})")
+    mapped = overall & (result == "NON-CR/NON-PD")
+    if mapped.any():
+        ctx.warn("RS", "", "RSSTRESC", "NON-CR/NON-PD", f"({int(mapped.sum())} overall responses, non-target "
+                 "disease only) imported as SD, as RECIST 1.1 counts them for the best overall response")
+    nontarget = test == "NTRGRESP"
+    ctx.rows(ERROR, "RS", rs, nontarget & ~result.isin(NONTARGET), "RSSTRESC", "is not a non-target response")
+    newl = test == "NEWLPROG"
+    frame = pd.DataFrame({"USUBJID": rs["USUBJID"], "_key": rs["_key"], "_date": rs["_date"],
+                          "overall_response": result.map(RESPONSES).where(overall),
+                          "nontarget_response": result.map(NONTARGET).where(nontarget),
+                          "new_lesions": result.map({"Y": "Y", "N": "N"}).where(newl)})
+    return frame.groupby(["USUBJID", "_key"], as_index=False).agg(
+        _date=("_date", "max"), overall_response=("overall_response", "first"),
+        nontarget_response=("nontarget_response", "first"), new_lesions=("new_lesions", "first"))
+
+
+def _target_sums(ctx: Context) -> pd.DataFrame:
+    tr = ctx.dataset("TR")
+    if tr is None:
+        return pd.DataFrame(columns=["USUBJID", "_key", "_date", "target_sum_mm"])
+    tr = _by_evaluator(ctx, subject_rows(ctx, "TR", tr), "TR")
+    tr = _keyed(tr, "TR", parse_dates(ctx, "TR", tr, "TRDTC", required=True))
+    test = tr["TRTESTCD"].str.upper()
+    group = column(tr, "TRGRPID").str.upper()
+    value = pd.to_numeric(tr["TRSTRESN"], errors="coerce")
+    unit = column(tr, "TRSTRESU").str.upper()
+    measured = test.isin({"SUMDIAM", "LDIAM"})
+    ctx.rows(ERROR, "TR", tr, measured & (tr["TRSTRESN"] != "") & value.isna(), "TRSTRESN", "is not a number")
+    ctx.rows(ERROR, "TR", tr, measured & ~unit.isin(TO_MM), "TRSTRESU", "is not mm or cm")
+    tr = tr.assign(mm=value * unit.map(TO_MM))
+    # Every TR visit is an assessment (a non-target-only baseline included); its target sum is
+    # SUMDIAM where the data give it, else the sum of the target lesions' longest diameters.
+    visits = tr.groupby(["USUBJID", "_key"]).agg(_date=("_date", "max"))
+    visits["sumdiam"] = tr[test == "SUMDIAM"].groupby(["USUBJID", "_key"])["mm"].max()
+    target = (test == "LDIAM") & group.isin({"TARGET", ""})
+    visits["ldiam"] = tr[target].groupby(["USUBJID", "_key"])["mm"].sum(min_count=1)
+    visits["target_sum_mm"] = visits["sumdiam"].fillna(visits["ldiam"])
+    return visits[["_date", "target_sum_mm"]].reset_index()
+
+
+def _new_lesions(ctx: Context) -> pd.DataFrame:
+    tu = ctx.dataset("TU")
+    if tu is None:
+        return pd.DataFrame(columns=["USUBJID", "_key"])
+    tu = _by_evaluator(ctx, subject_rows(ctx, "TU", tu), "TU")
+    new = tu[first_present(tu, "TUSTRESC", "TUORRES").str.upper() == "NEW"]
+    when = parse_dates(ctx, "TU", new, "TUDTC")
+    new = _keyed(new, "TU", when)
+    return new.loc[new["_key"].str.len() > 1, ["USUBJID", "_key"]].drop_duplicates()
+
+
+def tumor_assessments(ctx: Context, study_id: str) -> pd.DataFrame:
+    responses, sums, new = _responses(ctx), _target_sums(ctx), _new_lesions(ctx)
+    merged = responses.merge(sums, on=["USUBJID", "_key"], how="outer", suffixes=("", "_tr"))
+    if merged.empty:
+        return pd.DataFrame(columns=["study_id", "subject_id", "assessment_date", "target_sum_mm",
+                                     "new_lesions", "nontarget_response", "overall_response", ORIGIN])
+    merged["_date"] = merged["_date"].fillna(merged.get("_date_tr"))
+    tu_new = pd.Series(list(zip(merged["USUBJID"], merged["_key"]))).isin(
+        set(zip(new["USUBJID"], new["_key"])))
+    new_lesions = merged["new_lesions"].where(merged["new_lesions"].notna(), tu_new.map({True: "Y"}))
+    unmatched = set(zip(new["USUBJID"], new["_key"])) - set(zip(merged["USUBJID"], merged["_key"]))
+    if unmatched:
+        ctx.warn("TU", "", "TUSTRESC", "NEW", f"{len(unmatched)} new-lesion record(s) match no RS or TR "
+                 "assessment (same VISITNUM or date) and were not used")
+    sum_text = merged["target_sum_mm"].map(lambda v: "" if pd.isna(v) else f"{v:.15g}")
+    out = pd.DataFrame({
+        "study_id": study_id,
+        "subject_id": merged["USUBJID"],
+        "assessment_date": merged["_date"].fillna(""),
+        "target_sum_mm": sum_text,
+        "new_lesions": new_lesions.fillna(""),
+        "nontarget_response": merged["nontarget_response"].fillna(""),
+        "overall_response": merged["overall_response"].fillna(""),
+    })
+    out[ORIGIN] = [("RS/TR", f"USUBJID {s} {'VISITNUM ' + k[1:] if k[0] == 'V' else 'date ' + k[1:]}")
+                   for s, k in zip(merged["USUBJID"], merged["_key"])]
+    return out.sort_values(["subject_id", "assessment_date"]).reset_index(drop=True)
+
