@@ -5,7 +5,7 @@ import pandas as pd
 
 from smc.load import ERROR, WARNING
 from smc.sdtm import dates
-from smc.sdtm.common import ORIGIN, RECORD, Context, column, first_present, origins, parse_dates, subject_rows
+from smc.sdtm.common import ORIGIN, Context, column, first_present, origins, parse_dates, subject_rows
 
 SEVERITY_GRADES = {"MILD": "1", "MODERATE": "2", "SEVERE": "3"}
 FLAGS = {"Y": "Y", "N": "N", "": ""}
