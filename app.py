@@ -15,6 +15,7 @@ PAGES = [
     st.Page("views/survival.py", title="Survival", icon=":material/timeline:", url_path="survival"),
     st.Page("views/enrollment.py", title="Enrollment", icon=":material/group_add:", url_path="enrollment"),
     st.Page("views/explore.py", title="Explore", icon=":material/query_stats:", url_path="explore"),
+    st.Page("views/import_sdtm.py", title="Import SDTM", icon=":material/upload_file:", url_path="import"),
     st.Page("views/subject.py", title="Subject profile", icon=":material/person:", url_path=ui.SUBJECT_PAGE),
 ]
 

@@ -33,6 +33,11 @@ def database_path() -> Path:
     return Path(os.environ.get("SMC_DB") or DEFAULT_DB)
 
 
+def imports_dir() -> Path:
+    """Where the Import page writes new databases: ``imports/`` beside the served one."""
+    return Path(os.environ.get("SMC_IMPORT_DIR") or database_path().parent / "imports")
+
+
 @st.cache_resource(show_spinner=False)
 def _database(path: str) -> Database:
     return Database(path)

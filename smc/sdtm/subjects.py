@@ -58,6 +58,7 @@ def _disposition(ctx: Context, ds: pd.DataFrame | None) -> dict[str, pd.Series]:
     failed = ds[ds["_decod"] == "SCREEN FAILURE"]
     reason = column(failed, "DSTERM").where(column(failed, "DSTERM").str.upper() != "SCREEN FAILURE", "")
     out["screen_fail_reason"] = reason.groupby(failed["USUBJID"]).first()
+    out["screen_failed_on"] = failed[failed["_date"] != ""].groupby("USUBJID")["_date"].min()
     event = ((category == "DISPOSITION EVENT") | ((category == "") & ~milestone)) \
         & ~ds["_decod"].isin({"SCREEN FAILURE"}) & (ds["_date"] != "")
     events = ds[event].sort_values("_date")
@@ -117,6 +118,12 @@ def convert(ctx: Context) -> dict[str, pd.DataFrame]:
     exposure_end = parse_dates(ctx, "DM", dm, "RFXENDTC", end=True)
     death = parse_dates(ctx, "DM", dm, "DTHDTC")
 
+    # A screen failure is counted from its screening date; lacking RFICDTC, the DS SCREEN FAILURE
+    # date is the latest it can have been screened.
+    screened_on = consent.date_text.where((consent.date_text != "") | ~failed, per_subject("screen_failed_on"))
+    undated = failed & kept & (screened_on == "")
+    ctx.rows(WARNING, "DM", dm, undated, "RFICDTC", "is empty for a screen failure and DS gives no SCREEN "
+             "FAILURE date: the subject cannot be placed in time and is not counted as screened")
     enrolled_on = per_subject("enrolled_on")
     enrolled_on = enrolled_on.where(enrolled_on != "", start.date_text)
     enrolled_on = enrolled_on.where(enrolled_on != "", exposure_start.date_text)
@@ -148,7 +155,7 @@ def convert(ctx: Context) -> dict[str, pd.DataFrame]:
         "site_id": column(dm, "SITEID"),
         "sex": sex.where(sex.isin({"M", "F"}), ""),
         "age": column(dm, "AGE").where(~bad_unit, ""),
-        "screening_date": consent.date_text,
+        "screening_date": screened_on,
         "enrollment_date": enrolled_on.where(~failed, ""),
         "screen_fail_reason": screen_fail_reason.where(failed, ""),
         "dose_level": level.map(lambda v: "" if pd.isna(v) else str(int(v))).where(~failed, ""),
