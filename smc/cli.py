@@ -89,6 +89,27 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def cmd_bench_import(args) -> int:
+    """Time an SDTM import of a synthetic set (the target: 10,000 subjects in under a minute)."""
+    import tempfile
+    import time
+
+    from smc.sdtm import import_sdtm, synthetic
+
+    with tempfile.TemporaryDirectory(prefix="smc-bench-") as folder:
+        started = time.perf_counter()
+        domains = synthetic.write(Path(folder) / "sdtm", args.subjects, fmt=args.format)
+        written = time.perf_counter() - started
+        started = time.perf_counter()
+        warnings, counts = import_sdtm(Path(folder) / "sdtm", Path(folder) / "bench.duckdb")
+        imported = time.perf_counter() - started
+    records = sum(len(frame) for frame in domains.values())
+    print(f"SDTM import of {args.subjects:,} subjects ({records:,} records as {args.format}): "
+          f"{imported:.1f} s ({written:.1f} s to write the files)")
+    print(", ".join(f"{table} {n:,}" for table, n in counts.items()) + f"; {len(warnings)} warning(s)")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m smc", description="SMC Dashboard data tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -103,6 +124,10 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", default=str(DEFAULT_DB))
     demo.add_argument("--seed", type=int, default=2024)
     demo.set_defaults(func=cmd_build_demo)
+    bench = sub.add_parser("bench-import", help="time an SDTM import of a synthetic study")
+    bench.add_argument("--subjects", type=int, default=10_000)
+    bench.add_argument("--format", choices=("xpt", "csv"), default="xpt")
+    bench.set_defaults(func=cmd_bench_import)
     rep = sub.add_parser("report", help="print a study's numbers as of a date")
     rep.add_argument("--db", default=str(DEFAULT_DB))
     rep.add_argument("--study", required=True)

@@ -133,12 +133,14 @@ class _Checker:
             self.add(severity, table, int(idx) + 2, column, value, text)
 
 
-def _blank(series: pd.Series) -> pd.Series:
-    return series.isna() | (series.astype(str).str.strip() == "")
+def _stripped(series: pd.Series) -> pd.Series:
+    """Text without surrounding blanks; a missing value becomes empty text."""
+    return series.fillna("").astype(str).str.strip()
 
 
-def validate(raw: dict[str, pd.DataFrame]) -> Validated:
-    """Check contract tables given as text; return typed tables and every problem."""
+def validate(raw: dict[str, pd.DataFrame], clean: bool = False) -> Validated:
+    """Check contract tables given as text; return typed tables and every problem.
+    ``clean``: the text is already stripped with no missing values (an importer's own output)."""
     check = _Checker()
     text: dict[str, pd.DataFrame] = {}
 
@@ -162,7 +164,8 @@ def validate(raw: dict[str, pd.DataFrame]) -> Validated:
         if missing:
             continue
         frame = frame[[c for c in names if c in frame.columns]]
-        frame = frame.apply(lambda s: s.astype(str).str.strip().where(~_blank(s), ""))
+        if not clean:
+            frame = frame.apply(_stripped)
         for col in names:
             if col not in frame.columns:
                 frame[col] = ""

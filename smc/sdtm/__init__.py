@@ -118,7 +118,7 @@ def _origins(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], 
         if ORIGIN in frame.columns:
             where[table] = frame[ORIGIN].tolist()
             frame = frame.drop(columns=ORIGIN)
-        raw[table] = frame
+        raw[table] = frame.fillna("")
     return raw, where
 
 
@@ -150,7 +150,7 @@ def import_datasets(datasets: dict[str, Dataset], mapping_text: str | None, db_p
     if any(p.severity == ERROR for p in problems):
         raise load.ImportFailed(problems)
     raw, where = _origins(tables)
-    result = load.validate(raw)
+    result = load.validate(raw, clean=True)
     problems += [_in_sdtm_terms(p, where) for p in result.problems]
     if any(p.severity == ERROR for p in problems):
         raise load.ImportFailed(problems)

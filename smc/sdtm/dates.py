@@ -46,11 +46,35 @@ class Parsed:
         return self.when.dt.strftime("%H:%M").where(self.has_time, "").fillna("")
 
 
+# Complete values in the usual shapes parse without the regular expression (most rows of a large set).
+_COMPLETE = {10: "%Y-%m-%d", 16: "%Y-%m-%dT%H:%M", 19: "%Y-%m-%dT%H:%M:%S"}
+
+
 def parse(values: pd.Series, end: bool = False) -> Parsed:
     """Parse SDTM --DTC text; impute a partial date to the first (or, for an end, last) day."""
     text = values.fillna("").astype(str).str.strip()
-    parts = text.str.extract(_ISO)
+    when = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    has_time = pd.Series(False, index=values.index)
+    length = text.str.len()
+    for size, fmt in _COMPLETE.items():
+        shaped = length == size
+        if shaped.any():
+            when[shaped] = pd.to_datetime(text[shaped], format=fmt, errors="coerce").to_numpy()
+            has_time[shaped] = size > 10
     empty = text == ""
+    rest = when.isna() & ~empty
+    kind = pd.Series(FULL, index=values.index, dtype=object)
+    kind[empty] = EMPTY
+    if rest.any():
+        r_when, r_kind, r_time = _parse_rest(text[rest], end)
+        when[rest], kind[rest], has_time[rest] = r_when.to_numpy(), r_kind.to_numpy(), r_time.to_numpy()
+    has_time &= kind == FULL
+    return Parsed(when=when, kind=kind, has_time=has_time)
+
+
+def _parse_rest(text: pd.Series, end: bool) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Partial, unusual or bad values, through the full ISO 8601 pattern."""
+    parts = text.str.extract(_ISO)
     matched = parts["year"].notna()
     partial = matched & (parts["month"].isna() | parts["day"].isna())
     month = parts["month"].fillna("12" if end else "01")
@@ -60,11 +84,8 @@ def parse(values: pd.Series, end: bool = False) -> Parsed:
     when = pd.to_datetime(iso.where(matched), format="%Y-%m-%dT%H:%M:%S", errors="coerce")
     if end:  # the last day of the month or year, at the start of that day
         when = when.where(~(matched & parts["day"].isna()), when + pd.offsets.MonthEnd(0))
-    bad = ~empty & when.isna()
-    kind = pd.Series(FULL, index=values.index, dtype=object)
+    bad = when.isna()
+    kind = pd.Series(FULL, index=text.index, dtype=object)
     kind[partial] = PARTIAL
     kind[bad] = BAD
-    kind[empty] = EMPTY
-    when = when.where(~bad & ~empty)
-    has_time = parts["hour"].notna() & ~bad & ~partial
-    return Parsed(when=when, kind=kind, has_time=has_time)
+    return when.where(~bad), kind, (parts["hour"].notna() & ~bad & ~partial).astype(bool)

@@ -186,11 +186,10 @@ def last_contact(ctx: Context, subjects: pd.DataFrame, tables: dict[str, pd.Data
     sv = ctx.dataset("SV")
     if sv is not None:
         sv = sv[sv["USUBJID"].isin(subjects["subject_id"])]
-        start = parse_dates(ctx, "SV", sv, "SVSTDTC")
-        end = parse_dates(ctx, "SV", sv, "SVENDTC", end=True)
-        latest = pd.concat([start.date_text, end.date_text]).groupby(pd.concat([sv["USUBJID"]] * 2)).max()
+        visits = [parse_dates(ctx, "SV", sv, "SVSTDTC").when, parse_dates(ctx, "SV", sv, "SVENDTC", end=True).when]
+        parts = [dates.groupby(sv["USUBJID"]).max() for dates in visits]
     else:
-        parts = [ctx.ds_dated]
+        parts = [pd.to_datetime(ctx.ds_dated)] if ctx.ds_dated is not None else []
         for table, columns in (("administrations", ("admin_date", "end_date")),
                                ("adverse_events", ("onset_date", "end_date")),
                                ("tumor_assessments", ("assessment_date",)),
@@ -199,7 +198,9 @@ def last_contact(ctx: Context, subjects: pd.DataFrame, tables: dict[str, pd.Data
             if frame is None or frame.empty:
                 continue
             for col in columns:
-                parts.append(frame[col].str[:10].groupby(frame["subject_id"]).max())
-        latest = pd.concat(parts).groupby(level=0).max() if parts else pd.Series(dtype=object)
-    latest = latest[latest != ""]
+                when = pd.to_datetime(frame[col].str[:10], format="%Y-%m-%d", errors="coerce")
+                parts.append(when.groupby(frame["subject_id"]).max())
+    if not parts:
+        return pd.Series("", index=subjects.index)
+    latest = pd.concat(parts).groupby(level=0).max().dt.strftime("%Y-%m-%d")
     return subjects["subject_id"].map(latest).fillna("")

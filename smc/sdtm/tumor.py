@@ -27,14 +27,13 @@ def _by_evaluator(ctx: Context, frame: pd.DataFrame, prefix: str) -> pd.DataFram
 def _keyed(frame: pd.DataFrame, prefix: str, when) -> pd.DataFrame:
     """Add the assessment key: the visit when VISITNUM is given, else the date."""
     visit = column(frame, "VISITNUM")
-    return frame.assign(_date=when.date_text,
-                        _key=("V" + visit).where(visit != "", "D" + when.date_text))
+    return frame.assign(_date=when.when, _key=("V" + visit).where(visit != "", "D" + when.date_text))
 
 
 def _responses(ctx: Context) -> pd.DataFrame:
     rs = ctx.dataset("RS")
     if rs is None:
-        return pd.DataFrame(columns=["USUBJID", "_key", "_date"])
+        return pd.DataFrame({"USUBJID": [], "_key": [], "_date": pd.Series(dtype="datetime64[ns]")})
     rs = _by_evaluator(ctx, subject_rows(ctx, "RS", rs), "RS")
     category = column(rs, "RSCAT").str.upper()
     rs = rs[(category == "") | category.isin(ctx.mapping.rs_categories)]
@@ -63,7 +62,8 @@ def _responses(ctx: Context) -> pd.DataFrame:
 def _target_sums(ctx: Context) -> pd.DataFrame:
     tr = ctx.dataset("TR")
     if tr is None:
-        return pd.DataFrame(columns=["USUBJID", "_key", "_date", "target_sum_mm"])
+        return pd.DataFrame({"USUBJID": [], "_key": [], "_date": pd.Series(dtype="datetime64[ns]"),
+                             "target_sum_mm": pd.Series(dtype=float)})
     tr = _by_evaluator(ctx, subject_rows(ctx, "TR", tr), "TR")
     tr = _keyed(tr, "TR", parse_dates(ctx, "TR", tr, "TRDTC", required=True))
     test = tr["TRTESTCD"].str.upper()
@@ -101,7 +101,7 @@ def tumor_assessments(ctx: Context, study_id: str) -> pd.DataFrame:
     if merged.empty:
         return pd.DataFrame(columns=["study_id", "subject_id", "assessment_date", "target_sum_mm",
                                      "new_lesions", "nontarget_response", "overall_response", ORIGIN])
-    merged["_date"] = merged["_date"].fillna(merged.get("_date_tr"))
+    merged["_date"] = merged["_date"].fillna(merged["_date_tr"]).dt.strftime("%Y-%m-%d")
     tu_new = pd.Series(list(zip(merged["USUBJID"], merged["_key"]))).isin(
         set(zip(new["USUBJID"], new["_key"])))
     new_lesions = merged["new_lesions"].where(merged["new_lesions"].notna(), tu_new.map({True: "Y"}))
