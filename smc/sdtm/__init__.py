@@ -54,8 +54,9 @@ SOURCE_VARIABLES = {
 }
 
 
-def _check_structure(datasets: dict[str, Dataset], mapping: Mapping) -> list[Problem]:
-    problems = []
+def _check_structure(datasets: dict[str, Dataset], mapping: Mapping) -> tuple[list[Problem], set[str]]:
+    """Missing domains and variables, and the domains that cannot be read for want of a variable."""
+    problems, broken = [], set()
     for domain in REQUIRED_DOMAINS:
         if domain not in datasets:
             problems.append(Problem(ERROR, domain, None, None, None,
@@ -67,6 +68,7 @@ def _check_structure(datasets: dict[str, Dataset], mapping: Mapping) -> list[Pro
         for variable in wanted or ():
             options = variable if isinstance(variable, tuple) else (variable,)
             if not any(v in dataset.frame.columns for v in options):
+                broken.add(domain)
                 problems.append(Problem(ERROR, domain, None, " or ".join(options), None,
                                         f"is a required variable and is missing from {', '.join(dataset.files)}",
                                         record=""))
@@ -74,22 +76,27 @@ def _check_structure(datasets: dict[str, Dataset], mapping: Mapping) -> list[Pro
         if domain != "LB" and domain not in datasets:
             problems.append(Problem(load.WARNING, domain, None, None, None,
                                     "is named in [findings] domains but no file holds it", record=""))
-    return problems
+    return problems, broken
 
 
 def convert(datasets: dict[str, Dataset], mapping: Mapping) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
-    """Contract tables (as text, each row with its SDTM origin) and every problem found."""
-    problems = _check_structure(datasets, mapping)
-    if any(p.severity == ERROR for p in problems):
+    """Contract tables (as text, each row with its SDTM origin) and every problem found.
+    A domain that lacks a required variable is skipped, so the others' problems are still found;
+    without a usable DM nothing can be checked."""
+    problems, broken = _check_structure(datasets, mapping)
+    if "DM" not in datasets or "DM" in broken:
         return {}, problems
-    labelled = {name: Dataset(name, label_records(name, ds.frame), ds.files) for name, ds in datasets.items()}
-    ctx = Context(mapping, labelled, problems)
+    usable = {name: Dataset(name, label_records(name, ds.frame), ds.files)
+              for name, ds in datasets.items() if name not in broken}
+    ctx = Context(mapping, usable, problems)
     tables = subjects.convert(ctx)
     study_id = tables["studies"]["study_id"].iloc[0]
-    tables["administrations"] = events.administrations(ctx, study_id)
-    tables["adverse_events"] = events.adverse_events(ctx, study_id)
+    if "EX" in usable:
+        tables["administrations"] = events.administrations(ctx, study_id)
+    if "AE" in usable:
+        tables["adverse_events"] = events.adverse_events(ctx, study_id)
     tables["tumor_assessments"] = tumor.tumor_assessments(ctx, study_id)
-    labs = [findings.lab_results(ctx, study_id, d) for d in mapping.findings_domains if d in labelled]
+    labs = [findings.lab_results(ctx, study_id, d) for d in mapping.findings_domains if d in usable]
     if labs:
         tables["lab_results"] = pd.concat(labs, ignore_index=True)
     tables["subjects"]["last_contact_date"] = subjects.last_contact(ctx, tables["subjects"], tables)
@@ -102,10 +109,9 @@ def _default_data_cut(ctx: Context, tables: dict[str, pd.DataFrame]) -> None:
     studies = tables["studies"]
     if studies.get("data_cut_date", pd.Series([""])).iloc[0]:
         return
-    latest = max((frame[c].str[:10].replace("", None).dropna().max() or "")
-                 for frame, c in ((tables["subjects"], "last_contact_date"),
-                                  (tables["administrations"], "admin_date"),
-                                  (tables["adverse_events"], "onset_date")) if len(frame))
+    latest = max((tables[t][c].str[:10].replace("", None).dropna().max() or "")
+                 for t, c in (("subjects", "last_contact_date"), ("administrations", "admin_date"),
+                              ("adverse_events", "onset_date")) if t in tables and len(tables[t]))
     studies["data_cut_date"] = latest
     ctx.warn("mapping file", "", "study.data_cut_date", None,
              f"is not given (nor TS DCUTDTC); the latest date in the data, {latest or '—'}, is the data cut")
@@ -147,11 +153,14 @@ def import_datasets(datasets: dict[str, Dataset], mapping_text: str | None, db_p
         raise load.ImportFailed(problems)
     tables, found = convert(datasets, mapping)
     problems += found
-    if any(p.severity == ERROR for p in problems):
+    if not tables:
         raise load.ImportFailed(problems)
     raw, where = _origins(tables)
     result = load.validate(raw, clean=True)
-    problems += [_in_sdtm_terms(p, where) for p in result.problems]
+    # The contract's checks, restated for SDTM records; a record already in error is not reported twice.
+    in_error = {(p.table, p.record) for p in problems if p.severity == ERROR}
+    restated = [_in_sdtm_terms(p, where) for p in result.problems]
+    problems += [p for p in restated if (p.table, p.record) not in in_error]
     if any(p.severity == ERROR for p in problems):
         raise load.ImportFailed(problems)
     warnings = [p for p in problems if p.severity != ERROR]

@@ -22,6 +22,7 @@ class Context:
     problems: list[Problem] = field(default_factory=list)
     subjects: pd.DataFrame | None = None  # USUBJID -> status, level, phase; set once DM is read
     ds_dated: pd.Series | None = None  # USUBJID -> latest DS date other than death
+    consent: pd.Series | None = None  # USUBJID -> screening (consent) date (text), from DM
     first_dose: pd.Series | None = None  # USUBJID -> first dose date of the agent (text), from EX
 
     # ------------------------------------------------------------------ problems

@@ -16,7 +16,7 @@ import pandas as pd
 # Year, then month and day when known, then an optional clock time; SDTM writes an
 # unknown component as "-" (2014---05), which counts as unknown from there on.
 _ISO = (r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
-        r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.\d+)?)?)?)?)?"
+        r"(?:T(?P<hour>\d{2})(?::(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.\d+)?)?)?)?)?)?"
         r"(?:--[-\d:T.]*)?$")
 
 FULL, PARTIAL, BAD, EMPTY = "full", "partial", "bad", "empty"
@@ -88,4 +88,5 @@ def _parse_rest(text: pd.Series, end: bool) -> tuple[pd.Series, pd.Series, pd.Se
     kind = pd.Series(FULL, index=text.index, dtype=object)
     kind[partial] = PARTIAL
     kind[bad] = BAD
-    return when.where(~bad), kind, (parts["hour"].notna() & ~bad & ~partial).astype(bool)
+    # A time needs its minutes to be kept (2014-03-05T14 keeps only the date).
+    return when.where(~bad), kind, (parts["minute"].notna() & ~bad & ~partial).astype(bool)

@@ -92,8 +92,8 @@ def adverse_events(ctx: Context, study_id: str) -> pd.DataFrame:
     ctx.rows(ERROR, "AE", ae, duplicated, "AESEQ", "repeats a sequence number of the same subject")
     dlt = _dlt_flags(ctx, ae)
     ae = subject_rows(ctx, "AE", ae)
-    onset = _onsets(ctx, ae)
     end = parse_dates(ctx, "AE", ae, "AEENDTC", end=True)
+    onset = _onsets(ctx, ae, end.date_text)
     relation = column(ae, "AEREL").str.upper()
     related = pd.Series("Y", index=ae.index).where(~relation.isin(ctx.mapping.not_related), "N")
     related = related.where(relation != "", "")
@@ -119,22 +119,34 @@ def adverse_events(ctx: Context, study_id: str) -> pd.DataFrame:
     return out
 
 
-def _onsets(ctx: Context, ae: pd.DataFrame) -> pd.Series:
-    """AESTDTC; a partial onset is imputed to the first day of its period, or to the first dose when
-    that period holds the first dose, so an event that may have followed the dose stays on treatment."""
+def _onsets(ctx: Context, ae: pd.DataFrame, end: pd.Series) -> pd.Series:
+    """AESTDTC; a partial onset is imputed to the first day of its period, except that
+    - when the period holds the first dose (and the AE had not ended before it), to the first dose, so
+      an event that may have followed the dose stays on treatment;
+    - else, when the period holds the informed consent, not before the consent (nor after the AE's end)."""
     parsed = dates.parse(column(ae, "AESTDTC"))
     latest = dates.parse(column(ae, "AESTDTC"), end=True).date_text
     onset = parsed.date_text
-    first_dose = ae["USUBJID"].map(ctx.first_dose if ctx.first_dose is not None else {}).fillna("")
     partial = parsed.kind == dates.PARTIAL
-    holds_dose = partial & (first_dose != "") & (onset < first_dose) & (first_dose <= latest)
-    onset = onset.where(~holds_dose, first_dose)
+
+    def in_period(per_subject: pd.Series | None) -> tuple[pd.Series, pd.Series]:
+        when = ae["USUBJID"].map(per_subject if per_subject is not None else {}).fillna("")
+        return when, (partial & (when != "") & (onset < when) & (when <= latest)
+                      & ((end == "") | (when <= end)))
+
+    first_dose, holds_dose = in_period(ctx.first_dose)
+    consent, holds_consent = in_period(ctx.consent)
+    holds_consent &= ~holds_dose
+    onset = onset.where(~holds_dose, first_dose).where(~holds_consent, consent)
     ctx.rows(ERROR, "AE", ae, parsed.kind == dates.BAD, "AESTDTC",
              "is not an ISO 8601 date (YYYY-MM-DD, YYYY-MM-DDThh:mm, or partial YYYY-MM or YYYY)")
     ctx.rows(ERROR, "AE", ae, parsed.kind == dates.EMPTY, "AESTDTC", "is empty (an onset date is required)")
-    ctx.rows(WARNING, "AE", ae, partial & ~holds_dose, "AESTDTC",
+    ctx.rows(WARNING, "AE", ae, partial & ~holds_dose & ~holds_consent, "AESTDTC",
              lambda r: f"is a partial date; imputed to {onset[r.name]}, the first day of the period")
     ctx.rows(WARNING, "AE", ae, holds_dose, "AESTDTC",
              lambda r: f"is a partial date; imputed to {onset[r.name]}, the first dose of the agent, "
+                       "which falls in that period")
+    ctx.rows(WARNING, "AE", ae, holds_consent, "AESTDTC",
+             lambda r: f"is a partial date; imputed to {onset[r.name]}, the informed consent, "
                        "which falls in that period")
     return onset

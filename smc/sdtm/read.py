@@ -49,9 +49,12 @@ def read_file(path: Path) -> pd.DataFrame:
     """One dataset as text. pyreadstat reads XPT (pandas' read_sas misreads some zeros)."""
     if path.suffix.lower() == ".xpt":
         frame, _ = pyreadstat.read_xport(str(path))
-    else:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    return _as_text(frame)
+        return _as_text(frame)
+    frame = _as_text(pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
+    # A spreadsheet may write a sequence number as "3.0"; SUPP-- links need "3".
+    for col in [c for c in frame.columns if c.endswith("SEQ") or c == "IDVARVAL"]:
+        frame[col] = frame[col].str.replace(r"^(\d+)\.0*$", r"\1", regex=True)
+    return frame
 
 
 def _domain_of(frame: pd.DataFrame, path: Path) -> tuple[str | None, str | None]:

@@ -169,6 +169,7 @@ def convert(ctx: Context) -> dict[str, pd.DataFrame]:
     }, index=dm.index)
     subjects[ORIGIN] = origins("DM", dm)
     subjects = subjects[kept]
+    ctx.consent = pd.Series(screened_on.to_numpy(), index=dm["USUBJID"]).replace("", None).dropna()
     ctx.ds_dated = disposition.get("dated_records", pd.Series(dtype=object))
 
     levels = pd.DataFrame([{
@@ -182,25 +183,24 @@ def convert(ctx: Context) -> dict[str, pd.DataFrame]:
 
 
 def last_contact(ctx: Context, subjects: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.Series:
-    """Last date known alive: the latest SV visit when SV is given, else the latest dated record."""
+    """Last date known alive: the latest SV visit; for a subject without one (or without SV), the
+    latest dated record."""
+    parts = [pd.to_datetime(ctx.ds_dated)] if ctx.ds_dated is not None else []
+    for table, columns in (("administrations", ("admin_date", "end_date")),
+                           ("adverse_events", ("onset_date", "end_date")),
+                           ("tumor_assessments", ("assessment_date",)),
+                           ("lab_results", ("collected_at",))):
+        frame = tables.get(table)
+        if frame is None or frame.empty:
+            continue
+        for col in columns:
+            when = pd.to_datetime(frame[col].str[:10], format="%Y-%m-%d", errors="coerce")
+            parts.append(when.groupby(frame["subject_id"]).max())
+    latest = pd.concat(parts).groupby(level=0).max() if parts else pd.Series(dtype="datetime64[ns]")
     sv = ctx.dataset("SV")
     if sv is not None:
         sv = sv[sv["USUBJID"].isin(subjects["subject_id"])]
         visits = [parse_dates(ctx, "SV", sv, "SVSTDTC").when, parse_dates(ctx, "SV", sv, "SVENDTC", end=True).when]
-        parts = [dates.groupby(sv["USUBJID"]).max() for dates in visits]
-    else:
-        parts = [pd.to_datetime(ctx.ds_dated)] if ctx.ds_dated is not None else []
-        for table, columns in (("administrations", ("admin_date", "end_date")),
-                               ("adverse_events", ("onset_date", "end_date")),
-                               ("tumor_assessments", ("assessment_date",)),
-                               ("lab_results", ("collected_at",))):
-            frame = tables.get(table)
-            if frame is None or frame.empty:
-                continue
-            for col in columns:
-                when = pd.to_datetime(frame[col].str[:10], format="%Y-%m-%d", errors="coerce")
-                parts.append(when.groupby(frame["subject_id"]).max())
-    if not parts:
-        return pd.Series("", index=subjects.index)
-    latest = pd.concat(parts).groupby(level=0).max().dt.strftime("%Y-%m-%d")
-    return subjects["subject_id"].map(latest).fillna("")
+        latest_visit = pd.concat([when.groupby(sv["USUBJID"]).max() for when in visits]).groupby(level=0).max()
+        latest = latest_visit.dropna().combine_first(latest)
+    return subjects["subject_id"].map(latest.dt.strftime("%Y-%m-%d")).fillna("")

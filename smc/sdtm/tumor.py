@@ -15,6 +15,7 @@ from smc.sdtm.common import ORIGIN, Context, column, first_present, parse_dates,
 
 RESPONSES = {"CR": "CR", "PR": "PR", "SD": "SD", "PD": "PD", "NE": "NE", "NOT EVALUABLE": "NE",
              "UNKNOWN": "NE", "NON-CR/NON-PD": "SD"}
+RS_RESULTS = ("overall_response", "nontarget_response", "new_lesions")
 NONTARGET = {"CR": "CR", "NON-CR/NON-PD": "NON-CR/NON-PD", "PD": "PD", "NE": "NE", "NOT EVALUABLE": "NE"}
 TO_MM = {"MM": 1.0, "CM": 10.0, "": 1.0}
 
@@ -33,7 +34,8 @@ def _keyed(frame: pd.DataFrame, prefix: str, when) -> pd.DataFrame:
 def _responses(ctx: Context) -> pd.DataFrame:
     rs = ctx.dataset("RS")
     if rs is None:
-        return pd.DataFrame({"USUBJID": [], "_key": [], "_date": pd.Series(dtype="datetime64[ns]")})
+        return pd.DataFrame({"USUBJID": [], "_key": [], "_date": pd.Series(dtype="datetime64[ns]"),
+                             **{c: pd.Series(dtype=object) for c in RS_RESULTS}})
     rs = _by_evaluator(ctx, subject_rows(ctx, "RS", rs), "RS")
     category = column(rs, "RSCAT").str.upper()
     rs = rs[(category == "") | category.isin(ctx.mapping.rs_categories)]
@@ -54,9 +56,23 @@ def _responses(ctx: Context) -> pd.DataFrame:
                           "overall_response": result.map(RESPONSES).where(overall),
                           "nontarget_response": result.map(NONTARGET).where(nontarget),
                           "new_lesions": result.map({"Y": "Y", "N": "N"}).where(newl)})
+    _warn_disagreements(ctx, frame, rs)
     return frame.groupby(["USUBJID", "_key"], as_index=False).agg(
         _date=("_date", "max"), overall_response=("overall_response", "first"),
         nontarget_response=("nontarget_response", "first"), new_lesions=("new_lesions", "first"))
+
+
+def _warn_disagreements(ctx: Context, frame: pd.DataFrame, rs: pd.DataFrame) -> None:
+    """Two overall responses for one assessment (e.g. the same RS data in two files) that differ:
+    the first, in file order, is used; say which."""
+    overall = frame[frame["overall_response"].notna()].assign(_FILE=rs["_FILE"])
+    counts = overall.groupby(["USUBJID", "_key"])["overall_response"].nunique()
+    for subject, key in counts[counts > 1].index:
+        rows = overall[(overall["USUBJID"] == subject) & (overall["_key"] == key)]
+        given = "; ".join(f"{r} in {f}" for r, f in zip(rows["overall_response"], rows["_FILE"]))
+        when = f"VISITNUM {key[1:]}" if key[0] == "V" else f"date {key[1:]}"
+        ctx.warn("RS", f"USUBJID {subject} {when}", "RSSTRESC", None,
+                 f"holds different overall responses ({given}); the first is used")
 
 
 def _target_sums(ctx: Context) -> pd.DataFrame:
