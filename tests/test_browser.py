@@ -137,3 +137,22 @@ def test_explore_console_runs_a_query_and_draws_its_chart(server, page):
     page.get_by_role("button", name="Run").click()
     page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=30_000)
     assert "Only one SELECT" in page.locator('[data-testid="stAlertContentError"]').inner_text()
+
+
+def test_import_page_imports_uploaded_sdtm_files(server, page, tmp_path):
+    from smc.sdtm import synthetic
+
+    synthetic.write(tmp_path, 12, seed=3, fmt="xpt")
+    page.goto(f"{server}/import")
+    page.get_by_role("heading", name="Import SDTM").wait_for(timeout=60_000)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        sorted(str(p) for p in tmp_path.glob("*.xpt")))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').nth(1).set_input_files(str(tmp_path / "mapping.toml"))
+    page.get_by_role("textbox", name="New database name").fill("browser_import")
+    page.get_by_role("textbox", name="New database name").press("Enter")
+    page.get_by_role("button", name="Import").click()
+    success = page.locator('[data-testid="stAlertContentSuccess"]')
+    success.wait_for(timeout=60_000)
+    assert "browser_import.duckdb" in success.inner_text()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)  # the table of row counts
+    assert page.locator(ERRORS).count() == 0
