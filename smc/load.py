@@ -1,6 +1,6 @@
 """Validate contract tables and write them as one new DuckDB data cut.
 
-Every source (contract CSVs, the demo simulation, later SDTM) arrives here as
+Every source (contract CSVs, the demo simulation, SDTM) arrives here as
 a dict of DataFrames of text, passes one validator that reports every problem
 at once, and is written into a fresh file that atomically replaces the old
 database. On any error nothing is written.

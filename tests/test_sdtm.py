@@ -350,7 +350,7 @@ def dm_variants(tmp_path_factory) -> Imported:
     record(data, "DM", "S-002").update(ARMCD="L2", ACTARMCD="NOTTRT")
     record(data, "DM", "S-003").update(ARMCD="L2", ACTARMCD="")
     record(data, "DM", "S-005").update(ARMCD="L2", ACTARMCD="L1")
-    record(data, "DM", "S-006").update(ARMCD="L1", ACTARMCD="UNPLAN")
+    record(data, "DM", "S-006").update(ARMCD="L1", ACTARMCD="NOTTRT")
     # more screen failures
     data["DM"] += [
         # ARMNRS NOT ASSIGNED; DSTERM is only "SCREEN FAILURE" -> the reason is ARMNRS
@@ -617,7 +617,8 @@ def test_related_is_n_for_not_related_values_y_otherwise_and_empty_stays_null(ba
 
 
 def test_the_mapping_not_related_list_decides_related(own_mapping):
-    related = dict(((s, q), r) for s, q, r in own_mapping.query("SELECT subject_id, ae_seq, related FROM adverse_events"))
+    rows = own_mapping.query("SELECT subject_id, ae_seq, related FROM adverse_events")
+    related = {(s, q): r for s, q, r in rows}
     # POSSIBLE now means not related; NOT RELATED is not in the list, so it counts as related
     assert related == {("S-001", 1): "N", ("S-001", 2): "Y", ("S-002", 1): "Y", ("S-004", 1): "Y",
                        ("S-005", 1): None}
@@ -635,12 +636,47 @@ def test_without_dlt_qnam_every_ae_is_not_a_dlt_with_a_warning(own_mapping):
     assert "dlt_qnam" in own_mapping.warning_text()
 
 
-def test_without_suppae_every_ae_is_not_a_dlt_with_a_warning(tmp_path):
+def test_a_named_dlt_flag_without_suppae_refuses_the_import(tmp_path):
     data = study()
     data["SUPPAE"] = None
+    problem = find(import_problems(tmp_path, data), "SUPPAE", None, "QNAM")
+    assert problem.value == "AEDLT" and "no SUPPAE dataset" in problem.message
+
+
+def test_a_named_dlt_flag_that_no_suppae_record_has_refuses_the_import(tmp_path):
+    data = study()
+    for row in data["SUPPAE"]:
+        row["QNAM"] = "AETRTEM"
+    problem = find(import_problems(tmp_path, data), "SUPPAE", None, "QNAM")
+    assert problem.value == "AEDLT" and "no SUPPAE record has it" in problem.message
+
+
+def test_the_dlt_qnam_matches_in_any_case(tmp_path):
+    data = study()
+    for row in data["SUPPAE"]:
+        row["QNAM"] = row["QNAM"].lower()
     run = run_import(tmp_path, data)
-    assert run.query("SELECT DISTINCT dlt FROM adverse_events") == [("N",)]
-    assert any(w.table == "SUPPAE" for w in run.warnings)
+    assert run.ae("S-001", 2, "dlt") == "Y" and run.ae("S-004", 1, "dlt") == "Y"
+
+
+def test_two_dlt_flags_of_one_ae_that_disagree_are_an_error(tmp_path):
+    data = study()
+    data["SUPPAE"].append(_supp("S-001", 2, "N"))  # S-001 AESEQ 2 is already flagged Y
+    problems = errors(import_problems(tmp_path, data))
+    assert {(p.table, p.column, p.value) for p in problems} == {("SUPPAE", "QVAL", "Y"), ("SUPPAE", "QVAL", "N")}
+
+
+def test_an_unplanned_treatment_is_an_unmapped_arm(tmp_path):
+    data = study()
+    record(data, "DM", "S-006").update(ACTARMCD="UNPLAN")  # planned L2; the level actually given is unknown
+    problem = find(import_problems(tmp_path, data), "DM", "S-006", "ACTARMCD")
+    assert problem.value == "UNPLAN"
+
+
+def test_an_arm_given_twice_within_one_level_is_an_error():
+    text = MAPPING.replace('arms = ["L1"]', 'arms = ["L1"]\nexpansion_arms = ["L1"]')
+    parsed, problems = parse_mapping(text)
+    assert parsed is None and any(p.column == "levels.arms" and p.value == "L1" for p in problems)
 
 
 # --------------------------------------------------------------------------- RS, TR, TU -> tumor_assessments
@@ -737,6 +773,12 @@ def test_the_mapping_evaluator_selects_whose_assessments_count(tmp_path):
     run = run_import(tmp_path, tumor_study(), mapping(extra='[tumor]\nevaluator = "INDEPENDENT ASSESSOR"'))
     # Only visit 2 has independent RS/TR records for S-001.
     assert run.query(TUMOR_SQL, "S-001") == [(D("2024-02-05"), 99.0, None, None, "CR")]
+
+
+def test_records_of_another_evaluator_are_counted_in_a_warning(tmp_path):
+    run = run_import(tmp_path, tumor_study())
+    warning = find(run.warnings, "RS", None, "RSEVAL", WARNING)
+    assert "INDEPENDENT ASSESSOR (1)" in warning.message  # S-001's visit-2 CR by the independent assessor
 
 
 def test_rs_rows_of_another_rscat_are_ignored_and_rows_without_rscat_are_used(tmp_path):
@@ -961,6 +1003,63 @@ def test_two_overall_responses_for_one_visit_that_differ_are_named_in_a_warning(
     assert f"{other['RSSTRESC']} in rs_copy.csv; {first['RSSTRESC']} in rs_onco_recist.csv" in text
     assert run.query("SELECT overall_response FROM tumor_assessments WHERE subject_id = ? AND assessment_date = ?",
                      first["USUBJID"], D(first["RSDTC"])) == [(other["RSSTRESC"],)]
+
+
+def test_disposition_without_dscat_ignores_consent_and_screening_records(tmp_path):
+    data = study()
+    for row in data["DS"]:
+        del row["DSCAT"]
+    data["DS"] += [_ds("S-001", 2, "INFORMED CONSENT OBTAINED", "2024-01-02"),
+                   _ds("S-002", 2, "COMPLETED", "2024-01-09", epoch="SCREENING"),
+                   _ds("S-003", 2, "WITHDRAWAL BY SUBJECT", "2024-03-01")]
+    run = run_import(tmp_path, data)
+    assert run.subject("S-001")["off_study_date"] is None
+    assert run.subject("S-002")["off_study_date"] is None
+    assert (run.subject("S-003")["off_study_date"], run.subject("S-003")["off_study_reason"]) == (
+        D("2024-03-01"), "WITHDRAWAL BY SUBJECT")
+
+
+def test_a_ds_record_of_a_subject_not_in_dm_is_an_error(tmp_path):
+    data = study()
+    data["DS"].append(_ds("S-999", 1, "COMPLETED", "2024-03-01"))
+    assert find(import_problems(tmp_path, data), "DS", "S-999", "USUBJID")
+
+
+def test_visit_numbers_written_as_decimals_in_csv_still_join_rs_and_tr(tmp_path):
+    data = tumor_study()
+    for row in data["TR"]:
+        row["VISITNUM"] = f"{row['VISITNUM']}.0"
+    expected = run_import(tmp_path, tumor_study(), name="plain").query(TUMOR_SQL, "S-001")
+    assert run_import(tmp_path, data, name="decimal").query(TUMOR_SQL, "S-001") == expected
+
+
+def test_a_variable_given_twice_in_one_file_is_an_error_naming_it(tmp_path):
+    source = write_study(tmp_path / "sdtm", study())
+    ae = (source / "ae.csv").read_text().splitlines()
+    (source / "ae.csv").write_text("\n".join([ae[0] + ",aeseq"] + [line + ",9" for line in ae[1:]]) + "\n")
+    (tmp_path / "map.toml").write_text(MAPPING)
+    with pytest.raises(ImportFailed) as failed:
+        import_sdtm(source, tmp_path / "x.duckdb", tmp_path / "map.toml")
+    assert any(p.table == "ae.csv" and "AESEQ more than once" in p.message for p in failed.value.problems)
+
+
+def test_a_mapping_file_that_is_not_utf8_is_a_problem_not_a_traceback(tmp_path):
+    source = write_study(tmp_path / "sdtm", study())
+    (tmp_path / "map.toml").write_bytes(MAPPING.encode("utf-16"))
+    with pytest.raises(ImportFailed) as failed:
+        import_sdtm(source, tmp_path / "x.duckdb", tmp_path / "map.toml")
+    assert "is not UTF-8 text" in str(failed.value.problems[-1])
+
+
+def test_a_dm_without_records_is_refused_without_a_traceback(tmp_path):
+    data = study()
+    columns = list(data["DM"][0])
+    source = write_study(tmp_path / "sdtm", data)
+    (source / "dm.csv").write_text(",".join(columns) + "\n")
+    (tmp_path / "map.toml").write_text(MAPPING)
+    with pytest.raises(ImportFailed) as failed:
+        import_sdtm(source, tmp_path / "x.duckdb", tmp_path / "map.toml")
+    assert any(p.table == "EX" and p.column == "USUBJID" for p in failed.value.problems)  # dosed, not in DM
 
 
 BAD_DATES = {("S-001", 2): "2014-13-01", ("S-002", 1): "2014-02-30", ("S-004", 1): "03/05/2014",
@@ -1204,7 +1303,6 @@ arms = ["Xan_Hi"]
 exclude_arms = [{excluded}]
 
 [ae]
-dlt_qnam = "AEDLT"
 
 [lab_categories]
 PSA = "tumor_marker"
@@ -1325,9 +1423,10 @@ def test_sample_xpt_drops_placebo_doses_with_pbo_excluded_and_keeps_zero_doses_w
         pytest.skip(f"{source} is absent")
     excluded = _sample_import(tmp_path, source, "xpt")
     assert excluded.query("SELECT count(*) FROM administrations WHERE dose = 0 OR dose IS NULL") == [(0,)]
-    # suppae.xpt holds only AETRTEM: no AEDLT record, so every AE is imported as not a DLT, with a warning
+    # The pilot has no DLT flag (suppae.xpt holds only AETRTEM) and the mapping names none: every AE is N,
+    # with a warning.
     assert excluded.query("SELECT DISTINCT dlt FROM adverse_events") == [("N",)]
-    assert find(excluded.warnings, "SUPPAE", None, "QNAM", WARNING).value == "AEDLT"
+    assert any(w.table == "AE" and "names no DLT flag" in w.message for w in excluded.warnings)
     xpt_ex, _ = pyreadstat.read_xport(str(source / "ex.xpt"))
     assert excluded.query("SELECT count(*) FROM administrations") == [
         (int((xpt_ex["EXTRT"] == "XANOMELINE").sum()),)]

@@ -109,9 +109,9 @@ def _default_data_cut(ctx: Context, tables: dict[str, pd.DataFrame]) -> None:
     studies = tables["studies"]
     if studies.get("data_cut_date", pd.Series([""])).iloc[0]:
         return
-    latest = max((tables[t][c].str[:10].replace("", None).dropna().max() or "")
-                 for t, c in (("subjects", "last_contact_date"), ("administrations", "admin_date"),
-                              ("adverse_events", "onset_date")) if t in tables and len(tables[t]))
+    sources = (("subjects", "last_contact_date"), ("administrations", "admin_date"), ("adverse_events", "onset_date"))
+    dated = [tables[t][c].fillna("").astype(str).str[:10] for t, c in sources if t in tables]
+    latest = max((d for column in dated for d in column if d), default="")
     studies["data_cut_date"] = latest
     ctx.warn("mapping file", "", "study.data_cut_date", None,
              f"is not given (nor TS DCUTDTC); the latest date in the data, {latest or '—'}, is the data cut")
@@ -134,7 +134,7 @@ def _in_sdtm_terms(problem: Problem, where: dict[str, list]) -> Problem:
         return problem
     domain, record = where[problem.table][problem.row - 2]
     variable = SOURCE_VARIABLES.get((problem.table, problem.column), problem.column)
-    message = problem.message.replace("subjects.csv", "DM")
+    message = problem.message.replace("subjects.csv", "DM")  # the validator speaks of contract files
     return Problem(problem.severity, domain, None, variable, problem.value, message, record=record)
 
 
@@ -149,7 +149,7 @@ def import_datasets(datasets: dict[str, Dataset], mapping_text: str | None, db_p
         raise load.ImportFailed(problems)
     mapping, mapping_problems = parse_mapping(mapping_text)
     problems += mapping_problems
-    if mapping is None or any(p.severity == ERROR for p in problems if p.table in ("mapping file",)):
+    if mapping is None:
         raise load.ImportFailed(problems)
     tables, found = convert(datasets, mapping)
     problems += found
@@ -174,7 +174,12 @@ def import_sdtm(directory: str | Path, db_path: str | Path,
     directory = Path(directory)
     mapping_path = Path(mapping_path) if mapping_path else directory / "mapping.toml"
     datasets, problems = read_sdtm_dir(directory)
-    mapping_text = mapping_path.read_text(encoding="utf-8") if mapping_path.is_file() else None
+    try:
+        mapping_text = mapping_path.read_text(encoding="utf-8") if mapping_path.is_file() else None
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(ERROR, "mapping file", None, None, None,
+                                f"{mapping_path} is not UTF-8 text (byte {exc.start})", record=""))
+        raise load.ImportFailed(problems) from None
     if mapping_text is None and mapping_path != directory / "mapping.toml":
         problems.append(Problem(ERROR, "mapping file", None, None, None, f"{mapping_path} does not exist",
                                 record=""))

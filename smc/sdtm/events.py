@@ -8,7 +8,7 @@ from smc.sdtm import dates
 from smc.sdtm.common import ORIGIN, Context, column, first_present, origins, parse_dates, subject_rows
 
 SEVERITY_GRADES = {"MILD": "1", "MODERATE": "2", "SEVERE": "3"}
-FLAGS = {"Y": "Y", "N": "N", "": ""}
+FLAGS = {"Y", "N", ""}
 
 
 def administrations(ctx: Context, study_id: str) -> pd.DataFrame:
@@ -47,13 +47,15 @@ def _dlt_flags(ctx: Context, ae: pd.DataFrame) -> pd.Series:
         ctx.warn("AE", "", None, None, "the mapping names no DLT flag ([ae] dlt_qnam): every AE is imported "
                  "with dlt = N, so the escalation rule will count no DLT")
         return none
+    # The mapping says where the DLTs are; not finding them there must stop the import, not zero the DLTs.
     if supp is None:
-        ctx.warn("SUPPAE", "", "QNAM", qnam, "cannot be read: there is no SUPPAE dataset; every AE is "
-                 "imported with dlt = N, so the escalation rule will count no DLT")
+        ctx.error("SUPPAE", "", "QNAM", qnam, "is named as the DLT flag ([ae] dlt_qnam) but there is no SUPPAE "
+                  "dataset; give SUPPAE, or remove dlt_qnam if the data hold no DLT flag")
         return none
-    supp = supp[supp["QNAM"] == qnam]
+    supp = supp[supp["QNAM"].str.upper() == qnam.upper()]
     if supp.empty:
-        ctx.warn("SUPPAE", "", "QNAM", qnam, "has no records; every AE is imported with dlt = N")
+        ctx.error("SUPPAE", "", "QNAM", qnam, "is named as the DLT flag ([ae] dlt_qnam) but no SUPPAE record "
+                  "has it; check the name, or remove dlt_qnam if the data hold no DLT flag")
         return none
     value = supp["QVAL"].str.upper().map({"Y": "Y", "N": "N", "YES": "Y", "NO": "N"})
     ctx.rows(ERROR, "SUPPAE", supp, value.isna(), "QVAL", f"is not Y or N (the {qnam} DLT flag)")
@@ -63,6 +65,9 @@ def _dlt_flags(ctx: Context, ae: pd.DataFrame) -> pd.Series:
             ctx.rows(ERROR, "SUPPAE", group, [True] * len(group), "IDVAR", "is not a variable of AE")
             continue
         keys = pd.Series(list(zip(group["USUBJID"], group["IDVARVAL"])), index=group.index)
+        conflicting = keys.map(value[group.index].groupby(keys).nunique()) > 1
+        ctx.rows(ERROR, "SUPPAE", group, conflicting, "QVAL",
+                 lambda r, v=idvar: f"disagrees with another {qnam} record for the same AE ({v} {r['IDVARVAL']})")
         lookup = dict(zip(keys, value[group.index]))
         ae_keys = pd.Series(list(zip(ae["USUBJID"], ae[idvar])), index=ae.index)
         flags = ae_keys.map(lookup).fillna(flags)

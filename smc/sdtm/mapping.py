@@ -130,9 +130,9 @@ def parse_mapping(text: str) -> tuple[Mapping | None, list[Problem]]:
     arms_seen: dict[str, int] = {}
     for lv in levels:
         for arm in lv.arms + lv.expansion_arms:
-            if arm in arms_seen and arms_seen[arm] != lv.level:
-                problems.append(_problem("levels.arms", f"is given for levels {arms_seen[arm]} and {lv.level}",
-                                         arm))
+            if arm in arms_seen:
+                problems.append(_problem("levels.arms", f"is given twice (levels {arms_seen[arm]} and {lv.level}); "
+                                         "an arm means one level and one phase", arm))
             arms_seen[arm] = lv.level
     for arm in exclude:
         if arm in arms_seen:
@@ -208,8 +208,8 @@ arms = ["Xan_Hi"]
 exclude_arms = ["Pbo"]       # arms left out of the import (e.g. a placebo arm)
 
 [ae]
-dlt_qnam = "AEDLT"           # SUPPAE QNAM holding the DLT flag (Y/N); optional
-not_related = ["NONE", "NOT RELATED", "UNLIKELY RELATED", "REMOTE"]
+dlt_qnam = "AEDLT"           # SUPPAE QNAM holding the DLT flag (Y/N); optional, but if named it must be there
+not_related = ["NONE", "NOT RELATED", "UNLIKELY RELATED", "UNLIKELY", "REMOTE", "N"]  # any other AEREL: related
 
 [lab_categories]             # LBTESTCD or LBTEST -> category
 CA199 = "tumor_marker"
@@ -219,6 +219,6 @@ PSA = "tumor_marker"
 domains = ["LB"]             # findings domains read into lab_results
 
 [tumor]
-evaluator = "INVESTIGATOR"   # RSEVAL/TREVAL whose assessments count
+evaluator = "INVESTIGATOR"   # RSEVAL/TREVAL/TUEVAL whose assessments count
 rs_categories = ["RECIST 1.1"]  # RSCAT values read as RECIST overall responses
 '''

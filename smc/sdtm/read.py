@@ -45,14 +45,26 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _duplicated_names(frame: pd.DataFrame) -> list[str]:
+    names = [str(c).strip().upper() for c in frame.columns]
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 def read_file(path: Path) -> pd.DataFrame:
     """One dataset as text. pyreadstat reads XPT (pandas' read_sas misreads some zeros)."""
     if path.suffix.lower() == ".xpt":
         frame, _ = pyreadstat.read_xport(str(path))
-        return _as_text(frame)
-    frame = _as_text(pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
-    # A spreadsheet may write a sequence number as "3.0"; SUPP-- links need "3".
-    for col in [c for c in frame.columns if c.endswith("SEQ") or c == "IDVARVAL"]:
+    else:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", header=None)
+        frame = frame.iloc[1:].set_axis(list(frame.iloc[0]), axis=1).reset_index(drop=True)
+    repeated = _duplicated_names(frame)
+    if repeated:
+        raise ValueError(f"has the variable(s) {', '.join(repeated)} more than once")
+    frame = _as_text(frame)
+    if path.suffix.lower() == ".xpt":
+        return frame
+    # A spreadsheet may write a whole number as "3.0"; SUPP-- links and visit keys need "3".
+    for col in [c for c in frame.columns if c.endswith("SEQ") or c in ("IDVARVAL", "VISITNUM")]:
         frame[col] = frame[col].str.replace(r"^(\d+)\.0*$", r"\1", regex=True)
     return frame
 
@@ -85,6 +97,9 @@ def read_sdtm_dir(directory: str | Path) -> tuple[dict[str, Dataset], list[Probl
     for path in sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES):
         try:
             frame = read_file(path)
+        except ValueError as exc:
+            problems.append(Problem(ERROR, path.name, None, None, None, str(exc), record=""))
+            continue
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
             problems.append(Problem(ERROR, path.name, None, None, None,
                                     f"could not be read: {type(exc).__name__}: {exc}", record=""))

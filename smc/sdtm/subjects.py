@@ -4,11 +4,13 @@ from __future__ import annotations
 import pandas as pd
 
 from smc.load import ERROR, WARNING
-from smc.sdtm.common import ORIGIN, RECORD, Context, column, origins, parse_dates
+from smc.sdtm.common import ORIGIN, RECORD, Context, column, origins, parse_dates, subject_rows
 
 # SDTM's own arm codes for subjects without an arm (SDTMIG 3.2; 3.3+ moves them to ARMNRS).
 SCREEN_FAILURE_ARMS = {"SCRNFAIL", "NOTASSGN"}
-NOT_TREATED_ARMS = {"NOTTRT", "UNPLAN", ""}
+# Not treated: the planned arm (ARMCD) gives the level. UNPLAN is not here: an unplanned treatment
+# has no known level, so it must be mapped like any arm (else it is an unmapped arm).
+NOT_TREATED_ARMS = {"NOTTRT", ""}
 ENROLLMENT_MILESTONES = {"RANDOMIZED", "ENROLLED", "ENROLLMENT", "RANDOMISED"}
 TS_FIELDS = {"TITLE": "title", "INDIC": "indication", "PLANSUB": "planned_enrollment",
              "DCUTDTC": "data_cut_date"}
@@ -50,6 +52,7 @@ def _disposition(ctx: Context, ds: pd.DataFrame | None) -> dict[str, pd.Series]:
     out: dict[str, pd.Series] = {}
     if ds is None or ds.empty:
         return out
+    ds = subject_rows(ctx, "DS", ds)
     when = parse_dates(ctx, "DS", ds, "DSSTDTC", required=True)
     ds = ds.assign(_date=when.date_text, _decod=ds["DSDECOD"].str.upper())
     category = column(ds, "DSCAT").str.upper()
@@ -59,8 +62,11 @@ def _disposition(ctx: Context, ds: pd.DataFrame | None) -> dict[str, pd.Series]:
     reason = column(failed, "DSTERM").where(column(failed, "DSTERM").str.upper() != "SCREEN FAILURE", "")
     out["screen_fail_reason"] = reason.groupby(failed["USUBJID"]).first()
     out["screen_failed_on"] = failed[failed["_date"] != ""].groupby("USUBJID")["_date"].min()
-    event = ((category == "DISPOSITION EVENT") | ((category == "") & ~milestone)) \
-        & ~ds["_decod"].isin({"SCREEN FAILURE"}) & (ds["_date"] != "")
+    # Leaving the study is a DISPOSITION EVENT (all non-milestone records when DS has no DSCAT), but not
+    # a screen failure or the end of the screening epoch.
+    disposition = (category == "DISPOSITION EVENT") if "DSCAT" in ds.columns else ~milestone
+    event = disposition & ~ds["_decod"].isin({"SCREEN FAILURE", "INFORMED CONSENT OBTAINED"}) \
+        & (column(ds, "EPOCH").str.upper() != "SCREENING") & (ds["_date"] != "")
     events = ds[event].sort_values("_date")
     treatment = column(events, "EPOCH").str.upper() == "TREATMENT"
     last_study = events[~treatment].groupby("USUBJID").last()
@@ -82,7 +88,7 @@ def _study_fields(ctx: Context, dm: pd.DataFrame) -> dict[str, str]:
         for parm, name in TS_FIELDS.items():
             values = ts.loc[ts["TSPARMCD"].str.upper() == parm, "TSVAL"]
             if len(values) and values.iloc[0]:
-                fields[name] = values.iloc[0]
+                fields[name] = values.iloc[0][:10] if name == "data_cut_date" else values.iloc[0]
     fields.update(ctx.mapping.study)  # the mapping file has the last word
     if "study_id" not in fields:
         ids = sorted(set(dm["STUDYID"]) - {""})
@@ -199,7 +205,7 @@ def last_contact(ctx: Context, subjects: pd.DataFrame, tables: dict[str, pd.Data
     latest = pd.concat(parts).groupby(level=0).max() if parts else pd.Series(dtype="datetime64[ns]")
     sv = ctx.dataset("SV")
     if sv is not None:
-        sv = sv[sv["USUBJID"].isin(subjects["subject_id"])]
+        sv = subject_rows(ctx, "SV", sv)
         visits = [parse_dates(ctx, "SV", sv, "SVSTDTC").when, parse_dates(ctx, "SV", sv, "SVENDTC", end=True).when]
         latest_visit = pd.concat([when.groupby(sv["USUBJID"]).max() for when in visits]).groupby(level=0).max()
         latest = latest_visit.dropna().combine_first(latest)

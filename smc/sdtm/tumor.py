@@ -22,10 +22,19 @@ TO_MM = {"MM": 1.0, "CM": 10.0, "": 1.0}
 
 def _by_evaluator(ctx: Context, frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
     evaluator = column(frame, f"{prefix}EVAL").str.upper()
-    return frame[(evaluator == "") | (evaluator == ctx.mapping.evaluator)]
+    kept = (evaluator == "") | (evaluator == ctx.mapping.evaluator)
+    _warn_left_out(ctx, prefix, f"{prefix}EVAL", evaluator[~kept], "[tumor] evaluator")
+    return frame[kept]
 
 
-def _keyed(frame: pd.DataFrame, prefix: str, when) -> pd.DataFrame:
+def _warn_left_out(ctx: Context, domain: str, variable: str, values: pd.Series, setting: str) -> None:
+    """Records left out by a mapping setting are counted, so a misspelt setting cannot hide them."""
+    if len(values):
+        counts = ", ".join(f"{v} ({n})" for v, n in values.value_counts().items())
+        ctx.warn(domain, "", variable, None, f"records not used, as {setting} does not name them: {counts}")
+
+
+def _keyed(frame: pd.DataFrame, when) -> pd.DataFrame:
     """Add the assessment key: the visit when VISITNUM is given, else the date."""
     visit = column(frame, "VISITNUM")
     return frame.assign(_date=when.when, _key=("V" + visit).where(visit != "", "D" + when.date_text))
@@ -38,8 +47,10 @@ def _responses(ctx: Context) -> pd.DataFrame:
                              **{c: pd.Series(dtype=object) for c in RS_RESULTS}})
     rs = _by_evaluator(ctx, subject_rows(ctx, "RS", rs), "RS")
     category = column(rs, "RSCAT").str.upper()
-    rs = rs[(category == "") | category.isin(ctx.mapping.rs_categories)]
-    rs = _keyed(rs, "RS", parse_dates(ctx, "RS", rs, "RSDTC", required=True))
+    in_category = (category == "") | category.isin(ctx.mapping.rs_categories)
+    _warn_left_out(ctx, "RS", "RSCAT", category[~in_category], "[tumor] rs_categories")
+    rs = rs[in_category]
+    rs = _keyed(rs, parse_dates(ctx, "RS", rs, "RSDTC", required=True))
     result = first_present(rs, "RSSTRESC", "RSORRES").str.upper()
     test = rs["RSTESTCD"].str.upper()
     overall = test == "OVRLRESP"
@@ -81,7 +92,7 @@ def _target_sums(ctx: Context) -> pd.DataFrame:
         return pd.DataFrame({"USUBJID": [], "_key": [], "_date": pd.Series(dtype="datetime64[ns]"),
                              "target_sum_mm": pd.Series(dtype=float)})
     tr = _by_evaluator(ctx, subject_rows(ctx, "TR", tr), "TR")
-    tr = _keyed(tr, "TR", parse_dates(ctx, "TR", tr, "TRDTC", required=True))
+    tr = _keyed(tr, parse_dates(ctx, "TR", tr, "TRDTC", required=True))
     test = tr["TRTESTCD"].str.upper()
     group = column(tr, "TRGRPID").str.upper()
     value = pd.to_numeric(tr["TRSTRESN"], errors="coerce")
@@ -107,7 +118,7 @@ def _new_lesions(ctx: Context) -> pd.DataFrame:
     tu = _by_evaluator(ctx, subject_rows(ctx, "TU", tu), "TU")
     new = tu[first_present(tu, "TUSTRESC", "TUORRES").str.upper() == "NEW"]
     when = parse_dates(ctx, "TU", new, "TUDTC")
-    new = _keyed(new, "TU", when)
+    new = _keyed(new, when)
     return new.loc[new["_key"].str.len() > 1, ["USUBJID", "_key"]].drop_duplicates()
 
 

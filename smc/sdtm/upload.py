@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from smc.load import ImportFailed, Problem
+from smc.load import Problem
 from smc.sdtm import import_datasets
 from smc.sdtm.read import SUFFIXES, read_sdtm_dir
 
@@ -55,5 +55,3 @@ def problems_table(problems: list[Problem]) -> pd.DataFrame:
         "message": [p.message for p in problems],
     })
 
-
-__all__ = ["ImportFailed", "import_target", "import_uploads", "problems_table"]
