@@ -45,8 +45,8 @@ def import_uploads(files: list[tuple[str, bytes]], mapping_text: str | None,
 
 
 def problems_table(problems: list[Problem]) -> pd.DataFrame:
-    """One row per problem, in the words of the CLI."""
-    return pd.DataFrame({
+    """One row per problem, in the words of the CLI; errors first, each group in reading order."""
+    frame = pd.DataFrame({
         "severity": [p.severity for p in problems],
         "domain": [p.table or "" for p in problems],
         "record": [p.record if p.record is not None else (f"row {p.row}" if p.row else "") for p in problems],
@@ -54,4 +54,5 @@ def problems_table(problems: list[Problem]) -> pd.DataFrame:
         "value": [p.value or "" for p in problems],
         "message": [p.message for p in problems],
     })
+    return frame.sort_values("severity", key=lambda s: s != "error", kind="stable", ignore_index=True)
 
