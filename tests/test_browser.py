@@ -145,14 +145,19 @@ def test_import_page_imports_uploaded_sdtm_files(server, page, tmp_path):
     synthetic.write(tmp_path, 12, seed=3, fmt="xpt")
     page.goto(f"{server}/import")
     page.get_by_role("heading", name="Import SDTM").wait_for(timeout=60_000)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
-        sorted(str(p) for p in tmp_path.glob("*.xpt")))
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').nth(1).set_input_files(str(tmp_path / "mapping.toml"))
-    page.get_by_role("textbox", name="New database name").fill("browser_import")
-    page.get_by_role("textbox", name="New database name").press("Enter")
+    uploaders = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploaders.first.set_input_files(sorted(str(p) for p in tmp_path.glob("*.xpt")))
+    page.get_by_text("suppae.xpt").wait_for(timeout=30_000)  # every upload has reached the server
+    uploaders.nth(1).set_input_files(str(tmp_path / "mapping.toml"))
+    page.get_by_text("mapping.toml").wait_for(timeout=30_000)
+    name = page.get_by_role("textbox", name="New database name")
+    name.fill("browser_import")
+    name.press("Enter")
+    page.wait_for_timeout(500)  # the rerun that commits the name
     page.get_by_role("button", name="Import").click()
-    success = page.locator('[data-testid="stAlertContentSuccess"]')
-    success.wait_for(timeout=60_000)
-    assert "browser_import.duckdb" in success.inner_text()
+    outcome = page.locator('[data-testid="stAlertContentSuccess"], [data-testid="stAlertContentError"]')
+    outcome.first.wait_for(timeout=60_000)
+    assert "browser_import.duckdb" in outcome.first.inner_text()
+    assert page.locator('[data-testid="stAlertContentSuccess"]').count() == 1
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)  # the table of row counts
     assert page.locator(ERRORS).count() == 0
