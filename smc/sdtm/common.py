@@ -13,6 +13,7 @@ from smc.sdtm.mapping import Mapping
 from smc.sdtm.read import Dataset
 
 ORIGIN = "_origin"  # (domain, record) of each contract row, for messages after validation
+NOT_A_DATE = "is not an ISO 8601 date (YYYY-MM-DD, YYYY-MM-DDThh:mm, or partial YYYY-MM or YYYY)"
 
 
 @dataclass
@@ -84,8 +85,7 @@ def parse_dates(ctx: Context, domain: str, frame: pd.DataFrame, variable: str, e
     """Parse one --DTC variable: an error per unparsable value (and per missing one when required),
     a warning per imputed partial date."""
     parsed = dates.parse(column(frame, variable), end=end)
-    ctx.rows(ERROR, domain, frame, parsed.kind == dates.BAD, variable,
-             "is not an ISO 8601 date (YYYY-MM-DD, YYYY-MM-DDThh:mm, or partial YYYY-MM or YYYY)")
+    ctx.rows(ERROR, domain, frame, parsed.kind == dates.BAD, variable, NOT_A_DATE)
     if required:
         ctx.rows(ERROR, domain, frame, parsed.kind == dates.EMPTY, variable, "is empty (a date is required)")
     where = "last" if end else "first"
@@ -93,6 +93,11 @@ def parse_dates(ctx: Context, domain: str, frame: pd.DataFrame, variable: str, e
     ctx.rows(WARNING, domain, frame, parsed.kind == dates.PARTIAL, variable,
              lambda r: f"is a partial date; imputed to {imputed[r.name]}, the {where} day of the period")
     return parsed
+
+
+def number_text(values: pd.Series) -> pd.Series:
+    """Numbers as contract text (15 significant digits, so float sums do not show their last bit)."""
+    return values.map(lambda v: "" if pd.isna(v) else f"{v:.15g}")
 
 
 def subject_rows(ctx: Context, domain: str, frame: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,8 @@ import pandas as pd
 
 from smc.load import ERROR, WARNING
 from smc.sdtm import dates
-from smc.sdtm.common import ORIGIN, Context, column, first_present, origins, parse_dates, subject_rows
+from smc.sdtm.common import (NOT_A_DATE, ORIGIN, Context, column, first_present, origins, parse_dates,
+                             subject_rows)
 
 SEVERITY_GRADES = {"MILD": "1", "MODERATE": "2", "SEVERE": "3"}
 FLAGS = {"Y", "N", ""}
@@ -143,8 +144,7 @@ def _onsets(ctx: Context, ae: pd.DataFrame, end: pd.Series) -> pd.Series:
     consent, holds_consent = in_period(ctx.consent)
     holds_consent &= ~holds_dose
     onset = onset.where(~holds_dose, first_dose).where(~holds_consent, consent)
-    ctx.rows(ERROR, "AE", ae, parsed.kind == dates.BAD, "AESTDTC",
-             "is not an ISO 8601 date (YYYY-MM-DD, YYYY-MM-DDThh:mm, or partial YYYY-MM or YYYY)")
+    ctx.rows(ERROR, "AE", ae, parsed.kind == dates.BAD, "AESTDTC", NOT_A_DATE)
     ctx.rows(ERROR, "AE", ae, parsed.kind == dates.EMPTY, "AESTDTC", "is empty (an onset date is required)")
     ctx.rows(WARNING, "AE", ae, partial & ~holds_dose & ~holds_consent, "AESTDTC",
              lambda r: f"is a partial date; imputed to {onset[r.name]}, the first day of the period")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from smc.load import ERROR
-from smc.sdtm.common import ORIGIN, Context, column, first_present, origins, parse_dates, subject_rows
+from smc.sdtm.common import ORIGIN, Context, column, first_present, number_text, origins, parse_dates, subject_rows
 from smc.sdtm.mapping import LAB_CATEGORIES
 
 # A result below the limit of quantification, as SDTM writes it in --STRESC: "<5", "< 0.5", "BLQ<10".
@@ -40,23 +40,21 @@ def lab_results(ctx: Context, study_id: str, domain: str) -> pd.DataFrame:
     keep = ~no_result
     frame, when, numeric, lloq = frame[keep], when.timestamp_text[keep], numeric[keep], lloq[keep]
     grade = column(frame, f"{d}TOXGR").str.extract(r"(\d)", expand=False).fillna("")
-    ctx.rows(ERROR, d, frame, first_present(frame, f"{d}TEST", f"{d}TESTCD") == "", f"{d}TEST",
-             "is empty and so is the test code")
+    test = first_present(frame, f"{d}TEST", f"{d}TESTCD")
+    ctx.rows(ERROR, d, frame, test == "", f"{d}TEST", "is empty and so is the test code")
     out = pd.DataFrame({
         "study_id": study_id,
         "subject_id": frame["USUBJID"],
         "collected_at": when,
         "category": _category(ctx, frame, d),
-        "test": first_present(frame, f"{d}TEST", f"{d}TESTCD"),
+        "test": test,
         "specimen": column(frame, f"{d}SPEC").str.lower(),
-        "value": numeric.map(lambda v: "" if pd.isna(v) else f"{v:.15g}"),
+        "value": number_text(numeric),  # empty below the limit: the limit is in lloq (the contract's way)
         "unit": first_present(frame, f"{d}STRESU", f"{d}ORRESU"),
         "lloq": lloq,
         "ref_low": column(frame, f"{d}STNRLO"),
         "ref_high": column(frame, f"{d}STNRHI"),
         "grade": grade,
     }, index=frame.index)
-    # A below-limit result has its limit in lloq and no value (the contract's convention).
-    out.loc[numeric.isna(), "value"] = ""
     out[ORIGIN] = origins(d, frame)
     return out

@@ -116,8 +116,8 @@ def convert(ctx: Context) -> dict[str, pd.DataFrame]:
         found = disposition.get(name)
         return dm["USUBJID"].map(found).fillna("") if found is not None else pd.Series("", index=dm.index)
 
-    kept = status["status"].reindex(dm["USUBJID"]).to_numpy() != "excluded"
-    failed = (status["status"].reindex(dm["USUBJID"]).to_numpy() == "screen failure")
+    state = status["status"].reindex(dm["USUBJID"]).to_numpy()
+    kept, failed = state != "excluded", state == "screen failure"
     consent = parse_dates(ctx, "DM", dm, "RFICDTC")
     start = parse_dates(ctx, "DM", dm, "RFSTDTC")
     exposure_start = parse_dates(ctx, "DM", dm, "RFXSTDTC")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from smc.load import ERROR
-from smc.sdtm.common import ORIGIN, Context, column, first_present, parse_dates, subject_rows
+from smc.sdtm.common import ORIGIN, Context, column, first_present, number_text, parse_dates, subject_rows
 
 RESPONSES = {"CR": "CR", "PR": "PR", "SD": "SD", "PD": "PD", "NE": "NE", "NOT EVALUABLE": "NE",
              "UNKNOWN": "NE", "NON-CR/NON-PD": "SD"}
@@ -38,6 +38,10 @@ def _keyed(frame: pd.DataFrame, when) -> pd.DataFrame:
     """Add the assessment key: the visit when VISITNUM is given, else the date."""
     visit = column(frame, "VISITNUM")
     return frame.assign(_date=when.when, _key=("V" + visit).where(visit != "", "D" + when.date_text))
+
+
+def _key_text(key: str) -> str:
+    return f"VISITNUM {key[1:]}" if key[0] == "V" else f"date {key[1:]}"
 
 
 def _responses(ctx: Context) -> pd.DataFrame:
@@ -81,8 +85,7 @@ def _warn_disagreements(ctx: Context, frame: pd.DataFrame, rs: pd.DataFrame) -> 
     for subject, key in counts[counts > 1].index:
         rows = overall[(overall["USUBJID"] == subject) & (overall["_key"] == key)]
         given = "; ".join(f"{r} in {f}" for r, f in zip(rows["overall_response"], rows["_FILE"]))
-        when = f"VISITNUM {key[1:]}" if key[0] == "V" else f"date {key[1:]}"
-        ctx.warn("RS", f"USUBJID {subject} {when}", "RSSTRESC", None,
+        ctx.warn("RS", f"USUBJID {subject} {_key_text(key)}", "RSSTRESC", None,
                  f"holds different overall responses ({given}); the first is used")
 
 
@@ -129,24 +132,23 @@ def tumor_assessments(ctx: Context, study_id: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["study_id", "subject_id", "assessment_date", "target_sum_mm",
                                      "new_lesions", "nontarget_response", "overall_response", ORIGIN])
     merged["_date"] = merged["_date"].fillna(merged["_date_tr"]).dt.strftime("%Y-%m-%d")
-    tu_new = pd.Series(list(zip(merged["USUBJID"], merged["_key"]))).isin(
-        set(zip(new["USUBJID"], new["_key"])))
+    new_keys = set(zip(new["USUBJID"], new["_key"]))
+    assessment_keys = pd.Series(list(zip(merged["USUBJID"], merged["_key"])))
+    tu_new = assessment_keys.isin(new_keys)
     new_lesions = merged["new_lesions"].where(merged["new_lesions"].notna(), tu_new.map({True: "Y"}))
-    unmatched = set(zip(new["USUBJID"], new["_key"])) - set(zip(merged["USUBJID"], merged["_key"]))
+    unmatched = new_keys - set(assessment_keys)
     if unmatched:
         ctx.warn("TU", "", "TUSTRESC", "NEW", f"{len(unmatched)} new-lesion record(s) match no RS or TR "
                  "assessment (same VISITNUM or date) and were not used")
-    sum_text = merged["target_sum_mm"].map(lambda v: "" if pd.isna(v) else f"{v:.15g}")
     out = pd.DataFrame({
         "study_id": study_id,
         "subject_id": merged["USUBJID"],
         "assessment_date": merged["_date"].fillna(""),
-        "target_sum_mm": sum_text,
+        "target_sum_mm": number_text(merged["target_sum_mm"]),
         "new_lesions": new_lesions.fillna(""),
         "nontarget_response": merged["nontarget_response"].fillna(""),
         "overall_response": merged["overall_response"].fillna(""),
     })
-    out[ORIGIN] = [("RS/TR", f"USUBJID {s} {'VISITNUM ' + k[1:] if k[0] == 'V' else 'date ' + k[1:]}")
-                   for s, k in zip(merged["USUBJID"], merged["_key"])]
+    out[ORIGIN] = [("RS/TR", f"USUBJID {s} {_key_text(k)}") for s, k in assessment_keys]
     return out.sort_values(["subject_id", "assessment_date"]).reset_index(drop=True)
 
