@@ -1,16 +1,17 @@
-"""Command line: ``python -m smc import | build-demo | report``."""
+"""Command line: ``python -m smc import | build-demo | report | decisions``."""
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from smc import load
 from smc.db import DEFAULT_DB
 
-EXIT_OK, EXIT_USAGE, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_BROKEN = 0, 1, 2, 3
 
 
 def _date(text: str) -> dt.date:
@@ -89,6 +90,96 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def _open_study(db_path: str, study_id: str):
+    """The database and study, or a message saying which is missing."""
+    from smc.db import Database
+    from smc.study import load_study
+
+    if not Path(db_path).is_file():
+        raise LookupError(f"no database at {db_path}")
+    db = Database(db_path)
+    try:
+        return db, load_study(db, study_id)
+    except KeyError as exc:
+        raise LookupError(exc.args[0]) from None
+
+
+def cmd_decisions_add(args) -> int:
+    from smc import decisions
+    from smc.dose_decision import dose_decision
+    from smc.study import default_as_of
+
+    try:
+        db, study = _open_study(args.db, args.study)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    as_of = args.as_of or default_as_of(study)
+    dose = dose_decision(db, study, as_of)
+    draft = decisions.Draft(
+        study_id=study.study_id, meeting_date=args.meeting_date or dt.datetime.now(dt.timezone.utc).date(),
+        data_cut_date=as_of, level=args.level, decision=args.decision, rationale=args.rationale,
+        attendees=args.attendees, recorded_by=args.by, follows_recommendation=False if args.deviation else None,
+        supersedes=args.supersedes)
+    try:
+        record = decisions.append(decisions.log_path(args.db), draft, dose, decisions.data_source(db))
+    except decisions.Refused as refused:
+        for error in refused.errors:
+            print(f"error: {error}", file=sys.stderr)
+        print("decision not recorded", file=sys.stderr)
+        return EXIT_INVALID
+    kind = "follows the protocol recommendation" if record.follows_recommendation else "a deviation"
+    print(f"recorded {study.study_id} record #{record.id}: {record.decision} at level {record.level} ({kind}; "
+          f"the rule said {record.recommended_action}) in {decisions.log_path(args.db)}")
+    return EXIT_OK
+
+
+def cmd_decisions_list(args) -> int:
+    from smc import decisions
+
+    try:
+        _, study = _open_study(args.db, args.study)
+        records = decisions.read_log(decisions.log_path(args.db), study.study_id)
+    except (LookupError, decisions.LogUnreadable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        json.dump([asdict(r) for r in records], sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return EXIT_OK
+    corrected = decisions.superseded_by(records)
+    for r in records:
+        note = f"; superseded by #{corrected[r.id]}" if r.id in corrected else ""
+        note += f"; supersedes #{r.supersedes}" if r.supersedes else ""
+        print(f"#{r.id} {r.meeting_date} (data cut {r.data_cut_date}) level {r.level}: {r.decision} "
+              f"[{'follows' if r.follows_recommendation else 'deviates from'} the rule's {r.recommended_action}] "
+              f"by {r.recorded_by} at {r.recorded_at_utc}{note}" + (f"\n    {r.rationale}" if r.rationale else ""))
+    print(f"{len(records)} record(s) for {study.study_id}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_decisions_verify(args) -> int:
+    from smc import decisions
+
+    path = decisions.log_path(args.db)
+    if not path.is_file():
+        print(f"no decision log at {path}: nothing recorded yet", file=sys.stderr)
+        return EXIT_OK
+    try:
+        broken, records = decisions.verify(path), decisions.read_log(path)
+    except decisions.LogUnreadable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BROKEN
+    if broken:
+        for problem in broken:
+            print(f"broken: {problem}", file=sys.stderr)
+        print(f"{path}: the chain is broken in {len(broken)} place(s)", file=sys.stderr)
+        return EXIT_BROKEN
+    studies = len({r.study_id for r in records})
+    print(f"{path}: intact ({len(records)} record(s) in {studies} study chain(s))", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_bench_import(args) -> int:
     """Time an SDTM import of a synthetic set (the target: 10,000 subjects in under a minute)."""
     import tempfile
@@ -134,6 +225,32 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default: the study's data cut)")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
     rep.set_defaults(func=cmd_report)
+    dec = sub.add_parser("decisions", help="record, list and verify the SMC's dose decisions")
+    dec_sub = dec.add_subparsers(dest="action", required=True)
+    add = dec_sub.add_parser("add", help="record one decision (validated as on the Escalation page)")
+    add.add_argument("--db", default=str(DEFAULT_DB), help="the trial database the decision was taken on")
+    add.add_argument("--study", required=True)
+    add.add_argument("--level", type=int, required=True, help="dose level number")
+    add.add_argument("--decision", required=True, help="enroll, wait, escalate, de-escalate, declare_mtd, "
+                     "max_dose_cleared, stop, stay or other")
+    add.add_argument("--rationale", default="", help="required for a deviation from the recommendation and for other")
+    add.add_argument("--by", required=True, help="who records the decision")
+    add.add_argument("--attendees", default="")
+    add.add_argument("--meeting-date", type=_date, default=None, help="YYYY-MM-DD (default: today, UTC)")
+    add.add_argument("--as-of", type=_date, default=None,
+                     help="the data cut reviewed, YYYY-MM-DD (default: the study's data cut)")
+    add.add_argument("--deviation", action="store_true",
+                     help="record as a deviation even if it matches the recommendation")
+    add.add_argument("--supersedes", type=int, default=None, help="id of the record this one corrects")
+    add.set_defaults(func=cmd_decisions_add)
+    lst = dec_sub.add_parser("list", help="a study's decisions, oldest first")
+    lst.add_argument("--db", default=str(DEFAULT_DB))
+    lst.add_argument("--study", required=True)
+    lst.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    lst.set_defaults(func=cmd_decisions_list)
+    ver = dec_sub.add_parser("verify", help="check every study's hash chain (exit 3 when broken)")
+    ver.add_argument("--db", default=str(DEFAULT_DB))
+    ver.set_defaults(func=cmd_decisions_verify)
     return p
 
 

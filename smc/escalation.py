@@ -116,6 +116,15 @@ class Assessment:
         return next(s for s in self.levels if s.level == level)
 
 
+def recommended_level(a: Assessment) -> int | None:
+    """The level the recommendation is about: its target, else the MTD, else the highest level started."""
+    rec = a.recommendation
+    if rec.to_level is not None or rec.mtd_level is not None:
+        return rec.to_level if rec.to_level is not None else rec.mtd_level
+    started = [s.level for s in a.levels if s.status != NOT_STARTED]
+    return max(started, default=None)
+
+
 def first_dlt_level(subjects: list[SubjectFacts], states: dict[str, str], as_of: dt.date,
                     dlt_window_days: int) -> int | None:
     """Level of the study's first DLT (earliest onset; a tie goes to the lower level)."""

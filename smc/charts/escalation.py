@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 from smc.charts.style import (ACTION_COLORS, DLT_COLOR, GRADE_COLORS, RESPONSE_COLORS, STATE_COLORS,
                               base_layout, level_colors)
-from smc.escalation import Assessment
+from smc.escalation import Assessment, recommended_level
 
 LANE_PX = 26
 
@@ -158,11 +158,7 @@ def escalation_history(history: list[Assessment], lanes: pd.DataFrame, dlts: pd.
     # Step line: the level the rule pointed at after each decision date.
     dates, levels, actions, reasons = [], [], [], []
     for a in history:
-        rec = a.recommendation
-        target = rec.to_level if rec.to_level is not None else rec.mtd_level
-        if target is None:
-            started = [s.level for s in a.levels if s.status != "not_started"]
-            target = max(started) if started else None
+        rec, target = a.recommendation, recommended_level(a)
         if target is None:
             continue
         dates.append(a.as_of)

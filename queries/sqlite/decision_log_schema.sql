@@ -1,0 +1,31 @@
+-- The SMC decision log (SQLite, WAL). Append-only: rows are never updated or
+-- deleted; a correction is a new row whose `supersedes` names the old one.
+-- `hash` = SHA-256 of the row's other columns, `prev_hash` = the hash of the
+-- study's previous row (64 zeros for its first), so any edit breaks the chain.
+CREATE TABLE IF NOT EXISTS decisions (
+    id                     INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a deleted last id is never reused
+    study_id               TEXT    NOT NULL,
+    seq                    INTEGER NOT NULL,                   -- 1, 2, ... within the study
+    recorded_at_utc        TEXT    NOT NULL,                   -- ISO 8601, ending in Z
+    meeting_date           TEXT    NOT NULL,
+    data_cut_date          TEXT    NOT NULL,                   -- the as-of date of the data the SMC reviewed
+    level                  INTEGER NOT NULL,
+    decision               TEXT    NOT NULL,
+    follows_recommendation INTEGER NOT NULL CHECK (follows_recommendation IN (0, 1)),
+    recommended_action     TEXT    NOT NULL,                   -- the protocol rule's action on data_cut_date
+    recommended_level      INTEGER,
+    rationale              TEXT    NOT NULL,
+    attendees              TEXT    NOT NULL,
+    recorded_by            TEXT    NOT NULL,
+    supersedes             INTEGER REFERENCES decisions (id),
+    data_source            TEXT    NOT NULL,                   -- the trial database file and its load time
+    prev_hash              TEXT    NOT NULL,
+    hash                   TEXT    NOT NULL,
+    UNIQUE (study_id, seq)
+);
+
+CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
+BEGIN SELECT RAISE(ABORT, 'the decision log is append-only: record a correction instead'); END;
+
+CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
+BEGIN SELECT RAISE(ABORT, 'the decision log is append-only: record a correction instead'); END;

@@ -1,0 +1,306 @@
+"""The SMC's decision log: what the committee decided, why, and who recorded it.
+
+One small SQLite file beside the trial database (``demo.duckdb`` ->
+``demo.decisions.sqlite``), in WAL mode so several server processes can
+append at once while the trial DuckDB stays read-only. Records are only ever
+appended (triggers refuse UPDATE and DELETE); a correction is a new record
+that supersedes an earlier one. Each record carries a UTC timestamp and the
+SHA-256 of its contents chained to the study's previous record, so an edit or
+a deletion made to the file by other means is found by :func:`verify`.
+
+The Escalation page, ``python -m smc decisions`` and the meeting packet all go
+through this module; :func:`validate` is the one set of rules for a new record.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from smc.db import QUERIES, Database
+from smc.dose_decision import DoseDecision
+from smc.escalation import ACTIONS, recommended_level
+
+VOCABULARY = (*ACTIONS, "stay", "other")
+STAYING_ACTIONS = ("enroll", "wait")  # the rule's actions that keep the current level: "stay" follows them
+LOG_SUFFIX = ".decisions.sqlite"
+GENESIS_HASH = "0" * 64
+BUSY_TIMEOUT_S = 30  # a writer waits this long for another process's append to finish
+MAX_TEXT = 5000
+
+
+class Refused(Exception):
+    """A decision that may not be recorded; ``errors`` says every reason."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class LogUnreadable(Exception):
+    """The log file exists but is not a decision log SQLite can read."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A decision as the form or the command line gives it, before validation."""
+
+    study_id: str
+    meeting_date: dt.date
+    data_cut_date: dt.date  # the as-of date of the data the SMC reviewed
+    level: int | None
+    decision: str
+    rationale: str = ""
+    attendees: str = ""
+    recorded_by: str = ""
+    follows_recommendation: bool | None = None  # None: work it out from the recommendation
+    supersedes: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One stored record, exactly as in the file (dates as ISO text)."""
+
+    id: int
+    study_id: str
+    seq: int
+    recorded_at_utc: str
+    meeting_date: str
+    data_cut_date: str
+    level: int
+    decision: str
+    follows_recommendation: int
+    recommended_action: str
+    recommended_level: int | None
+    rationale: str
+    attendees: str
+    recorded_by: str
+    supersedes: int | None
+    data_source: str
+    prev_hash: str
+    hash: str
+
+
+COLUMNS = tuple(f.name for f in fields(Decision))
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A place where the log's chain does not hold."""
+
+    study_id: str | None
+    record_id: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = " ".join(part for part in (self.study_id, f"record #{self.record_id}" if self.record_id else None)
+                         if part)
+        return f"{where}: {self.message}" if where else self.message
+
+
+def log_path(db_path: str | Path) -> Path:
+    """The decision log that belongs to a trial database: same folder, same name, ``.decisions.sqlite``."""
+    path = Path(db_path)
+    return path.with_name(path.name.removesuffix(".duckdb") + LOG_SUFFIX)
+
+
+def data_source(db: Database) -> str:
+    """What a record names as the data it was decided on: the trial database's file and load."""
+    return f"{db.path.name} (loaded {db.loaded_at})"
+
+
+def record_hash(values: dict) -> str:
+    """SHA-256 of every column but ``hash``, as canonical JSON."""
+    payload = {name: values[name] for name in COLUMNS if name != "hash"}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def follows(decision: str, level: int | None, dose: DoseDecision) -> bool:
+    """Whether a decision is the protocol rule's recommendation on the reviewed data.
+
+    ``stay`` follows an ``enroll`` or ``wait`` at the same level: both keep the current dose.
+    """
+    action, target = dose.assessment.recommendation.action, recommended_level(dose.assessment)
+    same_action = decision == action or (decision == "stay" and action in STAYING_ACTIONS)
+    return same_action and (target is None or level == target)
+
+
+def validate(draft: Draft, dose: DoseDecision, today: dt.date) -> list[str]:
+    """Every reason the draft may not be recorded (empty when it may). ``dose``: the rule on the reviewed data."""
+    study, errors = dose.study, []
+    if draft.study_id != study.study_id or dose.as_of != draft.data_cut_date:
+        raise ValueError("the dose decision must be the study's on the draft's data cut")
+    if draft.decision not in VOCABULARY:
+        errors.append(f'decision "{draft.decision}" is not one of: {", ".join(VOCABULARY)}')
+    if draft.level not in study.level_order:
+        errors.append(f"level {draft.level} is not a dose level of {study.study_id} "
+                      f"(it has {', '.join(map(str, study.level_order))})")
+    if study.data_cut_date and draft.data_cut_date > study.data_cut_date:
+        errors.append(f"data cut {draft.data_cut_date} is after the database's data cut {study.data_cut_date}")
+    if draft.meeting_date < draft.data_cut_date:
+        errors.append(f"meeting date {draft.meeting_date} is before the data cut {draft.data_cut_date} it reviewed")
+    if draft.meeting_date > today:
+        errors.append(f"meeting date {draft.meeting_date} is in the future (today is {today} UTC)")
+    if not draft.recorded_by.strip():
+        errors.append("recorded by: give the name of who records the decision")
+    for name in ("rationale", "attendees", "recorded_by"):
+        if len(getattr(draft, name)) > MAX_TEXT:
+            errors.append(f"{name.replace('_', ' ')} is longer than {MAX_TEXT} characters")
+    matches = follows(draft.decision, draft.level, dose)
+    if draft.follows_recommendation and not matches:
+        rec = dose.assessment.recommendation
+        errors.append(f'"{draft.decision}" at level {draft.level} is not the recommendation ({rec.action}'
+                      f"{_at(recommended_level(dose.assessment))}): record it as a deviation, with a rationale")
+    deviation = not matches or draft.follows_recommendation is False
+    if deviation and not draft.rationale.strip():
+        errors.append("rationale: a decision that deviates from the protocol recommendation needs one")
+    elif draft.decision == "other" and not draft.rationale.strip():
+        errors.append('rationale: a decision of "other" needs one that says what was decided')
+    return errors
+
+
+def _at(level: int | None) -> str:
+    return "" if level is None else f" at level {level}"
+
+
+def _connect(path: Path, create: bool) -> sqlite3.Connection:
+    if not create and not path.is_file():
+        raise FileNotFoundError(path)
+    # mode=rw never creates a file: reading a log that is not there must not make one.
+    con = sqlite3.connect(f"file:{path}?mode={'rwc' if create else 'rw'}", uri=True, timeout=BUSY_TIMEOUT_S,
+                          isolation_level=None)
+    con.row_factory = sqlite3.Row
+    if create:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")  # a recorded decision survives a power cut
+        con.executescript((QUERIES / "sqlite" / "decision_log_schema.sql").read_text())
+    return con
+
+
+def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
+           now: dt.datetime | None = None) -> Decision:
+    """Validate and append one decision; raises :class:`Refused` with every reason when it may not be stored."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    errors = validate(draft, dose, now.date())
+    if errors:
+        raise Refused(errors)
+    with contextlib.closing(_connect(Path(path), create=True)) as con:
+        # IMMEDIATE takes the write lock before reading the chain's end, so two writers never share a predecessor.
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            last = con.execute("SELECT seq, hash FROM decisions WHERE study_id = ? ORDER BY seq DESC LIMIT 1",
+                               (draft.study_id,)).fetchone()
+            if draft.supersedes is not None:
+                _check_supersedes(con, draft)
+            top = con.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0), "
+                              "coalesce((SELECT max(id) FROM decisions), 0))").fetchone()[0]
+            values = dict(
+                id=top + 1, study_id=draft.study_id, seq=(last["seq"] if last else 0) + 1,
+                recorded_at_utc=now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                meeting_date=draft.meeting_date.isoformat(), data_cut_date=draft.data_cut_date.isoformat(),
+                level=draft.level, decision=draft.decision,
+                follows_recommendation=int(follows(draft.decision, draft.level, dose)
+                                           and draft.follows_recommendation is not False),
+                recommended_action=dose.assessment.recommendation.action,
+                recommended_level=recommended_level(dose.assessment),
+                rationale=draft.rationale.strip(), attendees=draft.attendees.strip(),
+                recorded_by=draft.recorded_by.strip(), supersedes=draft.supersedes, data_source=data_source,
+                prev_hash=last["hash"] if last else GENESIS_HASH)
+            values["hash"] = record_hash(values)
+            con.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                        [values[c] for c in COLUMNS])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return Decision(**values)
+
+
+def _check_supersedes(con: sqlite3.Connection, draft: Draft) -> None:
+    old = con.execute("SELECT study_id FROM decisions WHERE id = ?", (draft.supersedes,)).fetchone()
+    if old is None or old["study_id"] != draft.study_id:
+        raise Refused([f"supersedes: {draft.study_id} has no record #{draft.supersedes}"])
+    later = con.execute("SELECT id FROM decisions WHERE supersedes = ?", (draft.supersedes,)).fetchone()
+    if later is not None:
+        raise Refused([f"supersedes: record #{draft.supersedes} is already superseded by #{later['id']}; "
+                       f"correct #{later['id']} instead"])
+
+
+def read_log(path: str | Path, study_id: str | None = None) -> list[Decision]:
+    """The stored records (of one study, or all), oldest first; none when there is no log yet."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        with contextlib.closing(_connect(path, create=False)) as con:
+            rows = con.execute("SELECT * FROM decisions WHERE ? IS NULL OR study_id = ? ORDER BY id",
+                               (study_id, study_id)).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise LogUnreadable(f"{path} is not a readable decision log: {exc}") from None
+    return [Decision(**{c: row[c] for c in COLUMNS}) for row in rows]
+
+
+def verify(path: str | Path) -> list[Broken]:
+    """Every break in the log's chains: altered records, deleted records, removed guards. Empty: intact."""
+    path = Path(path)
+    records = read_log(path)
+    problems: list[Broken] = []
+    with contextlib.closing(_connect(path, create=False)) as con:
+        sequence = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'decisions'").fetchone()
+        triggers = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    ids = {r.id for r in records}
+    top = max([*ids, sequence[0] if sequence else 0])
+    for missing in sorted(set(range(1, top + 1)) - ids):
+        problems.append(Broken(None, missing, "is missing: it was deleted from the file"))
+    for study_id in dict.fromkeys(r.study_id for r in records):
+        previous_hash, expected_seq = GENESIS_HASH, 1
+        for r in sorted((r for r in records if r.study_id == study_id), key=lambda r: r.seq):
+            if r.seq != expected_seq:
+                problems.append(Broken(study_id, r.id, f"is the study's record {r.seq} but {expected_seq} was "
+                                       "expected: a record before it was deleted"))
+            if r.prev_hash != previous_hash:
+                problems.append(Broken(study_id, r.id, "does not chain to the study's previous record: "
+                                       "that record was altered or deleted"))
+            if record_hash(asdict(r)) != r.hash:
+                problems.append(Broken(study_id, r.id, "does not match its hash: it was altered after it was "
+                                       "recorded"))
+            previous_hash, expected_seq = r.hash, r.seq + 1
+    for guard in ("decisions_no_update", "decisions_no_delete"):
+        if guard not in triggers:
+            problems.append(Broken(None, None, f"the append-only guard {guard} was removed from the file"))
+    return problems
+
+
+def superseded_by(records: list[Decision]) -> dict[int, int]:
+    """Record id -> the id of the record that corrects it."""
+    return {r.supersedes: r.id for r in records if r.supersedes is not None}
+
+
+def log_table(records: list[Decision], labels: dict[int, str]) -> pd.DataFrame:
+    """The history table the page, its CSV and the meeting packet show (newest first)."""
+    corrected = superseded_by(records)
+    rows = [{
+        "Record": r.id, "Meeting": r.meeting_date, "Data cut": r.data_cut_date,
+        "Dose level": f"{labels.get(r.level, r.level)} (level {r.level})", "Decision": r.decision,
+        "Follows the rule": "yes" if r.follows_recommendation else "no (deviation)",
+        "Rule recommended": r.recommended_action + _at(r.recommended_level),
+        "Rationale": r.rationale, "Attendees": r.attendees, "Recorded by": r.recorded_by,
+        "Recorded (UTC)": r.recorded_at_utc, "Supersedes": r.supersedes, "Superseded by": corrected.get(r.id),
+        "Hash": r.hash[:12]} for r in reversed(records)]
+    table = pd.DataFrame(rows, columns=["Record", "Meeting", "Data cut", "Dose level", "Decision", "Follows the rule",
+                                        "Rule recommended", "Rationale", "Attendees", "Recorded by", "Recorded (UTC)",
+                                        "Supersedes", "Superseded by", "Hash"])
+    return table.astype({"Supersedes": "Int64", "Superseded by": "Int64"})
+
+
+def in_force(records: list[Decision], as_of: dt.date) -> list[Decision]:
+    """Records taken on data up to ``as_of`` and not corrected since: the markers on the history chart."""
+    corrected = superseded_by(records)
+    return [r for r in records if r.id not in corrected and dt.date.fromisoformat(r.data_cut_date) <= as_of]
