@@ -73,6 +73,16 @@ def cmd_report(args) -> int:
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
+    if args.html:
+        from smc.packet import build_packet
+
+        text = build_packet(Database(args.db), args.study, args.as_of)
+        try:
+            Path(args.html).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write the meeting packet to {args.html}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"meeting packet written to {args.html} ({len(text.encode()) / 1e6:.1f} MB)", file=sys.stderr)
     if args.json:
         json.dump(report, sys.stdout, indent=2, default=str, ensure_ascii=False)
         print()
@@ -224,6 +234,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--study", required=True)
     rep.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default: the study's data cut)")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
+    rep.add_argument("--html", metavar="OUT.html", help="also write the meeting packet: one self-contained HTML file")
     rep.set_defaults(func=cmd_report)
     dec = sub.add_parser("decisions", help="record, list and verify the SMC's dose decisions")
     dec_sub = dec.add_subparsers(dest="action", required=True)

@@ -292,12 +292,16 @@ def log_table(records: list[Decision], labels: dict[int, str]) -> pd.DataFrame:
         "Follows the rule": "yes" if r.follows_recommendation else "no (deviation)",
         "Rule recommended": r.recommended_action + _at(r.recommended_level),
         "Rationale": r.rationale, "Attendees": r.attendees, "Recorded by": r.recorded_by,
-        "Recorded (UTC)": r.recorded_at_utc, "Supersedes": r.supersedes, "Superseded by": corrected.get(r.id),
+        "Recorded (UTC)": r.recorded_at_utc, "Supersedes": _ref(r.supersedes),
+        "Superseded by": _ref(corrected.get(r.id)),
         "Hash": r.hash[:12]} for r in reversed(records)]
-    table = pd.DataFrame(rows, columns=["Record", "Meeting", "Data cut", "Dose level", "Decision", "Follows the rule",
-                                        "Rule recommended", "Rationale", "Attendees", "Recorded by", "Recorded (UTC)",
-                                        "Supersedes", "Superseded by", "Hash"])
-    return table.astype({"Supersedes": "Int64", "Superseded by": "Int64"})
+    return pd.DataFrame(rows, columns=["Record", "Meeting", "Data cut", "Dose level", "Decision", "Follows the rule",
+                                       "Rule recommended", "Rationale", "Attendees", "Recorded by", "Recorded (UTC)",
+                                       "Supersedes", "Superseded by", "Hash"])
+
+
+def _ref(record_id: int | None) -> str:
+    return "" if record_id is None else f"#{record_id}"
 
 
 def in_force(records: list[Decision], as_of: dt.date) -> list[Decision]:

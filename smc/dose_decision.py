@@ -83,6 +83,21 @@ def counted_dlts(decision: DoseDecision) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["subject_id", "level", "label", "onset_date"])
 
 
+def level_table(decision: DoseDecision) -> pd.DataFrame:
+    """The per-level table the Escalation page and the meeting packet show."""
+    return pd.DataFrame([{
+        "Level": r.level, "Dose": r.label, "Enrolled": r.n_enrolled, "Evaluable": r.n_evaluable, "DLT": r.n_dlt,
+        "Pending": r.n_pending, "Not evaluable": r.n_nonevaluable, "Needed": r.needed, "Status": r.status,
+        "DLT rate": "—" if r.dlt_rate is None else f"{r.dlt_rate:.0%}",
+        "95% CI (exact)": "—" if r.ci_low is None else f"{r.ci_low:.0%}–{r.ci_high:.0%}",
+        "BOIN": r.boin_call} for r in decision.rows])
+
+
+LEVEL_TABLE_NOTE = ("Evaluable includes subjects with a DLT. Pending: enrolled and not yet dosed, or inside the DLT "
+                    "window. Not evaluable: left the study inside the window without a DLT, or marked not evaluable "
+                    "(to be replaced). 95% CI: Clopper–Pearson.")
+
+
 def escalation_json(decision: DoseDecision) -> dict:
     rec, advice = decision.assessment.recommendation, decision.boin
     return {

@@ -2,9 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from smc import boin, ui
+from smc import boin, decision_form, decisions, ui
 from smc.charts.escalation import escalation_history, swimlanes
-from smc.dose_decision import counted_dlts, decision_history, dose_decision
+from smc.dose_decision import LEVEL_TABLE_NOTE, counted_dlts, decision_history, dose_decision, level_table
+from smc.packet import build_packet
 from smc.swimlane import swimlanes as swimlane_data
 
 ctx = ui.context()
@@ -15,6 +16,13 @@ rec, advice = decision.assessment.recommendation, decision.boin
 st.title(f"{study.study_id} · Escalation")
 st.caption(f"{study.design} · DLT window {study.dlt_window_days} days from the first dose of {study.agent} · "
            f"as of {ctx.as_of:%Y-%m-%d}. Only escalation-phase subjects count.")
+
+st.download_button(
+    "Meeting packet (HTML)", data=lambda: build_packet(ctx.db, study.study_id, ctx.as_of).encode("utf-8"),
+    file_name=f"{study.study_id}_smc_packet_{ctx.as_of}.html", mime="text/html", on_click="ignore",
+    key="packet_download", icon=":material/description:",
+    help="One self-contained file for the minutes: every section as of this date, and the decision log. "
+         "Opens without a network.")
 
 protocol, second = st.columns([3, 2])
 with protocol.container(border=True):
@@ -33,16 +41,8 @@ with second.container(border=True):
                "The protocol rule decides.")
 
 st.subheader("Dose levels")
-table = pd.DataFrame([{
-    "Level": r.level, "Dose": r.label, "Enrolled": r.n_enrolled, "Evaluable": r.n_evaluable, "DLT": r.n_dlt,
-    "Pending": r.n_pending, "Not evaluable": r.n_nonevaluable, "Needed": r.needed, "Status": r.status,
-    "DLT rate": "—" if r.dlt_rate is None else f"{r.dlt_rate:.0%}",
-    "95% CI (exact)": "—" if r.ci_low is None else f"{r.ci_low:.0%}–{r.ci_high:.0%}",
-    "BOIN": r.boin_call} for r in decision.rows])
-st.dataframe(table, hide_index=True, key="level_table")
-st.caption("Evaluable includes subjects with a DLT. Pending: enrolled and not yet dosed, or inside the DLT "
-           "window. Not evaluable: left the study inside the window without a DLT, or marked not evaluable "
-           "(to be replaced). 95% CI: Clopper–Pearson.")
+st.dataframe(level_table(decision), hide_index=True, key="level_table")
+st.caption(LEVEL_TABLE_NOTE)
 
 st.subheader("Swimlanes")
 calendar = st.segmented_control("x axis", ["Days from first dose", "Calendar date"],
@@ -81,10 +81,17 @@ else:
                      "related": "Related", "dlt": "DLT", "outcome": "Outcome"})
 
 st.subheader("Escalation history")
+records = decision_form.decision_log(ctx, decision)
 history = decision_history(decision)
 labels = {lv.level: lv.label for lv in study.levels}
-st.plotly_chart(escalation_history(history, lanes.lanes, counted_dlts(decision), labels, ctx.as_of),
-                key="history")
+st.plotly_chart(escalation_history(history, lanes.lanes, counted_dlts(decision), labels, ctx.as_of,
+                                   decisions.in_force(records, ctx.as_of)), key="history")
+st.caption("Diamonds: the SMC's recorded decisions in force (not corrected), placed at the data cut they reviewed "
+           "(up to the as-of date); a red outline marks a deviation from the rule.")
+
+st.subheader("SMC decisions")
+decision_form.history_section(ctx, records)
+decision_form.record_form(ctx, decision, records)
 
 with st.expander(f"BOIN decision table (target {study.target_dlt_rate:.0%})"):
     st.dataframe(pd.DataFrame(boin.decision_table(study.target_dlt_rate)).rename(columns={

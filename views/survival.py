@@ -2,7 +2,7 @@
 import streamlit as st
 
 from smc import survival, ui
-from smc.charts.survival import group_colors, km_plot
+from smc.charts.survival import endpoint_plot
 
 ctx = ui.context()
 study = ctx.study
@@ -30,11 +30,7 @@ if times.empty:
     st.info(f"No subject in the {name.lower()} analysis by this date"
             + (" (no confirmed responder)." if endpoint == "dor" else "."))
 else:
-    ticks = survival.time_ticks(float(times["days"].max()), unit)
-    curves = survival.group_curves(data, endpoint, by, ticks)
-    st.plotly_chart(km_plot(curves, group_colors(by, [c.key for c in curves], study.level_order), unit, ticks,
-                            show_ci, f"{name} by {survival.GROUPINGS[by].lower()}", survival.Y_TITLES[endpoint]),
-                    key="km_plot")
+    st.plotly_chart(endpoint_plot(data, endpoint, by, unit, show_ci, study.level_order), key="km_plot")
     st.caption("Steps drop at events; ticks mark censored subjects. The table under the plot is the number still "
                "followed at each tick.")
 
@@ -53,7 +49,7 @@ else:
                 f"{test.degrees_of_freedom} df, p = {test.p_value:.3g}. Caution: with so few subjects and events "
                 "per group the test has little power and its p-value is unstable; it describes these data, it is "
                 "not a basis for a dose decision.", icon=":material/functions:")
-    elif len(curves) > 1:
+    elif len(survival.groups(data, endpoint, by)) > 1:
         st.caption("No log-rank test: fewer than two groups have an event.")
 
     with st.expander(f"Subjects in the {name.lower()} analysis ({len(times)})"):

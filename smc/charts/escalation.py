@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
+import textwrap
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from smc.charts.style import (ACTION_COLORS, DLT_COLOR, GRADE_COLORS, RESPONSE_COLORS, STATE_COLORS,
                               base_layout, level_colors)
+from smc.decisions import Decision
 from smc.escalation import Assessment, recommended_level
 
 LANE_PX = 26
@@ -143,9 +146,15 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
     return fig
 
 
+def _hover_text(text: str, width: int = 70) -> str:
+    """User text made safe for a hover label and wrapped to lines."""
+    return "<br>".join(html.escape(line) for line in textwrap.wrap(text, width)) or "(no rationale)"
+
+
 def escalation_history(history: list[Assessment], lanes: pd.DataFrame, dlts: pd.DataFrame,
-                       level_labels: dict[int, str], as_of: dt.date) -> go.Figure:
-    """Dose level over time: every escalation enrollment, every counted DLT, and the rule's call at each change.
+                       level_labels: dict[int, str], as_of: dt.date, decisions: list[Decision] = ()) -> go.Figure:
+    """Dose level over time: every escalation enrollment, every counted DLT, the rule's call at each change,
+    and the SMC's recorded decisions at their meeting dates.
 
     ``dlts``: subject_id, level, label, onset_date of the DLTs the rule counted.
     """
@@ -190,8 +199,23 @@ def escalation_history(history: list[Assessment], lanes: pd.DataFrame, dlts: pd.
             marker=dict(symbol="star", size=16, color=DLT_COLOR, line=dict(width=1, color="black")),
             customdata=dlts[["subject_id", "label"]],
             hovertemplate="%{x|%Y-%m-%d}: DLT in %{customdata[0]} at %{customdata[1]}<extra></extra>")
+    for followed, name, outline in ((1, "SMC decision (follows the rule)", dict(width=1.5, color="black")),
+                                    (0, "SMC decision (deviation)", dict(width=3, color=DLT_COLOR))):
+        shown = [d for d in decisions if d.follows_recommendation == followed]
+        if shown:
+            fig.add_scatter(
+                x=[d.data_cut_date for d in shown], y=[pos[d.level] for d in shown], mode="markers", name=name,
+                marker=dict(symbol="diamond", size=15, color=[ACTION_COLORS[d.decision] for d in shown], line=outline),
+                customdata=[[d.id, d.decision, level_labels[d.level], d.recommended_action, d.meeting_date,
+                             _hover_text(d.rationale), d.recorded_by] for d in shown],
+                hovertemplate="Data to %{x|%Y-%m-%d}: the SMC decided <b>%{customdata[1]}</b> at %{customdata[2]} "
+                              "(record #%{customdata[0]})<br>meeting %{customdata[4]}; the rule said "
+                              "%{customdata[3]}<br>%{customdata[5]}<br>recorded by %{customdata[6]}<extra></extra>")
     fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))),
                      ticktext=[level_labels[lv] for lv in order], range=[-0.5, len(order) - 0.5],
                      title="Dose level")
     fig.update_xaxes(title="Date", type="date")
-    return base_layout(fig, "Escalation history: the protocol rule replayed at every change", height=380)
+    base_layout(fig, "Escalation history: the protocol rule replayed at every change, and the SMC's decisions",
+                height=440)
+    # Legend under the plot: with decisions it is two rows long and would cover the title.
+    return fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, x=0), margin=dict(b=110))

@@ -13,7 +13,9 @@ RESPONSE_COLORS = {"CR": "#1a9850", "PR": "#66bd63", "SD": "#4575b4", "PD": "#7b
 STATE_COLORS = {"dlt": DLT_COLOR, "evaluable": "#1a9850", "pending": "#fdae61",
                 "nonevaluable": "#969696", "expansion": "#6baed6"}
 ACTION_COLORS = {"enroll": "#2b83ba", "wait": "#fdae61", "escalate": "#1a9850", "de-escalate": "#d7191c",
-                 "declare_mtd": "#5e3c99", "max_dose_cleared": "#008837", "stop": "#1a1a1a"}
+                 "declare_mtd": "#5e3c99", "max_dose_cleared": "#008837", "stop": "#1a1a1a",
+                 # SMC decision words that are not rule actions
+                 "stay": "#80cdc1", "other": "#bdbdbd"}
 PHASE_COLORS = {"escalation": "#3b528b", "expansion": "#8fd3e8"}
 
 

@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from smc.charts.style import PHASE_COLORS, base_layout, level_colors, side_legend, translucent
-from smc.survival import DAYS_PER_MONTH, GroupCurve
+from smc.survival import (DAYS_PER_MONTH, ENDPOINTS, GROUPINGS, Y_TITLES, GroupCurve, Survival, group_curves,
+                          time_ticks)
 
 POOLED_COLOR = "#404040"
 
@@ -72,3 +73,11 @@ def km_plot(curves: list[GroupCurve], colors: dict, unit: str, ticks: list[float
     fig.update_yaxes(title_text="At risk", categoryorder="array", categoryarray=labels[::-1], showgrid=False,
                      row=2, col=1)
     return fig
+
+
+def endpoint_plot(data: Survival, endpoint: str, by: str, unit: str, show_ci: bool, levels: list[int]) -> go.Figure:
+    """The Survival page's Kaplan–Meier figure of one endpoint (needs subjects in the analysis)."""
+    ticks = time_ticks(float(data.endpoint(endpoint)["days"].max()), unit)
+    curves = group_curves(data, endpoint, by, ticks)
+    return km_plot(curves, group_colors(by, [c.key for c in curves], levels), unit, ticks, show_ci,
+                   f"{ENDPOINTS[endpoint]} by {GROUPINGS[by].lower()}", Y_TITLES[endpoint])

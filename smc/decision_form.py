@@ -1,0 +1,127 @@
+"""The Escalation page's decision log: its integrity, its history table and the form that records a decision.
+
+Validation and storage are :mod:`smc.decisions`; this module only draws and collects.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import streamlit as st
+
+from smc import decisions, ui
+from smc.dose_decision import DoseDecision
+from smc.escalation import recommended_level
+
+NEW = 0  # "Corrects record" choice for a new decision (record ids start at 1)
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def _prefill(dose: DoseDecision) -> None:
+    """Start the form at the rule's recommendation; again whenever the study or the data reviewed changes."""
+    reviewed = (dose.study.study_id, dose.as_of)
+    if st.session_state.get("decision_prefilled_for") == reviewed:
+        return
+    level, action = recommended_level(dose.assessment), dose.assessment.recommendation.action
+    level = level if level is not None else dose.study.level_order[0]
+    st.session_state.update(
+        decision_prefilled_for=reviewed, decision_level=level, decision_word=action,
+        decision_follows=decisions.follows(action, level, dose), decision_supersedes=NEW,
+        decision_meeting_date=max(_today(), dose.as_of))
+
+
+def _refill_follows(dose: DoseDecision) -> None:
+    state = st.session_state
+    state["decision_follows"] = decisions.follows(state["decision_word"], state["decision_level"], dose)
+
+
+def _record(dose: DoseDecision, log, source: str) -> None:
+    state = st.session_state
+    draft = decisions.Draft(
+        study_id=dose.study.study_id, meeting_date=state["decision_meeting_date"], data_cut_date=dose.as_of,
+        level=state["decision_level"], decision=state["decision_word"], rationale=state["decision_rationale"],
+        attendees=state["decision_attendees"], recorded_by=state["decision_by"],
+        follows_recommendation=state["decision_follows"], supersedes=state["decision_supersedes"] or None)
+    try:
+        record = decisions.append(log, draft, dose, source)
+    except decisions.Refused as refused:
+        state["decision_outcome"] = ("refused", refused.errors)
+        return
+    except (OSError, sqlite3.Error) as exc:
+        state["decision_outcome"] = ("refused", [f"the decision log {log} could not be written: {exc}"])
+        return
+    state["decision_outcome"] = ("recorded", record)
+    state["decision_rationale"] = state["decision_attendees"] = ""
+    state["decision_supersedes"] = NEW
+
+
+def decision_log(ctx: ui.Context, dose: DoseDecision) -> list[decisions.Decision]:
+    """The study's records, with a loud message when the log's chain is broken; [] when unreadable."""
+    log = decisions.log_path(ctx.db.path)
+    try:
+        records = decisions.read_log(log, ctx.study.study_id)
+        broken = [b for b in decisions.verify(log) if b.study_id in (None, ctx.study.study_id)] if records else []
+    except decisions.LogUnreadable as exc:
+        st.error(f"The decision log cannot be read: {exc}", icon=":material/gpp_bad:")
+        return []
+    if broken:
+        st.error("**The decision log has been altered outside the dashboard.** Its hash chain is broken at:\n\n"
+                 + "\n".join(f"- {b}" for b in broken) + "\n\nRestore it from a backup and investigate before "
+                 "relying on these records.", icon=":material/gpp_bad:")
+    return records
+
+
+def history_section(ctx: ui.Context, records: list[decisions.Decision]) -> None:
+    log = decisions.log_path(ctx.db.path)
+    if not records:
+        st.info(f"No decision recorded for {ctx.study.study_id} yet. The log is {log.name}, beside the database.")
+        return
+    table = decisions.log_table(records, {lv.level: lv.label for lv in ctx.study.levels})
+    st.dataframe(table, hide_index=True, key="decision_table")
+    st.caption(f"{len(records)} record(s) in {log.name}, newest first; every record, whatever the as-of date. "
+               f"Records are never changed: a correction supersedes one. Chain head {records[-1].hash[:16]}… "
+               "(quote it in the minutes: any later edit to the file changes the chain).")
+    ui.download_csv(table, f"{ctx.study.study_id}_smc_decisions.csv", key="decision_csv")
+
+
+def record_form(ctx: ui.Context, dose: DoseDecision, records: list[decisions.Decision]) -> None:
+    _prefill(dose)
+    study, rec = ctx.study, dose.assessment.recommendation
+    target = recommended_level(dose.assessment)
+    with st.container(border=True):
+        st.markdown("##### Record a decision")
+        st.markdown(f"On the data as of **{dose.as_of:%Y-%m-%d}** (database cut {study.data_cut_date:%Y-%m-%d}), "
+                    f"the protocol rule recommends **{rec.action}**"
+                    + ("" if target is None else f" at **{study.label(target)}** (level {target})") + ".")
+        left, middle, right = st.columns(3)
+        left.date_input("Meeting date", key="decision_meeting_date", min_value=dose.as_of,
+                        max_value=max(_today(), dose.as_of), format="YYYY-MM-DD")
+        middle.selectbox("Dose level", study.level_order, key="decision_level",
+                         format_func=lambda lv: f"{study.label(lv)} (level {lv})",
+                         on_change=_refill_follows, args=(dose,))
+        right.selectbox("Decision", decisions.VOCABULARY, key="decision_word", on_change=_refill_follows,
+                        args=(dose,))
+        st.checkbox("Follows the protocol recommendation", key="decision_follows",
+                    help="Set from the decision and level chosen. A deviation needs a rationale.")
+        st.text_area("Rationale", key="decision_rationale",
+                     placeholder="Required for a deviation from the recommendation or a decision of 'other'")
+        attendees, recorder, corrects = st.columns([3, 2, 2])
+        attendees.text_input("Attendees", key="decision_attendees", placeholder="names, roles")
+        recorder.text_input("Recorded by", key="decision_by")
+        corrected = decisions.superseded_by(records)
+        open_ids = [r.id for r in records if r.id not in corrected]
+        corrects.selectbox("Corrects record", [NEW, *reversed(open_ids)], key="decision_supersedes",
+                           format_func=lambda i: "— (a new decision)" if i == NEW else f"#{i}",
+                           help="A correction is a new record that supersedes the old one; nothing is overwritten.")
+        st.button("Record decision", key="decision_record", type="primary", icon=":material/gavel:",
+                  on_click=_record, args=(dose, decisions.log_path(ctx.db.path), decisions.data_source(ctx.db)))
+        outcome = st.session_state.pop("decision_outcome", None)
+        if outcome and outcome[0] == "refused":
+            st.error("Not recorded:\n\n" + "\n".join(f"- {e}" for e in outcome[1]), icon=":material/block:")
+        elif outcome:
+            record = outcome[1]
+            st.success(f"Recorded as #{record.id} at {record.recorded_at_utc} (UTC): {record.decision} at "
+                       f"{study.label(record.level)}.", icon=":material/check_circle:")
