@@ -2,8 +2,10 @@
 demo study, finds its charts drawn and no error box."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +14,8 @@ import urllib.request
 
 import pytest
 
+from smc.db import Database
+from smc.packet import SECTIONS, build_packet
 from tests.conftest import ROOT, STUDIES, chromium_path
 
 pytestmark = pytest.mark.browser
@@ -37,12 +41,13 @@ def browser_type_launch_args(browser_type_launch_args):
                      "--disable-component-update", "--disable-sync", "--no-first-run"]}
 
 
-@pytest.fixture(scope="session")
-def server(demo_db):
+@contextlib.contextmanager
+def serve(db_path):
+    """The app served on a free port for the database at ``db_path``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, SMC_DB=str(demo_db))
+    env = dict(os.environ, SMC_DB=str(db_path))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
@@ -59,9 +64,17 @@ def server(demo_db):
     else:
         proc.kill()
         pytest.fail(f"streamlit did not start: {proc.stdout.read().decode(errors='replace')[-2000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(demo_db):
+    with serve(demo_db) as url:
+        yield url
 
 
 @pytest.mark.parametrize("study_id", STUDIES)
@@ -161,3 +174,67 @@ def test_import_page_imports_uploaded_sdtm_files(server, page, tmp_path):
     assert page.locator('[data-testid="stAlertContentSuccess"]').count() == 1
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)  # the table of row counts
     assert page.locator(ERRORS).count() == 0
+
+
+@pytest.fixture()
+def decision_server(demo_db, tmp_path):
+    """A server on a copy of the demo database, so recorded decisions stay out of the shared one."""
+    shutil.copy(demo_db, tmp_path / "cut.duckdb")
+    with serve(tmp_path / "cut.duckdb") as url:
+        yield url, tmp_path
+
+
+def test_decision_form_refuses_a_deviation_without_rationale_then_records_it(decision_server, page, tmp_path):
+    url, folder = decision_server
+    page.goto(f"{url}/escalation?study=IX001")
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
+    decision = page.get_by_role("combobox", name="Decision")
+    decision.click()
+    decision.fill("stay")  # typing filters the options
+    page.get_by_role("option", name="stay", exact=True).wait_for(timeout=10_000)
+    decision.press("Enter")
+    page.wait_for_function("!document.querySelector('input[type=checkbox]').checked", timeout=30_000)
+    page.get_by_role("textbox", name="Recorded by").fill("Dr Chair")
+    page.get_by_role("textbox", name="Recorded by").press("Enter")
+    page.wait_for_timeout(500)  # the rerun that commits the text
+    page.get_by_role("button", name="Record decision").click()
+    error = page.locator('[data-testid="stAlertContentError"]')
+    error.first.wait_for(timeout=30_000)
+    assert "needs one" in error.first.inner_text()
+    assert not (folder / "cut.decisions.sqlite").exists()
+
+    rationale = page.get_by_role("textbox", name="Rationale")
+    rationale.fill("Both DLTs resolved within 72 h; the SMC holds the dose for three more subjects.")
+    rationale.press("Control+Enter")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Record decision").click()
+    page.get_by_text(re.compile(r"Recorded as #1 at .* \(UTC\): stay")).wait_for(timeout=30_000)
+    assert page.locator(ERRORS).count() == 0
+    # The deviation's diamond is drawn on the escalation history chart.
+    page.wait_for_function("[...document.querySelectorAll('.legendtext')].some(t => t.textContent.includes("
+                           "'SMC decision (deviation)'))", timeout=30_000)
+
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Meeting packet (HTML)").click()
+    packet = download.value.path().read_text(encoding="utf-8")
+    assert "Both DLTs resolved within 72 h" in packet and all(f'<section id="{key}">' in packet for key in SECTIONS)
+
+
+def test_packet_opens_offline_with_every_section(demo_db, browser, tmp_path):
+    out = tmp_path / "packet.html"
+    out.write_text(build_packet(Database(demo_db), "IDOV-SAFE"), encoding="utf-8")
+    figures = out.read_text(encoding="utf-8").count('class="plotly-graph-div"')
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    fetched, errors = [], []
+    page.on("request", lambda request: fetched.append(request.url))
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(out.as_uri())
+    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {figures}",
+                           timeout=60_000)
+    assert page.locator(".js-plotly-plot").count() == figures
+    for key, title in SECTIONS.items():
+        assert page.locator(f"section#{key} h2").inner_text() == title
+    assert page.locator("section#levels table").count() == 1 and page.locator("section#survival table").count() >= 1
+    assert errors == [] and [u for u in fetched if not u.startswith("file:")] == []
+    context.close()
