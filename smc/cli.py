@@ -138,6 +138,9 @@ def cmd_decisions_add(args) -> int:
             print(f"error: {error}", file=sys.stderr)
         print("decision not recorded", file=sys.stderr)
         return EXIT_INVALID
+    except decisions.LogUnreadable as exc:
+        print(f"error: {exc}; decision not recorded", file=sys.stderr)
+        return EXIT_USAGE
     kind = "follows the protocol recommendation" if record.follows_recommendation else "a deviation"
     print(f"recorded {study.study_id} record #{record.id}: {record.decision} at level {record.level} ({kind}; "
           f"the rule said {record.recommended_action}) in {decisions.log_path(args.db)}")

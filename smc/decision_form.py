@@ -50,7 +50,7 @@ def _record(dose: DoseDecision, log, source: str) -> None:
     except decisions.Refused as refused:
         state["decision_outcome"] = ("refused", refused.errors)
         return
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, decisions.LogUnreadable) as exc:
         state["decision_outcome"] = ("refused", [f"the decision log {log} could not be written: {exc}"])
         return
     state["decision_outcome"] = ("recorded", record)

@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -132,8 +133,9 @@ def follows(decision: str, level: int | None, dose: DoseDecision) -> bool:
     return same_action and (target is None or level == target)
 
 
-def validate(draft: Draft, dose: DoseDecision, today: dt.date) -> list[str]:
-    """Every reason the draft may not be recorded (empty when it may). ``dose``: the rule on the reviewed data."""
+def validate(draft: Draft, dose: DoseDecision, today: dt.date, records: list[Decision] = ()) -> list[str]:
+    """Every reason the draft may not be recorded (empty when it may). ``dose``: the rule on the reviewed data;
+    ``records``: the study's log so far; ``today``: the UTC date."""
     study, errors = dose.study, []
     if draft.study_id != study.study_id or dose.as_of != draft.data_cut_date:
         raise ValueError("the dose decision must be the study's on the draft's data cut")
@@ -158,12 +160,23 @@ def validate(draft: Draft, dose: DoseDecision, today: dt.date) -> list[str]:
         rec = dose.assessment.recommendation
         errors.append(f'"{draft.decision}" at level {draft.level} is not the recommendation ({rec.action}'
                       f"{_at(recommended_level(dose.assessment))}): record it as a deviation, with a rationale")
+    # "other" is never the rule's word, so it is always a deviation and always needs a rationale.
     deviation = not matches or draft.follows_recommendation is False
     if deviation and not draft.rationale.strip():
         errors.append("rationale: a decision that deviates from the protocol recommendation needs one")
-    elif draft.decision == "other" and not draft.rationale.strip():
-        errors.append('rationale: a decision of "other" needs one that says what was decided')
+    if draft.supersedes is not None:
+        errors.extend(_supersede_problems(draft, [(r.id, r.supersedes) for r in records]))
     return errors
+
+
+def _supersede_problems(draft: Draft, study_log: list[tuple[int, int | None]]) -> list[str]:
+    """Why ``draft`` may not supersede its record, given the study's (id, supersedes) pairs."""
+    if draft.supersedes not in {record_id for record_id, _ in study_log}:
+        return [f"supersedes: {draft.study_id} has no record #{draft.supersedes}"]
+    later = next((record_id for record_id, old in study_log if old == draft.supersedes), None)
+    if later is not None:
+        return [f"supersedes: record #{draft.supersedes} is already superseded by #{later}; correct #{later} instead"]
+    return []
 
 
 def _at(level: int | None) -> str:
@@ -178,32 +191,60 @@ def _connect(path: Path, create: bool) -> sqlite3.Connection:
                           isolation_level=None)
     con.row_factory = sqlite3.Row
     if create:
-        con.execute("PRAGMA journal_mode=WAL")
+        _use_wal(con)
         con.execute("PRAGMA synchronous=FULL")  # a recorded decision survives a power cut
-        con.executescript((QUERIES / "sqlite" / "decision_log_schema.sql").read_text())
+        # Only a new file gets the schema: re-running it would silently restore a trigger someone removed.
+        if con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'decisions'").fetchone()[0] == 0:
+            con.executescript((QUERIES / "sqlite" / "decision_log_schema.sql").read_text())
     return con
+
+
+def _use_wal(con: sqlite3.Connection) -> None:
+    """Switch to WAL; the switch does not wait on the busy timeout, so retry while another process
+    is creating the same new file."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
            now: dt.datetime | None = None) -> Decision:
     """Validate and append one decision; raises :class:`Refused` with every reason when it may not be stored."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    errors = validate(draft, dose, now.date())
+    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    errors = validate(draft, dose, now.date(), read_log(path, draft.study_id))
     if errors:
         raise Refused(errors)
-    with contextlib.closing(_connect(Path(path), create=True)) as con:
+    try:
+        return _append(Path(path), draft, dose, data_source, now)
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise  # busy for longer than BUSY_TIMEOUT_S: not a damaged file
+        raise LogUnreadable(f"{path} is not a writable decision log: {exc}") from None
+
+
+def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now: dt.datetime) -> Decision:
+    with contextlib.closing(_connect(path, create=True)) as con:
         # IMMEDIATE takes the write lock before reading the chain's end, so two writers never share a predecessor.
         con.execute("BEGIN IMMEDIATE")
         try:
             last = con.execute("SELECT seq, hash FROM decisions WHERE study_id = ? ORDER BY seq DESC LIMIT 1",
                                (draft.study_id,)).fetchone()
-            if draft.supersedes is not None:
-                _check_supersedes(con, draft)
+            if draft.supersedes is not None:  # again under the lock: another process may have corrected it
+                study_log = con.execute("SELECT id, supersedes FROM decisions WHERE study_id = ?",
+                                        (draft.study_id,)).fetchall()
+                if problems := _supersede_problems(draft, [tuple(row) for row in study_log]):
+                    raise Refused(problems)
             top = con.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0), "
                               "coalesce((SELECT max(id) FROM decisions), 0))").fetchone()[0]
             values = dict(
                 id=top + 1, study_id=draft.study_id, seq=(last["seq"] if last else 0) + 1,
-                recorded_at_utc=now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                recorded_at_utc=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 meeting_date=draft.meeting_date.isoformat(), data_cut_date=draft.data_cut_date.isoformat(),
                 level=draft.level, decision=draft.decision,
                 follows_recommendation=int(follows(draft.decision, draft.level, dose)
@@ -223,16 +264,6 @@ def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
     return Decision(**values)
 
 
-def _check_supersedes(con: sqlite3.Connection, draft: Draft) -> None:
-    old = con.execute("SELECT study_id FROM decisions WHERE id = ?", (draft.supersedes,)).fetchone()
-    if old is None or old["study_id"] != draft.study_id:
-        raise Refused([f"supersedes: {draft.study_id} has no record #{draft.supersedes}"])
-    later = con.execute("SELECT id FROM decisions WHERE supersedes = ?", (draft.supersedes,)).fetchone()
-    if later is not None:
-        raise Refused([f"supersedes: record #{draft.supersedes} is already superseded by #{later['id']}; "
-                       f"correct #{later['id']} instead"])
-
-
 def read_log(path: str | Path, study_id: str | None = None) -> list[Decision]:
     """The stored records (of one study, or all), oldest first; none when there is no log yet."""
     path = Path(path)
@@ -240,6 +271,8 @@ def read_log(path: str | Path, study_id: str | None = None) -> list[Decision]:
         return []
     try:
         with contextlib.closing(_connect(path, create=False)) as con:
+            if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                return []  # another process has just created the file and is writing the schema
             rows = con.execute("SELECT * FROM decisions WHERE ? IS NULL OR study_id = ? ORDER BY id",
                                (study_id, study_id)).fetchall()
     except sqlite3.DatabaseError as exc:
