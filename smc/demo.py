@@ -696,6 +696,11 @@ def demo_tables(seed: int = 2024) -> dict[str, pd.DataFrame]:
 
 
 def build_demo(db_path: str | Path, seed: int = 2024) -> list[load.Problem]:
-    """Simulate and load the demo data through the same validator and loader as a CSV import."""
+    """Simulate and load the demo data through the same validator and loader as a CSV import, and give it a
+    decision log (unless one is there already)."""
+    from smc.demo_decisions import record_demo_decisions
+
     raw = {table: load.as_text(frame) for table, frame in demo_tables(seed).items()}
-    return load.import_tables(raw, db_path, f"demo:seed={seed}")
+    warnings = load.import_tables(raw, db_path, f"demo:seed={seed}")
+    record_demo_decisions(db_path)
+    return warnings

@@ -708,3 +708,34 @@ def test_different_seed_gives_different_lab_values():
         va = np.sort(a.loc[a.test == test, "value"].dropna().to_numpy())
         vb = np.sort(b.loc[b.test == test, "value"].dropna().to_numpy())
         assert va.shape != vb.shape or not np.allclose(va, vb), test
+
+
+# --------------------------------------------------------------------------- the demo's decision log
+
+
+def test_demo_decision_log_follows_the_rule_and_is_never_rewritten(built, con, tmp_path):
+    """IX001: the SMC de-escalates to level 1 on the day the second in-window DLT at level 2 is known."""
+    import sqlite3
+
+    db_path = built[0]
+    log = db_path.with_name("demo.decisions.sqlite")
+    second_dlt = con.execute("""
+        WITH fd AS (SELECT a.subject_id, min(a.admin_date) AS d FROM administrations a
+                    JOIN studies s ON s.study_id = a.study_id AND a.agent = s.agent WHERE a.study_id = 'IX001'
+                    GROUP BY 1),
+             firsts AS (SELECT sub.subject_id, min(ae.onset_date) AS onset FROM subjects sub JOIN fd USING (subject_id)
+                        JOIN adverse_events ae USING (study_id, subject_id) JOIN studies st USING (study_id)
+                        WHERE sub.study_id = 'IX001' AND sub.phase = 'escalation' AND sub.dose_level = 2
+                          AND ae.dlt = 'Y' AND ae.onset_date >= fd.d AND ae.onset_date < fd.d + st.dlt_window_days
+                        GROUP BY 1)
+        SELECT onset FROM firsts ORDER BY onset LIMIT 1 OFFSET 1""").fetchone()[0]
+    rows = sqlite3.connect(log).execute(
+        "SELECT study_id, decision, level, data_cut_date, follows_recommendation FROM decisions ORDER BY id").fetchall()
+    assert ("IX001", "de-escalate", 1, second_dlt.isoformat(), 1) in rows
+    assert {r[0] for r in rows} == set(STUDIES) and all(r[4] == 1 for r in rows)
+
+    before = log.read_bytes()
+    shutil.copy(db_path, tmp_path / "demo.duckdb")
+    shutil.copy(log, tmp_path / "demo.decisions.sqlite")
+    build_demo(tmp_path / "demo.duckdb", seed=SEED)
+    assert (tmp_path / "demo.decisions.sqlite").read_bytes() == before
