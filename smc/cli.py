@@ -68,15 +68,16 @@ def cmd_report(args) -> int:
     if not Path(args.db).is_file():
         print(f"error: no database at {args.db}", file=sys.stderr)
         return EXIT_USAGE
+    db = Database(args.db)
     try:
-        report = build_report(Database(args.db), args.study, args.as_of)
+        report = build_report(db, args.study, args.as_of)
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     if args.html:
         from smc.packet import build_packet
 
-        text = build_packet(Database(args.db), args.study, args.as_of)
+        text = build_packet(db, args.study, args.as_of)
         try:
             Path(args.html).write_text(text, encoding="utf-8")
         except OSError as exc:

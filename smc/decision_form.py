@@ -63,7 +63,7 @@ def decision_log(ctx: ui.Context, dose: DoseDecision) -> list[decisions.Decision
     log = decisions.log_path(ctx.db.path)
     try:
         records = decisions.read_log(log, ctx.study.study_id)
-        broken = [b for b in decisions.verify(log) if b.study_id in (None, ctx.study.study_id)] if records else []
+        broken = decisions.study_problems(log, ctx.study.study_id) if log.is_file() else []
     except decisions.LogUnreadable as exc:
         st.error(f"The decision log cannot be read: {exc}", icon=":material/gpp_bad:")
         return []

@@ -311,6 +311,11 @@ def verify(path: str | Path) -> list[Broken]:
     return problems
 
 
+def study_problems(path: str | Path, study_id: str) -> list[Broken]:
+    """The breaks that concern one study: its own records, and those no study can be named for."""
+    return [b for b in verify(path) if b.study_id in (None, study_id)]
+
+
 def superseded_by(records: list[Decision]) -> dict[int, int]:
     """Record id -> the id of the record that corrects it."""
     return {r.supersedes: r.id for r in records if r.supersedes is not None}

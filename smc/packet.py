@@ -164,7 +164,7 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
     _survival(out, survival.load_survival(db, study, as_of, data), study.level_order)
 
     out.section("decisions")
-    _decision_log(out, records, labels, log)
+    _decision_log(out, study_id, records, labels, log)
     out.add("</section>")
 
     toc = "".join(f'<li><a href="#{key}">{_text(title)}</a></li>' for key, title in SECTIONS.items())
@@ -234,14 +234,15 @@ def _survival(out: _Packet, data: survival.Survival, levels: list[int]) -> None:
         out.table(survival.survival_table_display(survival.survival_table(data, endpoint, "level"), "months"))
 
 
-def _decision_log(out: _Packet, records: list[decisions.Decision], labels: dict[int, str], log) -> None:
-    if not records:
-        out.para(f"No decision recorded for this study in {log.name}.")
-        return
-    broken = [b for b in decisions.verify(log) if b.study_id in (None, records[0].study_id)]
+def _decision_log(out: _Packet, study_id: str, records: list[decisions.Decision], labels: dict[int, str],
+                  log) -> None:
+    broken = decisions.study_problems(log, study_id) if log.is_file() else []
     if broken:
         out.add('<div class="box alert"><b>The decision log has been altered outside the dashboard:</b><ul>'
                 + "".join(f"<li>{_text(b)}</li>" for b in broken) + "</ul></div>")
-    else:
+    if not records:
+        out.para(f"No decision recorded for this study in {log.name}.")
+        return
+    if not broken:
         out.para(f"{len(records)} record(s), chain verified. Chain head: {records[-1].hash}", "note")
     out.table(decisions.log_table(records, labels))

@@ -153,3 +153,20 @@ def test_report_html_writes_the_packet_and_names_a_bad_path(demo_db, tmp_path):
                              "--html", str(bad)], cwd=ROOT, capture_output=True, text=True)
     assert failed.returncode == 1 and str(bad) in failed.stderr and not bad.exists()
 
+
+
+def test_packet_shows_a_deleted_only_record_of_the_study(cut_db):
+    """Deleting a study's only record leaves it no records, but the gap in the ids is still shown."""
+    db = Database(cut_db)
+    log = decisions.log_path(cut_db)
+    for study_id in ("IX001", "BIOTTT001"):
+        study = load_study(db, study_id)
+        dose = dose_decision(db, study, study.data_cut_date)
+        decisions.append(log, decisions.Draft(study_id, study.data_cut_date, study.data_cut_date,
+                                              study.level_order[0], "other", rationale="r", recorded_by="Dr"),
+                         dose, "test")
+    con = sqlite3.connect(log)
+    con.executescript("DROP TRIGGER decisions_no_delete; DELETE FROM decisions WHERE study_id = 'IX001';")
+    con.close()
+    text = build_packet(db, "IX001")
+    assert "record #1: is missing" in text and "No decision recorded for this study" in text
