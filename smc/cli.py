@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sqlite3
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -125,7 +126,11 @@ def cmd_decisions_add(args) -> int:
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    log = decisions.log_path(args.db)
     as_of = args.as_of or default_as_of(study)
+    if args.supersedes and not args.as_of:  # a correction restates a decision on the same data
+        as_of = next((dt.date.fromisoformat(r.data_cut_date) for r in decisions.read_log(log, study.study_id)
+                      if r.id == args.supersedes), as_of)
     dose = dose_decision(db, study, as_of)
     draft = decisions.Draft(
         study_id=study.study_id, meeting_date=args.meeting_date or dt.datetime.now(dt.timezone.utc).date(),
@@ -133,18 +138,18 @@ def cmd_decisions_add(args) -> int:
         attendees=args.attendees, recorded_by=args.by, follows_recommendation=False if args.deviation else None,
         supersedes=args.supersedes)
     try:
-        record = decisions.append(decisions.log_path(args.db), draft, dose, decisions.data_source(db))
+        record = decisions.append(log, draft, dose, decisions.data_source(db))
     except decisions.Refused as refused:
         for error in refused.errors:
             print(f"error: {error}", file=sys.stderr)
         print("decision not recorded", file=sys.stderr)
         return EXIT_INVALID
-    except decisions.LogUnreadable as exc:
+    except (decisions.LogUnreadable, sqlite3.Error) as exc:
         print(f"error: {exc}; decision not recorded", file=sys.stderr)
         return EXIT_USAGE
     kind = "follows the protocol recommendation" if record.follows_recommendation else "a deviation"
     print(f"recorded {study.study_id} record #{record.id}: {record.decision} at level {record.level} ({kind}; "
-          f"the rule said {record.recommended_action}) in {decisions.log_path(args.db)}")
+          f"the rule said {record.recommended_action}) in {log}")
     return EXIT_OK
 
 
@@ -189,8 +194,9 @@ def cmd_decisions_verify(args) -> int:
             print(f"broken: {problem}", file=sys.stderr)
         print(f"{path}: the chain is broken in {len(broken)} place(s)", file=sys.stderr)
         return EXIT_BROKEN
-    studies = len({r.study_id for r in records})
-    print(f"{path}: intact ({len(records)} record(s) in {studies} study chain(s))", file=sys.stderr)
+    for study_id, (n, head) in decisions.chain_heads(records).items():
+        print(f"{study_id}: {n} record(s), chain head {head}")
+    print(f"{path}: intact ({len(records)} record(s))", file=sys.stderr)
     return EXIT_OK
 
 

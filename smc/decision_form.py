@@ -64,13 +64,14 @@ def decision_log(ctx: ui.Context, dose: DoseDecision) -> list[decisions.Decision
     try:
         records = decisions.read_log(log, ctx.study.study_id)
         broken = decisions.study_problems(log, ctx.study.study_id) if log.is_file() else []
-    except decisions.LogUnreadable as exc:
+    except (decisions.LogUnreadable, sqlite3.Error) as exc:
         st.error(f"The decision log cannot be read: {exc}", icon=":material/gpp_bad:")
         return []
     if broken:
         st.error("**The decision log has been altered outside the dashboard.** Its hash chain is broken at:\n\n"
                  + "\n".join(f"- {b}" for b in broken) + "\n\nRestore it from a backup and investigate before "
                  "relying on these records.", icon=":material/gpp_bad:")
+    st.session_state["decision_log_intact"] = not broken
     return records
 
 
@@ -81,9 +82,10 @@ def history_section(ctx: ui.Context, records: list[decisions.Decision]) -> None:
         return
     table = decisions.log_table(records, {lv.level: lv.label for lv in ctx.study.levels})
     st.dataframe(table, hide_index=True, key="decision_table")
+    head = (f" Chain head {records[-1].hash} (quote it in the minutes: any later change to the log changes it or "
+            "breaks the chain)." if st.session_state.get("decision_log_intact") else "")
     st.caption(f"{len(records)} record(s) in {log.name}, newest first; every record, whatever the as-of date. "
-               f"Records are never changed: a correction supersedes one. Chain head {records[-1].hash[:16]}… "
-               "(quote it in the minutes: any later edit to the file changes the chain).")
+               f"Records are never changed: a correction supersedes one.{head}")
     ui.download_csv(table, f"{ctx.study.study_id}_smc_decisions.csv", key="decision_csv")
 
 
@@ -93,12 +95,13 @@ def record_form(ctx: ui.Context, dose: DoseDecision, records: list[decisions.Dec
     target = recommended_level(dose.assessment)
     with st.container(border=True):
         st.markdown("##### Record a decision")
-        st.markdown(f"On the data as of **{dose.as_of:%Y-%m-%d}** (database cut {study.data_cut_date:%Y-%m-%d}), "
+        st.markdown(f"On the data as of **{dose.as_of:%Y-%m-%d}** (database cut {study.data_cut_date or '—'}), "
                     f"the protocol rule recommends **{rec.action}**"
                     + ("" if target is None else f" at **{study.label(target)}** (level {target})") + ".")
         left, middle, right = st.columns(3)
         left.date_input("Meeting date", key="decision_meeting_date", min_value=dose.as_of,
-                        max_value=max(_today(), dose.as_of), format="YYYY-MM-DD")
+                        # the UTC date + 1 is already today east of Greenwich (decisions.validate allows it)
+                        max_value=max(_today() + dt.timedelta(days=1), dose.as_of), format="YYYY-MM-DD")
         middle.selectbox("Dose level", study.level_order, key="decision_level",
                          format_func=lambda lv: f"{study.label(lv)} (level {lv})",
                          on_change=_refill_follows, args=(dose,))
@@ -112,10 +115,11 @@ def record_form(ctx: ui.Context, dose: DoseDecision, records: list[decisions.Dec
         attendees.text_input("Attendees", key="decision_attendees", placeholder="names, roles")
         recorder.text_input("Recorded by", key="decision_by")
         corrected = decisions.superseded_by(records)
-        open_ids = [r.id for r in records if r.id not in corrected]
+        open_ids = [r.id for r in records if r.id not in corrected and r.data_cut_date == dose.as_of.isoformat()]
         corrects.selectbox("Corrects record", [NEW, *reversed(open_ids)], key="decision_supersedes",
                            format_func=lambda i: "— (a new decision)" if i == NEW else f"#{i}",
-                           help="A correction is a new record that supersedes the old one; nothing is overwritten.")
+                           help="A correction is a new record that supersedes the old one; nothing is overwritten. "
+                                "Records on this as-of date's data can be corrected here.")
         st.button("Record decision", key="decision_record", type="primary", icon=":material/gavel:",
                   on_click=_record, args=(dose, decisions.log_path(ctx.db.path), decisions.data_source(ctx.db)))
         outcome = st.session_state.pop("decision_outcome", None)

@@ -17,9 +17,10 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import re
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -89,6 +90,11 @@ class Decision:
 
 
 COLUMNS = tuple(f.name for f in fields(Decision))
+SCHEMA = (QUERIES / "sqlite" / "decision_log_schema.sql").read_text()
+# The append-only triggers as SQLite stores them (it drops IF NOT EXISTS and the final ";"), whitespace folded,
+# so a guard removed or replaced by one that does nothing is found.
+GUARDS = {name: " ".join(f"CREATE TRIGGER {name}{body}".split())
+          for name, body in re.findall(r"CREATE TRIGGER IF NOT EXISTS (\w+)(.*?END);", SCHEMA, flags=re.S)}
 
 
 @dataclass(frozen=True)
@@ -148,13 +154,19 @@ def validate(draft: Draft, dose: DoseDecision, today: dt.date, records: list[Dec
         errors.append(f"data cut {draft.data_cut_date} is after the database's data cut {study.data_cut_date}")
     if draft.meeting_date < draft.data_cut_date:
         errors.append(f"meeting date {draft.meeting_date} is before the data cut {draft.data_cut_date} it reviewed")
-    if draft.meeting_date > today:
+    # "Today" somewhere on Earth: up to a day ahead of UTC, so an SMC east of Greenwich can record today's meeting.
+    if draft.meeting_date > today + dt.timedelta(days=1):
         errors.append(f"meeting date {draft.meeting_date} is in the future (today is {today} UTC)")
     if not draft.recorded_by.strip():
         errors.append("recorded by: give the name of who records the decision")
     for name in ("rationale", "attendees", "recorded_by"):
-        if len(getattr(draft, name)) > MAX_TEXT:
+        text = getattr(draft, name)
+        if len(text) > MAX_TEXT:
             errors.append(f"{name.replace('_', ' ')} is longer than {MAX_TEXT} characters")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            errors.append(f"{name.replace('_', ' ')} holds characters that are not valid text (UTF-8)")
     matches = follows(draft.decision, draft.level, dose)
     if draft.follows_recommendation and not matches:
         rec = dose.assessment.recommendation
@@ -165,17 +177,22 @@ def validate(draft: Draft, dose: DoseDecision, today: dt.date, records: list[Dec
     if deviation and not draft.rationale.strip():
         errors.append("rationale: a decision that deviates from the protocol recommendation needs one")
     if draft.supersedes is not None:
-        errors.extend(_supersede_problems(draft, [(r.id, r.supersedes) for r in records]))
+        errors.extend(_supersede_problems(draft, [(r.id, r.supersedes, r.data_cut_date) for r in records]))
     return errors
 
 
-def _supersede_problems(draft: Draft, study_log: list[tuple[int, int | None]]) -> list[str]:
-    """Why ``draft`` may not supersede its record, given the study's (id, supersedes) pairs."""
-    if draft.supersedes not in {record_id for record_id, _ in study_log}:
+def _supersede_problems(draft: Draft, study_log: list[tuple[int, int | None, str]]) -> list[str]:
+    """Why ``draft`` may not supersede its record, given the study's (id, supersedes, data_cut_date) rows."""
+    cuts = {record_id: cut for record_id, _, cut in study_log}
+    if draft.supersedes not in cuts:
         return [f"supersedes: {draft.study_id} has no record #{draft.supersedes}"]
-    later = next((record_id for record_id, old in study_log if old == draft.supersedes), None)
+    later = next((record_id for record_id, old, _ in study_log if old == draft.supersedes), None)
     if later is not None:
         return [f"supersedes: record #{draft.supersedes} is already superseded by #{later}; correct #{later} instead"]
+    # A correction restates the decision on the same data, so it is judged against the same recommendation.
+    if cuts[draft.supersedes] != draft.data_cut_date.isoformat():
+        return [f"supersedes: record #{draft.supersedes} was decided on the data cut {cuts[draft.supersedes]}; "
+                f"record its correction on that data cut, not {draft.data_cut_date}"]
     return []
 
 
@@ -195,7 +212,7 @@ def _connect(path: Path, create: bool) -> sqlite3.Connection:
         con.execute("PRAGMA synchronous=FULL")  # a recorded decision survives a power cut
         # Only a new file gets the schema: re-running it would silently restore a trigger someone removed.
         if con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'decisions'").fetchone()[0] == 0:
-            con.executescript((QUERIES / "sqlite" / "decision_log_schema.sql").read_text())
+            con.executescript(SCHEMA)
     return con
 
 
@@ -225,7 +242,7 @@ def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise  # busy for longer than BUSY_TIMEOUT_S: not a damaged file
-        raise LogUnreadable(f"{path} is not a writable decision log: {exc}") from None
+        raise LogUnreadable(f"{path} cannot be written as a decision log: {exc}") from None
 
 
 def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now: dt.datetime) -> Decision:
@@ -236,7 +253,7 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
             last = con.execute("SELECT seq, hash FROM decisions WHERE study_id = ? ORDER BY seq DESC LIMIT 1",
                                (draft.study_id,)).fetchone()
             if draft.supersedes is not None:  # again under the lock: another process may have corrected it
-                study_log = con.execute("SELECT id, supersedes FROM decisions WHERE study_id = ?",
+                study_log = con.execute("SELECT id, supersedes, data_cut_date FROM decisions WHERE study_id = ?",
                                         (draft.study_id,)).fetchall()
                 if problems := _supersede_problems(draft, [tuple(row) for row in study_log]):
                     raise Refused(problems)
@@ -281,34 +298,60 @@ def read_log(path: str | Path, study_id: str | None = None) -> list[Decision]:
 
 
 def verify(path: str | Path) -> list[Broken]:
-    """Every break in the log's chains: altered records, deleted records, removed guards. Empty: intact."""
+    """Every break in the log's chains: altered records, deleted records, changed guards. Empty: intact.
+
+    Not detectable here: deleting the newest records and rewinding SQLite's id counter, or rewriting every
+    later hash. Comparing :func:`chain_heads` with the head quoted in the minutes catches those.
+    """
     path = Path(path)
-    records = read_log(path)
+    try:
+        with contextlib.closing(_connect(path, create=False)) as con:
+            con.execute("BEGIN")  # one snapshot: an append between the reads is not a deletion
+            tables = {r[0]: r[1] for r in con.execute("SELECT name, sql FROM sqlite_master")}
+            if not tables:
+                return []  # created a moment ago by another process's first append
+            if "decisions" not in tables:
+                return [Broken(None, None, f"{path.name} holds no decision log")]
+            rows = [dict(r) for r in con.execute("SELECT * FROM decisions ORDER BY id")]
+            sequence = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'decisions'").fetchone() \
+                if "sqlite_sequence" in tables else None
+            con.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        raise LogUnreadable(f"{path} is not a readable decision log: {exc}") from None
     problems: list[Broken] = []
-    with contextlib.closing(_connect(path, create=False)) as con:
-        sequence = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'decisions'").fetchone()
-        triggers = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    ids = {r.id for r in records}
+    ids = {r["id"] for r in rows}
     top = max([*ids, sequence[0] if sequence else 0])
     for missing in sorted(set(range(1, top + 1)) - ids):
         problems.append(Broken(None, missing, "is missing: it was deleted from the file"))
-    for study_id in dict.fromkeys(r.study_id for r in records):
+    for study_id in dict.fromkeys(r["study_id"] for r in rows):
         previous_hash, expected_seq = GENESIS_HASH, 1
-        for r in sorted((r for r in records if r.study_id == study_id), key=lambda r: r.seq):
-            if r.seq != expected_seq:
-                problems.append(Broken(study_id, r.id, f"is the study's record {r.seq} but {expected_seq} was "
-                                       "expected: a record before it was deleted"))
-            if r.prev_hash != previous_hash:
-                problems.append(Broken(study_id, r.id, "does not chain to the study's previous record: "
+        for r in sorted((r for r in rows if r["study_id"] == study_id), key=lambda r: r["seq"]):
+            if r["seq"] != expected_seq:
+                problems.append(Broken(study_id, r["id"], f"is the study's record {r['seq']} but {expected_seq} "
+                                       "was expected: a record before it was deleted"))
+            if r["prev_hash"] != previous_hash:
+                problems.append(Broken(study_id, r["id"], "does not chain to the study's previous record: "
                                        "that record was altered or deleted"))
-            if record_hash(asdict(r)) != r.hash:
-                problems.append(Broken(study_id, r.id, "does not match its hash: it was altered after it was "
+            try:
+                intact = record_hash(r) == r["hash"]
+            except (TypeError, ValueError):  # a value no append writes, e.g. bytes
+                intact = False
+            if not intact:
+                problems.append(Broken(study_id, r["id"], "does not match its hash: it was altered after it was "
                                        "recorded"))
-            previous_hash, expected_seq = r.hash, r.seq + 1
-    for guard in ("decisions_no_update", "decisions_no_delete"):
-        if guard not in triggers:
-            problems.append(Broken(None, None, f"the append-only guard {guard} was removed from the file"))
+            previous_hash, expected_seq = r["hash"], r["seq"] + 1
+    for name, sql in GUARDS.items():
+        if " ".join(str(tables.get(name)).split()) != sql:
+            problems.append(Broken(None, None, f"the append-only guard {name} was removed or changed"))
     return problems
+
+
+def chain_heads(records: list[Decision]) -> dict[str, tuple[int, str]]:
+    """Study -> (number of records, hash of its newest record): what the minutes should quote."""
+    heads: dict[str, tuple[int, str]] = {}
+    for r in records:
+        heads[r.study_id] = (heads.get(r.study_id, (0, ""))[0] + 1, r.hash)
+    return heads
 
 
 def study_problems(path: str | Path, study_id: str) -> list[Broken]:
@@ -343,6 +386,7 @@ def _ref(record_id: int | None) -> str:
 
 
 def in_force(records: list[Decision], as_of: dt.date) -> list[Decision]:
-    """Records taken on data up to ``as_of`` and not corrected since: the markers on the history chart."""
+    """Records on data up to ``as_of`` that no record corrects: the markers on the history chart.
+    (A correction is on the same data cut as the record it corrects.)"""
     corrected = superseded_by(records)
-    return [r for r in records if r.id not in corrected and dt.date.fromisoformat(r.data_cut_date) <= as_of]
+    return [r for r in records if r.id not in corrected and r.data_cut_date <= as_of.isoformat()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import sqlite3
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -97,7 +98,6 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
     labels = {lv.level: lv.label for lv in study.levels}
     dose = dose_decision(db, study, as_of)
     log = decisions.log_path(db.path)
-    records = decisions.read_log(log, study_id)
     out = _Packet()
 
     out.section("study")
@@ -111,8 +111,8 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
         ("Enrolled / planned", f"{ov.enrolled} / {ov.planned if ov.planned is not None else '—'}"),
         ("Deaths", ov.deaths), ("Data source", decisions.data_source(db)),
         ("Packet generated", f"{now:%Y-%m-%d %H:%M} UTC"))) + "</table>")
-    out.para("Everything in this packet is what had happened by the as-of date; it was computed by the same "
-             "functions as the dashboard's pages.", "note")
+    out.para("Everything in this packet but the decision log is what had happened by the as-of date; it was "
+             "computed by the same functions as the dashboard's pages.", "note")
 
     out.section("recommendation")
     rec, advice = dose.assessment.recommendation, dose.boin
@@ -140,6 +140,11 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
                              study.dlt_window_days, as_of))
 
     out.section("history")
+    try:
+        records, broken = decisions.read_log(log, study_id), (decisions.study_problems(log, study_id)
+                                                              if log.is_file() else [])
+    except (decisions.LogUnreadable, sqlite3.Error) as exc:
+        records, broken = [], [decisions.Broken(None, None, f"the log cannot be read: {exc}")]
     out.figure(escalation_history(decision_history(dose), lanes.lanes, counted_dlts(dose), labels, as_of,
                                   decisions.in_force(records, as_of)))
 
@@ -164,7 +169,7 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
     _survival(out, survival.load_survival(db, study, as_of, data), study.level_order)
 
     out.section("decisions")
-    _decision_log(out, study_id, records, labels, log)
+    _decision_log(out, records, broken, labels, log)
     out.add("</section>")
 
     toc = "".join(f'<li><a href="#{key}">{_text(title)}</a></li>' for key, title in SECTIONS.items())
@@ -234,9 +239,10 @@ def _survival(out: _Packet, data: survival.Survival, levels: list[int]) -> None:
         out.table(survival.survival_table_display(survival.survival_table(data, endpoint, "level"), "months"))
 
 
-def _decision_log(out: _Packet, study_id: str, records: list[decisions.Decision], labels: dict[int, str],
-                  log) -> None:
-    broken = decisions.study_problems(log, study_id) if log.is_file() else []
+def _decision_log(out: _Packet, records: list[decisions.Decision], broken: list[decisions.Broken],
+                  labels: dict[int, str], log) -> None:
+    out.para("Every record in the log when the packet was made, including decisions on data after the as-of "
+             "date; the chart above shows those on data up to it.", "note")
     if broken:
         out.add('<div class="box alert"><b>The decision log has been altered outside the dashboard:</b><ul>'
                 + "".join(f"<li>{_text(b)}</li>" for b in broken) + "</ul></div>")

@@ -86,7 +86,12 @@ def test_form_starts_at_the_rules_recommendation(fresh_db, sql, study_id):
     for as_of in as_of_dates(sql, study_id)[:2]:
         at = run_app(study_id, as_of, ESCALATION)
         action = at.markdown[[m.value for m in at.markdown].index("##### Protocol rule") + 1].value
-        assert at.selectbox(key="decision_word").value in action  # "### `de-escalate` 3×10^9 cells"
+        # "### `de-escalate` 3×10^9 cells": the word between the backticks, the level's label after them
+        word, target = action.split("`")[1], action.split("`")[2].strip()
+        assert at.selectbox(key="decision_word").value == word
+        if target:
+            assert at.selectbox(key="decision_level").value == sql(
+                "SELECT level FROM dose_levels WHERE study_id = ? AND label = ?", study_id, target)[0][0]
         assert at.checkbox(key="decision_follows").value is True
         levels = sql("SELECT level, label FROM dose_levels WHERE study_id = ? ORDER BY level", study_id)
         assert at.selectbox(key="decision_level").options == [f"{label} (level {lv})" for lv, label in levels]
@@ -121,7 +126,8 @@ def test_recorded_decisions_show_in_table_chart_and_file(fresh_db, sql):
     word, level = at.selectbox(key="decision_word").value, int(at.selectbox(key="decision_level").value)
     fill(at, attendees="A, B, C")
     assert not at.error
-    fill(at, level=other_level(sql, study_id, level), rationale="Sponsor asked <b>to wait</b> for PK", by="Dr Two")
+    fill(at, level=other_level(sql, study_id, level), rationale="Sponsor asked <b>to wait</b> for PK",
+         by='Dr "Two" <a href="x">')
     assert not at.error and at.success
 
     rows = stored(fresh_db)
@@ -137,7 +143,9 @@ def test_recorded_decisions_show_in_table_chart_and_file(fresh_db, sql):
     traces = {t["name"]: t for t in history_decision_traces(at)}
     assert traces["SMC decision (follows the rule)"]["x"] == [cut.isoformat()]
     assert traces["SMC decision (deviation)"]["x"] == [cut.isoformat()]
-    assert "&lt;b&gt;to wait&lt;/b&gt;" in str(traces["SMC decision (deviation)"]["customdata"])  # escaped in hover
+    hover = traces["SMC decision (deviation)"]["customdata"][0]  # user text escaped, quotes kept as typed
+    assert hover[5] == "Sponsor asked &lt;b&gt;to wait&lt;/b&gt; for PK"
+    assert hover[6] == 'Dr "Two" &lt;a href="x"&gt;'
 
     # Correct record 2: it stays in the table, marked, and leaves the chart.
     fill(at, supersedes=2, rationale="Corrected: the SMC followed the rule", by="Dr Chair")

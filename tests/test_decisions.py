@@ -150,7 +150,8 @@ def test_the_follows_flag_marks_a_deviation_but_cannot_claim_one_away(tmp_path, 
     (dict(level=None), ["level None is not a dose level of S1"]),
     (dict(cut=D("2025-03-16")), ["data cut 2025-03-16 is after the database's data cut 2025-03-15"]),
     (dict(meeting=D("2025-03-14")), ["meeting date 2025-03-14 is before the data cut 2025-03-15"]),
-    (dict(meeting=D("2025-04-02")), ["meeting date 2025-04-02 is in the future (today is 2025-04-01 UTC)"]),
+    (dict(meeting=D("2025-04-03")), ["meeting date 2025-04-03 is in the future (today is 2025-04-01 UTC)"]),
+    (dict(rationale="bad \udcff byte"), ["rationale holds characters that are not valid text"]),
     (dict(by="   "), ["recorded by: give the name"]),
     (dict(rationale="x" * 5001), ["rationale is longer than 5000 characters"]),
     (dict(attendees="x" * 5001), ["attendees is longer than 5000 characters"]),
@@ -164,10 +165,10 @@ def test_each_rule_refuses_with_a_message_naming_the_problem(tmp_path, dose, cha
 
 
 def test_limits_are_inclusive(tmp_path, dose):
-    """5000 characters, a meeting on the data cut and one today are all accepted."""
+    """5000 characters, a meeting on the data cut, and one on the UTC date + 1 (already today east of UTC)."""
     add(tmp_path / "log", dose, rationale="r" * 5000, attendees="a" * 5000, by="b" * 5000, meeting=CUT,
         follows_recommendation=False)
-    assert add(tmp_path / "log", dose, meeting=NOW.date()).id == 2
+    assert add(tmp_path / "log", dose, meeting=NOW.date() + dt.timedelta(days=1)).id == 2
 
 
 def test_every_problem_is_reported_together_and_nothing_is_written(tmp_path, dose):
@@ -179,11 +180,12 @@ def test_every_problem_is_reported_together_and_nothing_is_written(tmp_path, dos
     assert len(rows(log)) == 1
 
 
-def test_the_future_is_judged_in_utc(tmp_path, dose):
-    """'Not after today (UTC)': at 01:00 on 2025-04-02 in UTC+5 it is still 2025-04-01 in UTC."""
+def test_the_future_is_judged_from_the_utc_date(tmp_path, dose):
+    """At 01:00 on 2025-04-02 in UTC+5 it is still 2025-04-01 in UTC: 04-02 is accepted, 04-03 refused."""
     now = dt.datetime(2025, 4, 2, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=5)))
+    append(tmp_path / "log", draft(meeting=D("2025-04-02")), dose("S1", CUT), "test", now=now)
     with pytest.raises(Refused, match="in the future"):
-        append(tmp_path / "log", draft(meeting=D("2025-04-02")), dose("S1", CUT), "test", now=now)
+        append(tmp_path / "log", draft(meeting=D("2025-04-03")), dose("S1", CUT), "test", now=now)
 
 
 # --------------------------------------------------------------------------- chain and append-only
@@ -261,10 +263,14 @@ def test_tampering_is_found_by_verify_and_the_cli(chain, capsys, case):
 
 
 def test_verify_through_python_m_smc(chain):
-    """The real entry point: exit 0 on the intact log, 3 once a record is deleted."""
+    """The real entry point: exit 0 on the intact log with each study's head to quote, 3 once a record is deleted."""
     run = [sys.executable, "-m", "smc", "decisions", "verify", "--db", str(chain.parent / "t.duckdb")]
     intact = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
-    assert (intact.returncode, "intact (5 record(s) in 2 study chain(s))" in intact.stderr) == (0, True)
+    assert (intact.returncode, "intact (5 record(s))" in intact.stderr) == (0, True)
+    stored = rows(chain)
+    heads = {s: [r for r in stored if r["study_id"] == s] for s in ("S1", "S2")}
+    assert sorted(intact.stdout.splitlines()) == [f"{s}: {len(rs)} record(s), chain head {rs[-1]['hash']}"
+                                                  for s, rs in heads.items()]
     _tamper(chain, "DELETE FROM decisions WHERE id = 2")
     broken = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
     assert broken.returncode == 3 and "record #2: is missing" in broken.stderr
@@ -421,7 +427,7 @@ def test_cli_add_to_an_unreadable_log_says_so(db_copy, capsys):
     log_path(db_copy).write_text("not a database")
     code, _, err = cli(capsys, "add", "--db", db_copy, "--study", "S1", "--level", 2, "--decision", "enroll",
                        "--by", "me")
-    assert code in (1, 3) and "is not a readable decision log" in err
+    assert code == 1 and "is not a readable decision log" in err
 
 
 # --------------------------------------------------------------------------- history table and chart markers
@@ -445,3 +451,45 @@ def test_log_table_flags_corrections_and_in_force_drops_them_and_later_cuts(tmp_
     assert [r.id for r in in_force(records, CUT)] == [1, 3]
     assert [r.id for r in in_force(records, D("2025-03-14"))] == [1]
     assert in_force(records, D("2025-02-04")) == []
+
+
+def test_a_guard_replaced_by_one_that_does_nothing_is_found(chain):
+    with contextlib.closing(sqlite3.connect(chain)) as con:
+        con.executescript("DROP TRIGGER decisions_no_delete; CREATE TRIGGER decisions_no_delete BEFORE DELETE ON "
+                          "decisions BEGIN SELECT 1; END;")
+    assert [b.message for b in verify(chain)] == ["the append-only guard decisions_no_delete was removed or changed"]
+
+
+def test_a_value_of_the_wrong_type_is_an_altered_record(chain):
+    _tamper(chain, "UPDATE decisions SET rationale = CAST('x' AS BLOB) WHERE id = 3")
+    assert [(b.record_id, b.message.split(":")[0]) for b in verify(chain)
+            if b.record_id] == [(3, "does not match its hash")]
+
+
+def test_an_empty_or_foreign_file_is_not_a_traceback(tmp_path):
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    assert verify(empty) == [] and read_log(empty) == []  # as while another process creates it
+    foreign = tmp_path / "foreign.sqlite"
+    with contextlib.closing(sqlite3.connect(foreign)) as con:
+        con.execute("CREATE TABLE notes (x)")
+    assert [b.message for b in verify(foreign)] == ["foreign.sqlite holds no decision log"]
+
+
+def test_a_correction_is_on_the_data_cut_of_the_record_it_corrects(tmp_path, dose, db_copy, capsys):
+    """Corrected on other data it would be judged against another recommendation: refused, naming the cut.
+    The CLI takes the corrected record's cut when --as-of is not given."""
+    log = tmp_path / "log"
+    add(log, dose, cut=ESCALATE_CUT, decision="escalate", level=2)  # follows: escalate to 2 on 02-05
+    assert refusal(log, dose, cut=CUT, decision="escalate", level=2, rationale="typo", supersedes=1) == [
+        "supersedes: record #1 was decided on the data cut 2025-02-05; record its correction on that data cut, "
+        "not 2025-03-15"]
+
+    assert cli(capsys, "add", "--db", db_copy, "--study", "S1", "--level", 2, "--decision", "escalate", "--by", "me",
+               "--as-of", ESCALATE_CUT, "--meeting-date", "2025-02-06")[0] == 0
+    code, out, err = cli(capsys, "add", "--db", db_copy, "--study", "S1", "--level", 2, "--decision", "escalate",
+                         "--by", "me", "--meeting-date", "2025-02-07", "--supersedes", 1)
+    assert code == 0, err
+    stored = rows(log_path(db_copy))
+    assert [(r["data_cut_date"], r["follows_recommendation"], r["supersedes"]) for r in stored] == [
+        ("2025-02-05", 1, None), ("2025-02-05", 1, 1)]

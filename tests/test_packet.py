@@ -105,14 +105,6 @@ def test_packet_numbers_equal_sql(demo_db, sql, study_id):
             assert {r["Group"]: int(r["N"]) for r in records(os_tables[0])} == dosed
 
 
-def test_packet_recommendation_is_the_rules(demo_db):
-    db = Database(demo_db)
-    study = load_study(db, "IDOV-SAFE")
-    text = build_packet(db, "IDOV-SAFE")
-    rec = dose_decision(db, study, study.data_cut_date).assessment.recommendation
-    assert f"Protocol rule ({study.design}): {rec.action}" in text
-
-
 def test_packet_before_any_enrollment_still_builds(demo_db, sql):
     early = as_of_dates(sql, "IX001")[2]
     text = build_packet(Database(demo_db), "IX001", early)
@@ -152,7 +144,6 @@ def test_report_html_writes_the_packet_and_names_a_bad_path(demo_db, tmp_path):
     failed = subprocess.run([sys.executable, "-m", "smc", "report", "--db", str(demo_db), "--study", "BIOTTT001",
                              "--html", str(bad)], cwd=ROOT, capture_output=True, text=True)
     assert failed.returncode == 1 and str(bad) in failed.stderr and not bad.exists()
-
 
 
 def test_packet_shows_a_deleted_only_record_of_the_study(cut_db):

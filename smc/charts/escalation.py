@@ -147,14 +147,14 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
 
 
 def _hover_text(text: str, width: int = 70) -> str:
-    """User text made safe for a hover label and wrapped to lines."""
-    return "<br>".join(html.escape(line) for line in textwrap.wrap(text, width)) or "(no rationale)"
+    """User text made safe for a hover label (plotly shows &quot; literally, so quotes stay) and wrapped."""
+    return "<br>".join(html.escape(line, quote=False) for line in textwrap.wrap(text, width))
 
 
 def escalation_history(history: list[Assessment], lanes: pd.DataFrame, dlts: pd.DataFrame,
                        level_labels: dict[int, str], as_of: dt.date, decisions: list[Decision] = ()) -> go.Figure:
     """Dose level over time: every escalation enrollment, every counted DLT, the rule's call at each change,
-    and the SMC's recorded decisions at their meeting dates.
+    and the SMC's recorded decisions at the data cut they reviewed.
 
     ``dlts``: subject_id, level, label, onset_date of the DLTs the rule counted.
     """
@@ -201,13 +201,15 @@ def escalation_history(history: list[Assessment], lanes: pd.DataFrame, dlts: pd.
             hovertemplate="%{x|%Y-%m-%d}: DLT in %{customdata[0]} at %{customdata[1]}<extra></extra>")
     for followed, name, outline in ((1, "SMC decision (follows the rule)", dict(width=1.5, color="black")),
                                     (0, "SMC decision (deviation)", dict(width=3, color=DLT_COLOR))):
-        shown = [d for d in decisions if d.follows_recommendation == followed]
+        # A record whose level or word this chart cannot place (a level since removed) is left to the table.
+        shown = [d for d in decisions if d.follows_recommendation == followed and d.level in pos
+                 and d.decision in ACTION_COLORS]
         if shown:
             fig.add_scatter(
                 x=[d.data_cut_date for d in shown], y=[pos[d.level] for d in shown], mode="markers", name=name,
                 marker=dict(symbol="diamond", size=15, color=[ACTION_COLORS[d.decision] for d in shown], line=outline),
                 customdata=[[d.id, d.decision, level_labels[d.level], d.recommended_action, d.meeting_date,
-                             _hover_text(d.rationale), d.recorded_by] for d in shown],
+                             _hover_text(d.rationale) or "(no rationale)", _hover_text(d.recorded_by)] for d in shown],
                 hovertemplate="Data to %{x|%Y-%m-%d}: the SMC decided <b>%{customdata[1]}</b> at %{customdata[2]} "
                               "(record #%{customdata[0]})<br>meeting %{customdata[4]}; the rule said "
                               "%{customdata[3]}<br>%{customdata[5]}<br>recorded by %{customdata[6]}<extra></extra>")
