@@ -185,7 +185,7 @@ def cmd_decisions_verify(args) -> int:
         print(f"no decision log at {path}: nothing recorded yet", file=sys.stderr)
         return EXIT_OK
     try:
-        broken, records = decisions.verify(path), decisions.read_log(path)
+        records, broken = decisions.check(path)
     except decisions.LogUnreadable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BROKEN

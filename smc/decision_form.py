@@ -58,24 +58,21 @@ def _record(dose: DoseDecision, log, source: str) -> None:
     state["decision_supersedes"] = NEW
 
 
-def decision_log(ctx: ui.Context, dose: DoseDecision) -> list[decisions.Decision]:
-    """The study's records, with a loud message when the log's chain is broken; [] when unreadable."""
-    log = decisions.log_path(ctx.db.path)
+def decision_log(ctx: ui.Context) -> tuple[list[decisions.Decision], bool]:
+    """The study's records and whether its chain is intact, with a loud message when it is not."""
     try:
-        records = decisions.read_log(log, ctx.study.study_id)
-        broken = decisions.study_problems(log, ctx.study.study_id) if log.is_file() else []
-    except (decisions.LogUnreadable, sqlite3.Error) as exc:
+        records, broken = decisions.study_log(decisions.log_path(ctx.db.path), ctx.study.study_id)
+    except decisions.LogUnreadable as exc:
         st.error(f"The decision log cannot be read: {exc}", icon=":material/gpp_bad:")
-        return []
+        return [], False
     if broken:
         st.error("**The decision log has been altered outside the dashboard.** Its hash chain is broken at:\n\n"
                  + "\n".join(f"- {b}" for b in broken) + "\n\nRestore it from a backup and investigate before "
                  "relying on these records.", icon=":material/gpp_bad:")
-    st.session_state["decision_log_intact"] = not broken
-    return records
+    return records, not broken
 
 
-def history_section(ctx: ui.Context, records: list[decisions.Decision]) -> None:
+def history_section(ctx: ui.Context, records: list[decisions.Decision], intact: bool) -> None:
     log = decisions.log_path(ctx.db.path)
     if not records:
         st.info(f"No decision recorded for {ctx.study.study_id} yet. The log is {log.name}, beside the database.")
@@ -83,7 +80,7 @@ def history_section(ctx: ui.Context, records: list[decisions.Decision]) -> None:
     table = decisions.log_table(records, {lv.level: lv.label for lv in ctx.study.levels})
     st.dataframe(table, hide_index=True, key="decision_table")
     head = (f" Chain head {records[-1].hash} (quote it in the minutes: any later change to the log changes it or "
-            "breaks the chain)." if st.session_state.get("decision_log_intact") else "")
+            "breaks the chain)." if intact else "")
     st.caption(f"{len(records)} record(s) in {log.name}, newest first; every record, whatever the as-of date. "
                f"Records are never changed: a correction supersedes one.{head}")
     ui.download_csv(table, f"{ctx.study.study_id}_smc_decisions.csv", key="decision_csv")

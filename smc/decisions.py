@@ -167,14 +167,12 @@ def validate(draft: Draft, dose: DoseDecision, today: dt.date, records: list[Dec
             text.encode("utf-8")
         except UnicodeEncodeError:
             errors.append(f"{name.replace('_', ' ')} holds characters that are not valid text (UTF-8)")
-    matches = follows(draft.decision, draft.level, dose)
-    if draft.follows_recommendation and not matches:
+    if draft.follows_recommendation and not follows(draft.decision, draft.level, dose):
         rec = dose.assessment.recommendation
         errors.append(f'"{draft.decision}" at level {draft.level} is not the recommendation ({rec.action}'
                       f"{_at(recommended_level(dose.assessment))}): record it as a deviation, with a rationale")
     # "other" is never the rule's word, so it is always a deviation and always needs a rationale.
-    deviation = not matches or draft.follows_recommendation is False
-    if deviation and not draft.rationale.strip():
+    if _deviates(draft, dose) and not draft.rationale.strip():
         errors.append("rationale: a decision that deviates from the protocol recommendation needs one")
     if draft.supersedes is not None:
         errors.extend(_supersede_problems(draft, [(r.id, r.supersedes, r.data_cut_date) for r in records]))
@@ -194,6 +192,11 @@ def _supersede_problems(draft: Draft, study_log: list[tuple[int, int | None, str
         return [f"supersedes: record #{draft.supersedes} was decided on the data cut {cuts[draft.supersedes]}; "
                 f"record its correction on that data cut, not {draft.data_cut_date}"]
     return []
+
+
+def _deviates(draft: Draft, dose: DoseDecision) -> bool:
+    """Not the recommendation, or declared a deviation by whoever records it."""
+    return not follows(draft.decision, draft.level, dose) or draft.follows_recommendation is False
 
 
 def _at(level: int | None) -> str:
@@ -264,8 +267,7 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
                 recorded_at_utc=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 meeting_date=draft.meeting_date.isoformat(), data_cut_date=draft.data_cut_date.isoformat(),
                 level=draft.level, decision=draft.decision,
-                follows_recommendation=int(follows(draft.decision, draft.level, dose)
-                                           and draft.follows_recommendation is not False),
+                follows_recommendation=int(not _deviates(draft, dose)),
                 recommended_action=dose.assessment.recommendation.action,
                 recommended_level=recommended_level(dose.assessment),
                 rationale=draft.rationale.strip(), attendees=draft.attendees.strip(),
@@ -294,24 +296,36 @@ def read_log(path: str | Path, study_id: str | None = None) -> list[Decision]:
                                (study_id, study_id)).fetchall()
     except sqlite3.DatabaseError as exc:
         raise LogUnreadable(f"{path} is not a readable decision log: {exc}") from None
-    return [Decision(**{c: row[c] for c in COLUMNS}) for row in rows]
+    return [_decision(row) for row in rows]
+
+
+def _decision(row) -> Decision:
+    return Decision(**{c: row[c] for c in COLUMNS})
 
 
 def verify(path: str | Path) -> list[Broken]:
-    """Every break in the log's chains: altered records, deleted records, changed guards. Empty: intact.
+    """Every break in the log's chains: altered records, deleted records, changed guards. Empty: intact."""
+    return check(path)[1]
+
+
+def check(path: str | Path) -> tuple[list[Decision], list[Broken]]:
+    """The log's records and every break in its chains, from one snapshot (an append between two reads
+    is not a deletion); none of either when there is no log.
 
     Not detectable here: deleting the newest records and rewinding SQLite's id counter, or rewriting every
     later hash. Comparing :func:`chain_heads` with the head quoted in the minutes catches those.
     """
     path = Path(path)
+    if not path.is_file():
+        return [], []
     try:
         with contextlib.closing(_connect(path, create=False)) as con:
-            con.execute("BEGIN")  # one snapshot: an append between the reads is not a deletion
+            con.execute("BEGIN")
             tables = {r[0]: r[1] for r in con.execute("SELECT name, sql FROM sqlite_master")}
             if not tables:
-                return []  # created a moment ago by another process's first append
+                return [], []  # created a moment ago by another process's first append
             if "decisions" not in tables:
-                return [Broken(None, None, f"{path.name} holds no decision log")]
+                return [], [Broken(None, None, f"{path.name} holds no decision log")]
             rows = [dict(r) for r in con.execute("SELECT * FROM decisions ORDER BY id")]
             sequence = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'decisions'").fetchone() \
                 if "sqlite_sequence" in tables else None
@@ -343,7 +357,7 @@ def verify(path: str | Path) -> list[Broken]:
     for name, sql in GUARDS.items():
         if " ".join(str(tables.get(name)).split()) != sql:
             problems.append(Broken(None, None, f"the append-only guard {name} was removed or changed"))
-    return problems
+    return [_decision(r) for r in rows], problems
 
 
 def chain_heads(records: list[Decision]) -> dict[str, tuple[int, str]]:
@@ -354,9 +368,11 @@ def chain_heads(records: list[Decision]) -> dict[str, tuple[int, str]]:
     return heads
 
 
-def study_problems(path: str | Path, study_id: str) -> list[Broken]:
-    """The breaks that concern one study: its own records, and those no study can be named for."""
-    return [b for b in verify(path) if b.study_id in (None, study_id)]
+def study_log(path: str | Path, study_id: str) -> tuple[list[Decision], list[Broken]]:
+    """One study's records, and the breaks that concern it: its own, and those no study can be named for."""
+    records, problems = check(path)
+    return ([r for r in records if r.study_id == study_id],
+            [b for b in problems if b.study_id in (None, study_id)])
 
 
 def superseded_by(records: list[Decision]) -> dict[int, int]:

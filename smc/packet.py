@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import sqlite3
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -141,9 +140,8 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
 
     out.section("history")
     try:
-        records, broken = decisions.read_log(log, study_id), (decisions.study_problems(log, study_id)
-                                                              if log.is_file() else [])
-    except (decisions.LogUnreadable, sqlite3.Error) as exc:
+        records, broken = decisions.study_log(log, study_id)
+    except decisions.LogUnreadable as exc:
         records, broken = [], [decisions.Broken(None, None, f"the log cannot be read: {exc}")]
     out.figure(escalation_history(decision_history(dose), lanes.lanes, counted_dlts(dose), labels, as_of,
                                   decisions.in_force(records, as_of)))

@@ -81,7 +81,7 @@ else:
                      "related": "Related", "dlt": "DLT", "outcome": "Outcome"})
 
 st.subheader("Escalation history")
-records = decision_form.decision_log(ctx, decision)
+records, intact = decision_form.decision_log(ctx)
 history = decision_history(decision)
 labels = {lv.level: lv.label for lv in study.levels}
 st.plotly_chart(escalation_history(history, lanes.lanes, counted_dlts(decision), labels, ctx.as_of,
@@ -90,7 +90,7 @@ st.caption("Diamonds: the SMC's recorded decisions in force (not corrected), pla
            "(up to the as-of date); a red outline marks a deviation from the rule.")
 
 st.subheader("SMC decisions")
-decision_form.history_section(ctx, records)
+decision_form.history_section(ctx, records, intact)
 decision_form.record_form(ctx, decision, records)
 
 with st.expander(f"BOIN decision table (target {study.target_dlt_rate:.0%})"):
