@@ -22,6 +22,12 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f'"{text}" is not a date (YYYY-MM-DD)') from None
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a whole number of at least 1')
+    return int(text)
+
+
 def _print_problems(problems: list[load.Problem]) -> None:
     for p in problems:
         print(f"{p.severity}: {p}", file=sys.stderr)
@@ -53,12 +59,13 @@ def cmd_build_demo(args) -> int:
     from smc.demo import build_demo
 
     try:
-        warnings = build_demo(args.db, args.seed)
+        warnings = build_demo(args.db, args.seed, args.scale)
     except load.ImportFailed as failed:  # a bug in the simulation, not user input
         _print_problems(failed.problems)
         return EXIT_INVALID
     _print_problems(warnings)
-    print(f"demo data (seed {args.seed}) written to {args.db}", file=sys.stderr)
+    scale = f", scale {args.scale}" if args.scale > 1 else ""
+    print(f"demo data (seed {args.seed}{scale}) written to {args.db}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -221,6 +228,32 @@ def cmd_bench_import(args) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args) -> int:
+    """Time every page for the biggest and a typical study; exit 2 when a page showed an error."""
+    from smc.bench import PAGES, run_bench, write_json
+
+    if not Path(args.db).is_file():
+        print(f"error: no database at {args.db} (build one with python -m smc build-demo --scale 100 --db {args.db})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    pages = args.pages.split(",") if args.pages else None
+    unknown = sorted(set(pages or []) - {p.name for p in PAGES})
+    if unknown:
+        print(f"error: no page named {', '.join(unknown)} (pages: {', '.join(p.name for p in PAGES)})",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+    def progress(m):
+        print(f"  {m.page:<11} {m.study_id:<16} cold {m.cold_ms:8,.0f} ms  warm {m.warm_ms:7,.0f} ms  "
+              f"SQL {m.sql_ms:7,.0f} ms", file=sys.stderr)
+
+    result = run_bench(args.db, args.runs, args.browser, pages, progress)
+    if args.out:
+        Path(args.out).write_text(result.markdown())
+    print(write_json(result) if args.json else result.markdown())
+    return EXIT_INVALID if any(m.errors for m in result.measurements) else EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m smc", description="SMC Dashboard data tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -234,11 +267,22 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("build-demo", help="simulate the three seed trials into a database")
     demo.add_argument("--db", default=str(DEFAULT_DB))
     demo.add_argument("--seed", type=int, default=2024)
+    demo.add_argument("--scale", type=_positive, default=1,
+                      help="add portfolio studies: about 0.37×N studies and 100×N subjects (1: the three seed trials)")
     demo.set_defaults(func=cmd_build_demo)
     bench = sub.add_parser("bench-import", help="time an SDTM import of a synthetic study")
     bench.add_argument("--subjects", type=int, default=10_000)
     bench.add_argument("--format", choices=("xpt", "csv"), default="xpt")
     bench.set_defaults(func=cmd_bench_import)
+    perf = sub.add_parser("bench", help="time every page for the biggest and a typical study")
+    perf.add_argument("--db", default=str(DEFAULT_DB))
+    perf.add_argument("--runs", type=_positive, default=5, help="runs per measurement; the median is shown")
+    perf.add_argument("--browser", action="store_true",
+                      help="also time Chromium from navigation to every chart drawn, and server memory")
+    perf.add_argument("--out", metavar="FILE.md", help="write the table as markdown")
+    perf.add_argument("--json", action="store_true", help="print one JSON object per page and study")
+    perf.add_argument("--pages", help="comma-separated page names (default: all)")
+    perf.set_defaults(func=cmd_bench)
     rep = sub.add_parser("report", help="print a study's numbers as of a date")
     rep.add_argument("--db", default=str(DEFAULT_DB))
     rep.add_argument("--study", required=True)

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import os
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -35,6 +36,23 @@ def query_text(name: str) -> str:
     if not path.is_file():
         raise KeyError(f"no query named {name!r} in {QUERIES}")
     return path.read_text()
+
+
+class QueryClock:
+    """Wall time spent inside DuckDB across all sessions of the process, read by ``python -m smc bench``
+    to tell a page's SQL time from the rest of its code."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds, self.queries = 0.0, 0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self.seconds += seconds
+            self.queries += 1
+
+
+QUERY_CLOCK = QueryClock()
 
 
 class Database:
@@ -66,20 +84,22 @@ class Database:
 
     def rows(self, name: str, **params) -> list[dict]:
         """Like :meth:`query`, as dicts of Python values (DATE -> datetime.date) for rule code."""
-        cursor = self.connection().cursor()
+        cursor, started = self.connection().cursor(), time.perf_counter()
         try:
             cursor.execute(query_text(name), params or None)
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
         finally:
             cursor.close()
+            QUERY_CLOCK.add(time.perf_counter() - started)
 
     def sql(self, text: str, **params) -> pd.DataFrame:
-        cursor = self.connection().cursor()
+        cursor, started = self.connection().cursor(), time.perf_counter()
         try:
             return cursor.execute(text, params or None).df()
         finally:
             cursor.close()
+            QUERY_CLOCK.add(time.perf_counter() - started)
 
     @property
     def loaded_at(self) -> str:

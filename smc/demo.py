@@ -55,6 +55,9 @@ class TrialSpec:
     screen_fail_reasons: list[str]
     dlt_terms: list[tuple[str, str, int]]  # (term, soc, grade)
     lab_grades_reported: bool = True  # False: the lab sends values only; the dashboard grades them
+    expansion_days: int | None = None  # the expansion enrolls over this many days (default: one every 5-9 days)
+    recurring_aes: bool = False  # infusion reactions come back with each later course (portfolio studies)
+    lab_interval_days: int | None = None  # safety labs after the first visits every this many days (else LAB_DAYS)
 
 
 SITES_CN = [("CN-GZ-01", "Guangzhou Cancer Center", "China"),
@@ -204,11 +207,16 @@ def add_expansion(spec: TrialSpec, subjects: list[SimSubject], events: dict, rng
         return
     level, n, when = spec.expansion
     t = (events["decided_on"] if when == "mtd" else events["cleared_on"][level]) + days(rng.integers(7, 14))
+    opened, elapsed = t, 0.0
     for _ in range(n):
         first_dose = t + days(rng.integers(*spec.dose_delay, endpoint=True))
         subjects.append(SimSubject(f"{spec.study['study_id']}-{len(subjects) + 1:03d}", level, "expansion",
                                    None, t, first_dose, "N", spec.study["dlt_window_days"]))
-        t += days(rng.integers(5, 10))
+        if spec.expansion_days is None:
+            t += days(rng.integers(5, 10))
+        else:  # a large cohort: several subjects may start on one day
+            elapsed += float(rng.exponential(spec.expansion_days / n))
+            t = opened + days(elapsed)
 
 
 # --------------------------------------------------------------------------- clinical content
@@ -267,6 +275,7 @@ BACKGROUND_AES = [  # disease-related, any modality
     AeSpec("Back pain", "Musculoskeletal and connective tissue disorders", 0.15, (0.6, 0.3, 0.1), (10, 150), (10, 40), 0.1),
     AeSpec("Ascites", "Gastrointestinal disorders", 0.08, (0.2, 0.5, 0.3), (30, 200), (20, 60), 0.05),
 ]
+BACKGROUND_EVERY_DAYS = 10  # portfolio studies: disease-related events may recur this often through follow-up
 PRE_DOSE_AES = [  # present between consent and the first dose of any treatment: baseline events, not TEAEs
     AeSpec("Fatigue", "General disorders and administration site conditions", 0.2, (0.7, 0.3), (-6, -1), (10, 60), 0.0),
     AeSpec("Cancer pain", "Neoplasms benign, malignant and unspecified (incl cysts and polyps)", 0.15, (0.6, 0.4),
@@ -291,6 +300,7 @@ LAB_DAYS = {  # safety-lab visits, days after first dose; then every `then` days
     "hai_combo": ([-7, 1, 3, 8, 15, 22, 29, 43], 14),
     "tcrt": ([-9, -5, 0, 3, 7, 10, 14, 21, 28, 42, 56, 84], 28),
 }
+COURSES = {"virus": (21, 36), "hai_combo": (28, 26)}  # portfolio: (days per course, most courses); TCR-T: one infusion
 SCAN_DAYS = {  # RECIST assessments after first dose; then every `then` days
     "virus": ([42, 84, 126], 63),
     "hai_combo": ([28, 56, 84, 112, 140], 56),
@@ -402,7 +412,7 @@ class Trial:
         treatment_end = min(d for d in (end_of_data, off_tx) if d)
         screening = s.enrollment - days(self.u(4, 14) if self.spec.modality != "tcrt" else self.u(10, 20))
         tumor = self.choose(self.spec.tumor_types)
-        s.extra.update(behaviour=behaviour, pd_day=pd_day, tumor=tumor)
+        s.extra.update(behaviour=behaviour, pd_day=pd_day, tumor=tumor, treatment_end=treatment_end, screening=screening)
 
         self.rows["subjects"].append(dict(
             study_id=self.sid, subject_id=s.subject_id, site_id=self.choose([x[0] for x in self.spec.sites]),
@@ -474,11 +484,14 @@ class Trial:
             onset = fd + days(self.u(*ae.onset))
             events.append((ae.term, ae.soc, grade, onset, onset + days(self.u(*ae.duration)),
                            "Y" if rng.random() < ae.related else "N", "N"))
+        if self.spec.recurring_aes:
+            events += self.recurring_events(s, end)
         first_treatment = fd - days(5) if self.spec.modality == "tcrt" else fd  # lymphodepletion starts day -5
         for ae in PRE_DOSE_AES:
             if self.pre_dose_rng.random() < ae.p:
                 grade = int(self.pre_dose_rng.choice(len(ae.grades), p=ae.grades)) + 1
-                onset = first_treatment + days(float(self.pre_dose_rng.uniform(*ae.onset)))
+                # Never before consent: an event before screening is medical history, not an AE.
+                onset = max(s.extra["screening"], first_treatment + days(float(self.pre_dose_rng.uniform(*ae.onset))))
                 stop = onset + days(float(self.pre_dose_rng.uniform(*ae.duration)))
                 events.append((ae.term, ae.soc, grade, onset, stop, "N", "N"))
         if s.fate == "T":
@@ -505,10 +518,31 @@ class Trial:
                 excursions.append((test, grade, onset, stop))
         return excursions
 
+    def recurring_events(self, s: SimSubject, end: dt.date) -> list[tuple]:
+        """Portfolio studies treat until progression: infusion reactions (early-onset AEs) come back after
+        each later course, and disease-related events recur through follow-up. Grade 1-2 only: outside the
+        DLT window they would not be DLTs anyway, and the lab excursions stay mild."""
+        period, courses = COURSES.get(self.spec.modality, (0, 0))
+        reactions = [ae for ae in MODALITY_AES[self.spec.modality] if ae.onset[1] <= 10]
+        treated = [(s.first_dose + days(period * c), reactions) for c in range(1, courses)]
+        followed = [(s.first_dose + days(BACKGROUND_EVERY_DAYS * m), BACKGROUND_AES)
+                    for m in range(1, 730 // BACKGROUND_EVERY_DAYS)]
+        events = []
+        for start, catalog in [(d, c) for d, c in treated if d <= s.extra["treatment_end"]] + \
+                [(d, c) for d, c in followed if d <= end]:
+            for ae in catalog:
+                if self.rng.random() < ae.p:
+                    grade = 1 if self.rng.random() < ae.grades[0] / (sum(ae.grades[:2]) or 1) else 2
+                    onset = start + days(self.u(0, min(ae.onset[1], 20)))
+                    events.append((ae.term, ae.soc, grade, onset, onset + days(self.u(*ae.duration)),
+                                   "Y" if self.rng.random() < ae.related else "N", "N"))
+        return events
+
     # ---- safety labs that agree with the AEs
     def safety_labs(self, s: SimSubject, end: dt.date, excursions: list[tuple], off_tx: dt.date | None) -> None:
         fd = s.first_dose
         first, then = LAB_DAYS[self.spec.modality]
+        then = self.spec.lab_interval_days or then
         last_visit = min(end, (off_tx + days(30)) if off_tx else end)
         visit_days = first + list(range(first[-1] + then, (last_visit - fd).days + 1, then))
         dates = {fd + days(d) for d in visit_days} | {e[2] for e in excursions}
@@ -682,11 +716,14 @@ def simulate_trial(spec: TrialSpec, rng: np.random.Generator) -> dict[str, list[
     return rows
 
 
-def demo_tables(seed: int = 2024) -> dict[str, pd.DataFrame]:
-    """The three seed trials as contract tables (Python values, not yet text)."""
+def demo_tables(seed: int = 2024, scale: int = 1) -> dict[str, pd.DataFrame]:
+    """The three seed trials (and at ``scale`` > 1 the portfolio studies) as contract tables (Python values,
+    not yet text)."""
+    from smc.demo_portfolio import portfolio_specs
+
     combined: dict[str, list[dict]] = {}
     sites = {}
-    for index, spec in enumerate(SPECS):
+    for index, spec in enumerate(SPECS + portfolio_specs(scale)):
         rng = np.random.default_rng([seed, index])
         for table, rows in simulate_trial(spec, rng).items():
             combined.setdefault(table, []).extend(rows)
@@ -695,12 +732,13 @@ def demo_tables(seed: int = 2024) -> dict[str, pd.DataFrame]:
     return {table: pd.DataFrame(rows) for table, rows in combined.items()}
 
 
-def build_demo(db_path: str | Path, seed: int = 2024) -> list[load.Problem]:
+def build_demo(db_path: str | Path, seed: int = 2024, scale: int = 1) -> list[load.Problem]:
     """Simulate and load the demo data through the same validator and loader as a CSV import, and give it a
     decision log (unless one is there already)."""
     from smc.demo_decisions import record_demo_decisions
 
-    raw = {table: load.as_text(frame) for table, frame in demo_tables(seed).items()}
-    warnings = load.import_tables(raw, db_path, f"demo:seed={seed}")
+    raw = {table: load.as_text(frame) for table, frame in demo_tables(seed, scale).items()}
+    source = f"demo:seed={seed}" + (f",scale={scale}" if scale > 1 else "")
+    warnings = load.import_tables(raw, db_path, source)
     record_demo_decisions(db_path)
     return warnings

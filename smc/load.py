@@ -101,18 +101,42 @@ def read_csv_dir(directory: str | Path) -> tuple[dict[str, pd.DataFrame], list[P
 
 
 def as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Turn a frame of Python values (dates, numbers, None) into contract text."""
+    """Turn a frame of Python values (dates, numbers, None) into contract text, a column at a time
+    (a portfolio-scale demo has millions of lab rows)."""
+    if not len(frame):
+        return frame.astype(str)
+    return pd.DataFrame({col: _column_as_text(frame[col]) for col in frame.columns}, index=frame.index)
 
-    def cell(value) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
-            return ""
-        if isinstance(value, (dt.date, dt.datetime, pd.Timestamp)):
-            return value.isoformat()
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            return str(int(value))
-        return str(value)
 
-    return frame.astype(object).map(cell) if len(frame) else frame.astype(str)
+def numbers_as_text(series: pd.Series) -> pd.Series:
+    """Whole numbers without ".0" (a level is "1", not "1.0"); empty text for a missing value."""
+    out = pd.Series("", index=series.index, dtype=object)
+    known = series.notna()
+    whole = known & (series % 1 == 0) & (series.abs() < 2**53)
+    out[whole] = series[whole].astype("int64").astype(str)
+    out[known & ~whole] = series[known & ~whole].astype(str)
+    return out
+
+
+def _column_as_text(column: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return numbers_as_text(column)
+    if pd.api.types.is_datetime64_dtype(column) and (column.dropna().dt.floor("s") == column.dropna()).all():
+        text = np.datetime_as_string(column.to_numpy().astype("datetime64[s]"), unit="s")  # as isoformat()
+        return pd.Series(text, index=column.index, dtype=object).where(column.notna(), "")
+    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+        return column.astype(object).where(column.notna(), "")
+    return column.astype(object).map(_cell_as_text)
+
+
+def _cell_as_text(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return ""
+    if isinstance(value, (dt.date, dt.datetime, pd.Timestamp)):
+        return value.isoformat()
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 # --------------------------------------------------------------------------- validating

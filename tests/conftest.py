@@ -1,7 +1,6 @@
 """Shared fixtures: one demo database per test session, and helpers to run the app."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import duckdb
@@ -49,11 +48,6 @@ def as_of_dates(sql, study_id: str) -> list:
     first, cut = sql("SELECT min(enrollment_date), any_value(st.data_cut_date) FROM subjects s "
                      "JOIN studies st USING (study_id) WHERE study_id = ?", study_id)[0]
     return [cut, first + (cut - first) / 2, first - (cut - first) / 20]
-
-
-def chromium_path() -> str | None:
-    path = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    return path if Path(path).exists() else None
 
 
 def one_study_db(path: Path, **tables: list[dict]):

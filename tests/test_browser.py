@@ -6,17 +6,14 @@ import contextlib
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
+from smc import server as server_module
 from smc.db import Database
 from smc.packet import SECTIONS, build_packet
-from tests.conftest import ROOT, STUDIES, chromium_path
+from smc.server import CHROMIUM_ARGS, chromium_path
+from tests.conftest import STUDIES
 
 pytestmark = pytest.mark.browser
 
@@ -34,41 +31,17 @@ def browser_type_launch_args(browser_type_launch_args):
         if os.environ.get("SMC_REQUIRE_BROWSER"):
             pytest.fail("SMC_REQUIRE_BROWSER is set but no Chromium is installed (apt-get install chromium)")
         pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium); browser tests skipped")
-    # Playwright cannot download its own browser here; the background-networking flags stop
-    # Chromium from calling hosts this machine cannot reach.
-    return {**browser_type_launch_args, "executable_path": path,
-            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run"]}
+    return {**browser_type_launch_args, "executable_path": path, "args": CHROMIUM_ARGS}
 
 
 @contextlib.contextmanager
 def serve(db_path):
     """The app served on a free port for the database at ``db_path``."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, SMC_DB=str(db_path))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"streamlit did not start: {proc.stdout.read().decode(errors='replace')[-2000:]}")
     try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        with server_module.serve(db_path) as (url, _):
+            yield url
+    except server_module.ServerFailed as failed:
+        pytest.fail(str(failed))
 
 
 @pytest.fixture(scope="session")

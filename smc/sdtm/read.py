@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pyreadstat
 
-from smc.load import ERROR, WARNING, Problem
+from smc.load import ERROR, WARNING, Problem, numbers_as_text
 
 SUFFIXES = (".xpt", ".csv")
 
@@ -25,21 +25,12 @@ class Dataset:
     files: tuple[str, ...]
 
 
-def _numbers_as_text(series: pd.Series) -> pd.Series:
-    out = pd.Series("", index=series.index, dtype=object)
-    known = series.notna()
-    whole = known & (series % 1 == 0)
-    out[whole] = series[whole].astype("int64").astype(str)
-    out[known & ~whole] = series[known & ~whole].astype(str)
-    return out
-
-
 def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame.columns = [str(c).strip().upper() for c in frame.columns]
     for col in frame.columns:
         if pd.api.types.is_numeric_dtype(frame[col]):
-            frame[col] = _numbers_as_text(frame[col])
+            frame[col] = numbers_as_text(frame[col])
         else:
             frame[col] = frame[col].fillna("").astype(str).str.strip()
     return frame
