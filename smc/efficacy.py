@@ -30,6 +30,10 @@ SUBJECT_COLUMNS = ["subject_id", "level", "label", "phase", "first_dose_date", "
                    "progression_date", "ttr_days", "dor_days", "dor_event", "last_assessment_date",
                    "off_treatment_date", "off_study_date", "death_date", "followed_days", "ongoing"]
 
+TIME_POINT_COLUMNS = ["subject_id", "assessment_date", "target_sum_mm", "new_lesions", "nontarget_response",
+                      "overall_response", "baseline", "pct_change", "nadir_mm", "change_from_nadir_mm",
+                      "change_from_nadir_pct", "data_issue", "level", "label", "phase", "bor", "day"]
+
 
 @dataclass(frozen=True)
 class Efficacy:
@@ -52,60 +56,79 @@ class Efficacy:
                         .reset_index(drop=True))
 
 
-def _subject(lane, scans: pd.DataFrame, study: Study, as_of: dt.date) -> tuple[dict, pd.DataFrame]:
+def _subject(lane, study: Study, as_of: dt.date, measured: dict | None, unbaselined: dict | None) -> dict:
+    """One dosed subject's row: BOR from its post-baseline time points (``measured``), or NE with the PD
+    and last scan after the first dose (``unbaselined``) when there is no baseline assessment."""
     first_dose = lane.first_dose_date.date()
-    before = scans[scans["assessment_date"].dt.date <= first_dose]
     row = dict(subject_id=lane.subject_id, level=lane.level, label=study.label(lane.level), phase=lane.phase,
                first_dose_date=first_dose, off_treatment_date=as_date(lane.off_treatment_date),
                off_study_date=as_date(lane.off_study_date), death_date=as_date(lane.death_date))
     end = min(d for d in (row["off_study_date"], row["death_date"], as_of) if d)
     row.update(followed_days=(end - first_dose).days, ongoing=row["off_study_date"] is None and
                row["death_date"] is None)
-    if before.empty:
+    if measured is None:
         # Not evaluable for response, but a PD and the last scan still count for PFS.
-        after = scans[scans["assessment_date"].dt.date > first_dose]
-        progressed = after[after["overall_response"] == "PD"]
+        after = unbaselined or {}
         row.update(bor="NE", bor_reason="no baseline assessment", n_post_baseline=0,
-                   progression_date=as_date(progressed["assessment_date"].min()),
-                   last_assessment_date=as_date(after["assessment_date"].max()))
-        return row, scans.iloc[0:0]
-    points = recist.measurement_changes(scans, before["assessment_date"].max())
-    post = points[~points["baseline"]]
-    best = recist.best_overall_response(
-        [recist.TimePoint(d.date(), r) for d, r in zip(post["assessment_date"], post["overall_response"])],
-        first_dose, study.min_sd_days)
-    row.update(baseline_date=points["assessment_date"].iloc[0].date(), baseline_sum_mm=points["target_sum_mm"].iloc[0],
+                   progression_date=after.get("progression_date"), last_assessment_date=after.get("last_date"))
+        return row
+    post = measured["post"]
+    best = recist.best_overall_response(post, first_dose, study.min_sd_days)
+    row.update(baseline_date=measured["baseline_date"], baseline_sum_mm=measured["baseline_sum_mm"],
                n_post_baseline=len(post), bor=best.bor, bor_reason=best.reason,
-               best_pct_change=post["pct_change"].min(), response_date=best.response_date,
+               best_pct_change=measured["best_pct_change"], response_date=best.response_date,
                confirmed_on=best.confirmed_on, progression_date=best.progression_date,
-               last_assessment_date=as_date(points["assessment_date"].iloc[-1]))
+               last_assessment_date=measured["last_date"])
     if best.response_date:
         stop = min((d for d in (best.progression_date, row["death_date"]) if d), default=None)
         row.update(ttr_days=(best.response_date - first_dose).days, dor_event=stop is not None,
                    dor_days=((stop or row["last_assessment_date"]) - best.response_date).days)
-    return row, points
+    return row
+
+
+def _measured(points: pd.DataFrame) -> dict[str, dict]:
+    """Per subject with a baseline: baseline date and sum, post-baseline time points, best % change, last scan."""
+    found = {}
+    for r in points.itertuples():
+        if r.baseline:
+            found[r.subject_id] = dict(baseline_date=r.assessment_date.date(), baseline_sum_mm=r.target_sum_mm,
+                                       post=[], best_pct_change=float("nan"), last_date=r.assessment_date.date())
+            continue
+        subject = found[r.subject_id]
+        subject["post"].append(recist.TimePoint(r.assessment_date.date(), r.overall_response))
+        subject["last_date"] = r.assessment_date.date()
+        if pd.notna(r.pct_change) and not r.pct_change >= subject["best_pct_change"]:
+            subject["best_pct_change"] = r.pct_change
+    return found
 
 
 def load_efficacy(db: Database, study: Study, as_of: dt.date) -> Efficacy:
     params = dict(study_id=study.study_id, as_of=as_of)
     lanes = db.query("swimlane_subjects", **params)
-    lanes = lanes[lanes["first_dose_date"].notna()]
-    scans = db.query("swimlane_assessments", subject_id=None, **params)
-    by_subject = dict(tuple(scans.groupby("subject_id")))
-    rows, points = [], []
-    for lane in lanes.itertuples():
-        row, subject_points = _subject(lane, by_subject.get(lane.subject_id, scans.iloc[0:0]), study, as_of)
-        rows.append(row)
-        if not subject_points.empty:
-            points.append(subject_points.assign(subject_id=lane.subject_id, level=lane.level, label=row["label"],
-                                                phase=lane.phase, bor=row["bor"],
-                                                day=(subject_points["assessment_date"]
-                                                     - pd.Timestamp(lane.first_dose_date)).dt.days))
+    lanes = lanes[lanes["first_dose_date"].notna()].reset_index(drop=True)
+    scans = db.query("swimlane_assessments", subject_id=None, **params).merge(
+        lanes[["subject_id", "first_dose_date"]], on="subject_id")
+    on_or_before = scans["assessment_date"].dt.normalize() <= scans["first_dose_date"].dt.normalize()
+    baseline = scans[on_or_before].groupby("subject_id")["assessment_date"].max().rename("baseline_date")
+    points = recist.changes_from_baseline(scans.merge(baseline.reset_index(), on="subject_id"))
+    after = scans[~on_or_before & ~scans["subject_id"].isin(baseline.index)]
+    unbaselined = {sid: dict(progression_date=as_date(group.loc[group["overall_response"] == "PD",
+                                                                "assessment_date"].min()),
+                             last_date=as_date(group["assessment_date"].max()))
+                   for sid, group in after.groupby("subject_id")}
+    measured = _measured(points)
+    rows = [_subject(lane, study, as_of, measured.get(lane.subject_id), unbaselined.get(lane.subject_id))
+            for lane in lanes.itertuples()]
     subjects = pd.DataFrame(rows, columns=SUBJECT_COLUMNS).astype(
         {"ttr_days": "Int64", "dor_days": "Int64", "ongoing": bool, "best_pct_change": float})
-    time_points = pd.concat(points, ignore_index=True) if points else pd.DataFrame(
-        columns=[*scans.columns, "baseline", "pct_change", "nadir_mm", "change_from_nadir_mm",
-                 "change_from_nadir_pct", "data_issue", "level", "label", "phase", "bor", "day"])
+    # Time points in the lanes' order (level, enrollment), each subject's by date.
+    lane_info = lanes[["subject_id", "level", "phase", "first_dose_date"]].assign(
+        lane=lanes.index, label=[study.label(lv) for lv in lanes["level"]],
+        bor=subjects["bor"].to_numpy())
+    time_points = points.drop(columns=["first_dose_date", "baseline_date"]) \
+        .merge(lane_info, on="subject_id").sort_values(["lane", "assessment_date"], kind="stable")
+    time_points["day"] = (time_points["assessment_date"] - time_points["first_dose_date"]).dt.days
+    time_points = time_points[TIME_POINT_COLUMNS].reset_index(drop=True)
     return Efficacy(study, as_of, subjects, time_points)
 
 

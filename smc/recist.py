@@ -105,16 +105,24 @@ def measurement_changes(assessments: pd.DataFrame, baseline_date: dt.date | pd.T
     """One subject's assessments from baseline on, with % change from baseline, the nadir before each time
     point (baseline included), the change from it, and the data issue where the investigator's response
     disagrees with the measurements ('' when it agrees or cannot be checked)."""
-    a = assessments[assessments["assessment_date"] >= pd.Timestamp(baseline_date)] \
-        .sort_values("assessment_date").reset_index(drop=True)
-    sums = a["target_sum_mm"]
-    baseline_sum = sums.iloc[0] if len(a) else float("nan")
-    pct = (sums - baseline_sum) / baseline_sum * 100 if baseline_sum else sums * float("nan")
-    nadir = sums.cummin().ffill().shift(1)  # smallest sum before this time point, skipping missing sums
+    one = assessments.assign(subject_id="", baseline_date=pd.Timestamp(baseline_date))
+    return changes_from_baseline(one).drop(columns=["subject_id", "baseline_date"])
+
+
+def changes_from_baseline(assessments: pd.DataFrame) -> pd.DataFrame:
+    """:func:`measurement_changes` for many subjects at once: ``assessments`` has ``subject_id`` and each
+    subject's ``baseline_date``; rows before it are dropped, the rest sorted by subject and date."""
+    a = assessments[assessments["assessment_date"] >= assessments["baseline_date"]] \
+        .sort_values(["subject_id", "assessment_date"], kind="stable").reset_index(drop=True)
+    subject, sums = a["subject_id"], a["target_sum_mm"]
+    first = subject.ne(subject.shift())
+    baseline_sum = sums.where(first).groupby(subject).ffill()
+    pct = ((sums - baseline_sum) / baseline_sum * 100).where(baseline_sum.ne(0) & ~first)
+    # Smallest sum before this time point (baseline included), skipping missing sums.
+    nadir = sums.groupby(subject).cummin().groupby(subject).ffill().groupby(subject).shift(1)
     rise_mm = sums - nadir
-    rise_pct = rise_mm / nadir * 100
-    a = a.assign(baseline=a.index == 0, pct_change=pct.where(a.index > 0), nadir_mm=nadir,
-                 change_from_nadir_mm=rise_mm, change_from_nadir_pct=rise_pct)
+    a = a.assign(baseline=first, pct_change=pct, nadir_mm=nadir, change_from_nadir_mm=rise_mm,
+                 change_from_nadir_pct=rise_mm / nadir * 100)
     a["data_issue"] = [data_issue(r.overall_response, r.pct_change, r.change_from_nadir_pct,
                                   r.change_from_nadir_mm, r.new_lesions, r.nontarget_response)
                        if not r.baseline else "" for r in a.itertuples()]
