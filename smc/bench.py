@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import statistics
@@ -251,6 +252,7 @@ def run_bench(db_path: str | Path, runs: int = 5, browser: bool = False, pages: 
     """Measure every page (or those named) for the biggest and a typical study of the database."""
     db_path = Path(db_path).resolve()
     os.environ["SMC_DB"] = str(db_path)  # the app under AppTest opens this file
+    logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime" notes from clearing caches in bare mode
     db = Database(db_path)
     studies = bench_studies(db)
     sizes = {row["table_name"]: row["rows"] for row in db.rows("bench_table_sizes")}

@@ -150,26 +150,30 @@ def auc_linear_up_log_down(hours: np.ndarray, concentrations: np.ndarray) -> flo
     return area
 
 
-def first_dose_profile(results: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """One subject's (hours, concentration) for NCA: samples from time 0 to the second agent dose, below-LLOQ
-    as 0 before the first quantifiable sample, dropped after it; (0, 0) added when no sample is at 0."""
-    r = results[(results["hours"] >= 0)
-                & (results["second_agent_dose_at"].isna() | (results["collected_at"]
-                                                             <= results["second_agent_dose_at"]))]
-    r = r.sort_values("hours")
-    quantified = (r["value"] > 0).to_numpy()  # a measured 0 is as unquantified as a result below the LLOQ
-    before_first = np.cumsum(quantified) == 0
-    keep = quantified | before_first
-    hours = r["hours"].to_numpy(dtype=float)[keep]
-    conc = r["value"].fillna(0.0).to_numpy(dtype=float)[keep]
+def _before_second_dose(results: pd.DataFrame) -> pd.Series:
+    """Samples from time 0 up to the second agent dose: the first-dose profile."""
+    return (results["hours"] >= 0) & (results["second_agent_dose_at"].isna()
+                                      | (results["collected_at"] <= results["second_agent_dose_at"]))
+
+
+def _profile(hours: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hours, concentration) from one subject's first-dose samples in time order: below-LLOQ (NaN) as 0
+    before the first quantifiable sample, dropped after it; (0, 0) added when no sample is at 0."""
+    quantified = values > 0  # a measured 0 is as unquantified as a result below the LLOQ (NaN > 0 is False)
+    keep = quantified | (np.cumsum(quantified) == 0)
+    hours, conc = hours[keep], np.nan_to_num(values[keep], nan=0.0)
     if not len(hours) or hours[0] > 0:
         hours, conc = np.insert(hours, 0, 0.0), np.insert(conc, 0, 0.0)
     return hours, conc
 
 
-def nca(results: pd.DataFrame) -> dict:
-    """Cmax, Tmax (h) and AUClast of one subject's first-dose profile (NaN when nothing was quantified)."""
-    hours, conc = first_dose_profile(results)
+def first_dose_profile(results: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """One subject's (hours, concentration) for NCA (see :func:`_profile`)."""
+    r = results[_before_second_dose(results)].sort_values("hours")
+    return _profile(r["hours"].to_numpy(dtype=float), r["value"].to_numpy(dtype=float))
+
+
+def _nca(hours: np.ndarray, conc: np.ndarray) -> dict:
     if not (conc > 0).any():
         return dict(cmax=np.nan, tmax_h=np.nan, auc=np.nan, tlast_h=np.nan, n_samples=len(hours))
     peak = int(np.argmax(conc))  # the first occurrence of the maximum
@@ -179,13 +183,28 @@ def nca(results: pd.DataFrame) -> dict:
                 n_samples=len(hours))
 
 
+def nca(results: pd.DataFrame) -> dict:
+    """Cmax, Tmax (h) and AUClast of one subject's first-dose profile (NaN when nothing was quantified)."""
+    return _nca(*first_dose_profile(results))
+
+
 def exposure(bm: Biomarkers) -> pd.DataFrame:
     """NCA per subject for every PK-like series (category ``pk``), with the subject's dose."""
+    keys = ["test", "specimen", "unit", "level", "label", "subject_id"]
     pk = bm.results[bm.results["category"] == "pk"]
-    rows = [dict(subject_id=subject_id, level=level, label=label, test=test, specimen=specimen, unit=unit,
-                 dose=bm.doses.get(int(level), np.nan), **nca(group))
-            for (test, specimen, unit, level, label, subject_id), group
-            in pk.groupby(["test", "specimen", "unit", "level", "label", "subject_id"], dropna=False, sort=True)]
+    series = pk.groupby(keys, dropna=False, sort=True).ngroup().rename("series")
+    # Sorted once by series and time, each subject's samples are one slice of plain arrays.
+    pk = pk.assign(series=series, used=_before_second_dose(pk)).sort_values(["series", "hours"], kind="stable")
+    bounds = np.searchsorted(pk["series"].to_numpy(), np.arange(series.max() + 2 if len(pk) else 0))
+    hours, values, used = (pk["hours"].to_numpy(dtype=float), pk["value"].to_numpy(dtype=float),
+                           pk["used"].to_numpy(dtype=bool))
+    first_rows = pk.drop_duplicates("series")
+    rows = []
+    for row, start, stop in zip(first_rows.itertuples(), bounds[:-1], bounds[1:]):
+        mine = slice(start, stop)
+        rows.append(dict(subject_id=row.subject_id, level=row.level, label=row.label, test=row.test,
+                         specimen=row.specimen, unit=row.unit, dose=bm.doses.get(int(row.level), np.nan),
+                         **_nca(*_profile(hours[mine][used[mine]], values[mine][used[mine]]))))
     return pd.DataFrame(rows, columns=["subject_id", "level", "label", "test", "specimen", "unit", "dose", "cmax",
                                        "tmax_h", "auc", "tlast_h", "n_samples"])
 

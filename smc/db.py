@@ -62,12 +62,12 @@ class Database:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._identity: tuple | None = None
 
-    def _file_identity(self) -> tuple:
+    def file_identity(self) -> tuple:
         st = os.stat(self.path)
         return st.st_ino, st.st_mtime_ns, st.st_size
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        identity = self._file_identity()
+        identity = self.file_identity()
         with self._lock:
             if self._con is None or identity != self._identity:
                 # Close first: DuckDB caches database instances by path, so while the

@@ -133,27 +133,26 @@ def hys_law_quadrant(peak_transaminase_xuln: float, peak_bili_xuln: float) -> st
 def nadir_recovery(labs: SafetyLabs, test: str) -> pd.DataFrame:
     """Per subject dosed with the agent: baseline, nadir (value, day, grade) on or after the agent's
     first dose, and the first later day at grade ≤ 1 (NaN: not recovered by the as-of date)."""
+    keys = ["subject_id", "level", "label", "phase"]
+    columns = [*keys, "unit", "baseline_value", "nadir_value", "nadir_day", "nadir_grade", "recovery_day", "recovery"]
     r = labs.results[(labs.results["test"] == test) & labs.results["value"].notna()]
-    rows = []
-    for (subject_id, level, label, phase), series in r.groupby(["subject_id", "level", "label", "phase"]):
-        base = series[series["baseline"]]["value"]
-        after = series[series["agent_day"] >= 0]
-        if after.empty:
-            continue
-        nadir = after.loc[after["value"].idxmin()]  # first occurrence of the minimum
-        later = after[after["collected_at"] > nadir["collected_at"]]
-        recovered = later[later["grade"].notna() & (later["grade"] <= 1)]
-        needs_recovery = pd.notna(nadir["grade"]) and nadir["grade"] >= 2
-        rows.append(dict(
-            subject_id=subject_id, level=level, label=label, phase=phase, unit=nadir["unit"],
-            baseline_value=base.iloc[0] if len(base) else np.nan, nadir_value=nadir["value"],
-            nadir_day=nadir["agent_day"], nadir_grade=nadir["grade"],
-            recovery_day=(recovered["agent_day"].iloc[0] if len(recovered) else np.nan) if needs_recovery else np.nan,
-            recovery=("no grade ≥2" if not needs_recovery else
-                      f"day {recovered['agent_day'].iloc[0]:.0f}" if len(recovered) else "not recovered")))
-    columns = ["subject_id", "level", "label", "phase", "unit", "baseline_value", "nadir_value", "nadir_day",
-               "nadir_grade", "recovery_day", "recovery"]
-    return pd.DataFrame(rows, columns=columns).astype({"nadir_grade": "Int64"})
+    after = r[r["agent_day"] >= 0]
+    if after.empty:
+        return pd.DataFrame(columns=columns).astype({"nadir_grade": "Int64"})
+    # Each subject's lowest value on or after the first dose (its first occurrence: rows are in time order).
+    nadirs = after.loc[after.groupby(keys)["value"].idxmin().to_numpy()]
+    baseline = r[r["baseline"]].groupby(keys)["value"].first().rename("baseline_value")
+    later = after.merge(nadirs[[*keys, "collected_at"]], on=keys, suffixes=("", "_nadir"))
+    recovered = later[(later["collected_at"] > later["collected_at_nadir"]) & later["grade"].notna()
+                      & (later["grade"] <= 1)]
+    first_recovery = recovered.groupby(keys)["agent_day"].first().rename("first_recovery_day")
+    out = nadirs.join(baseline, on=keys).join(first_recovery, on=keys).reset_index(drop=True)
+    needs_recovery = out["grade"].notna() & (out["grade"] >= 2)
+    out = out.assign(nadir_value=out["value"], nadir_day=out["agent_day"], nadir_grade=out["grade"],
+                     recovery_day=out["first_recovery_day"].where(needs_recovery))
+    out["recovery"] = ["no grade ≥2" if not needs else "not recovered" if pd.isna(day) else f"day {day:.0f}"
+                       for needs, day in zip(needs_recovery, out["first_recovery_day"])]
+    return out.sort_values(keys, kind="stable")[columns].reset_index(drop=True).astype({"nadir_grade": "Int64"})
 
 
 def high_grade_listing(labs: SafetyLabs, min_grade: int = 3) -> pd.DataFrame:

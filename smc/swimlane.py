@@ -6,7 +6,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from smc.db import Database
-from smc.dose_decision import DoseDecision
+import datetime as dt
+
+from smc.dose_decision import DoseDecision, dose_decision
+from smc.study import Study
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,11 @@ class Swimlanes:
 
 def _days_from(frame: pd.DataFrame, column: str, first_dose: pd.Series) -> pd.Series:
     return (frame[column] - frame["subject_id"].map(first_dose)).dt.days
+
+
+def load_swimlanes(db: Database, study: Study, as_of: dt.date) -> Swimlanes:
+    """:func:`swimlanes` of the rule's decision on ``as_of`` (one call, so a page can cache it)."""
+    return swimlanes(db, dose_decision(db, study, as_of))
 
 
 def swimlanes(db: Database, decision: DoseDecision) -> Swimlanes:

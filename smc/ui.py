@@ -6,6 +6,7 @@ Pages call :func:`context` and draw; they never compute a clinical figure.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import os
 from dataclasses import dataclass
@@ -41,6 +42,30 @@ def imports_dir() -> Path:
 @st.cache_resource(show_spinner=False)
 def _database(path: str) -> Database:
     return Database(path)
+
+
+# Loaded data kept per loader: entries (study × as-of date × data cut file) and seconds. Results are pickled
+# copies, so a page may change what it gets without touching what other sessions see.
+CACHE_ENTRIES = 8
+CACHE_TTL_S = 3600
+
+
+def _data_cut_key(db: Database) -> tuple:
+    """A database by its path and file identity: a new data cut swapped in is a new key."""
+    return str(db.path), db.file_identity()
+
+
+@st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES, ttl=CACHE_TTL_S,
+               hash_funcs={Database: _data_cut_key, Study: repr})
+def _cached_call(loader: str, db: Database, args: tuple):
+    module, name = loader.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(db, *args)
+
+
+def cached(loader, db: Database, *args):
+    """``loader(db, *args)`` computed once per data cut and arguments across sessions and reruns.
+    ``loader`` is a module-level function of :mod:`smc`; ``args`` are a Study, dates, texts or numbers."""
+    return _cached_call(f"{loader.__module__}.{loader.__qualname__}", db, args)
 
 
 def open_database() -> Database:
@@ -149,6 +174,20 @@ def with_subject_links(frame: pd.DataFrame, ctx: Context, column: str = "subject
 
 def subject_link_column(label: str = "Subject") -> st.column_config.LinkColumn:
     return st.column_config.LinkColumn(label, display_text=r"subject=([^&]*)$", help="Opens the subject profile")
+
+
+PAGE_SIZE = 50  # lanes or bars per chart page: more make a smear at 2,000 subjects
+
+
+def paged(frame: pd.DataFrame, key: str, noun: str = "subjects") -> pd.DataFrame:
+    """One page of ``PAGE_SIZE`` rows, with a picker when there are more."""
+    if len(frame) <= PAGE_SIZE:
+        return frame
+    starts = range(0, len(frame), PAGE_SIZE)
+    labels = [f"{noun.capitalize()} {start + 1}–{min(start + PAGE_SIZE, len(frame))} of {len(frame)}"
+              for start in starts]
+    page = st.selectbox("Show", range(len(labels)), format_func=labels.__getitem__, key=key)
+    return frame.iloc[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
 
 
 def download_csv(frame: pd.DataFrame, file_name: str, key: str, label: str = "Download CSV") -> None:

@@ -8,7 +8,7 @@ from smc.charts.biomarkers import (biomarker_course, exposure_vs_dose, immunogen
 ctx = ui.context()
 study = ctx.study
 levels = {lv.level: lv.label for lv in study.levels}
-data = biomarkers.load_biomarkers(ctx.db, study, ctx.as_of)
+data = ui.cached(biomarkers.load_biomarkers, ctx.db, study, ctx.as_of)
 series = data.series()
 
 st.title(f"{study.study_id} · Biomarkers")

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from smc import efficacy, recist, tumor_markers, ui
-from smc.charts.efficacy import marker_best_change, marker_trends, spider, swimmer, waterfall
+from smc.charts.efficacy import marker_best_change, marker_trends, spider, swimmer, swimmer_order, waterfall
 
 ctx = ui.context()
 study = ctx.study
@@ -15,7 +15,7 @@ st.caption(f"As of {as_of}. Subjects dosed with {study.agent}; day 0 is that fir
            f"responses. **Rule applied:** {recist.rule_text(study.min_sd_days)}")
 phase = (st.segmented_control("Phase", ["All", "Escalation", "Expansion"], default="All", key="efficacy_phase")
          or "All").lower()
-data = efficacy.load_efficacy(ctx.db, study, ctx.as_of).for_phase(phase)
+data = ui.cached(efficacy.load_efficacy, ctx.db, study, ctx.as_of).for_phase(phase)
 no_baseline = data.subjects[data.subjects["baseline_date"].isna()]
 
 st.subheader("Best overall response by dose level")
@@ -66,7 +66,7 @@ if data.subjects.empty:
     st.info(f"No subject dosed with {study.agent} by this date.")
 else:
     ui.open_clicked_subject(st.plotly_chart(
-        swimmer(data.subjects, levels, study.agent, as_of,
+        swimmer(ui.paged(swimmer_order(data.subjects), key="swimmer_page"), levels, study.agent, as_of,
                 "Time on study per subject, with response and progression"),
         key="swimmer", on_select="rerun", selection_mode="points"), ctx)
 
@@ -86,7 +86,7 @@ else:
         "progression_date": st.column_config.DateColumn("PD"), "death_date": st.column_config.DateColumn("Death")})
 
 st.subheader("Tumor markers")
-markers = tumor_markers.load_tumor_markers(ctx.db, study, ctx.as_of)
+markers = ui.cached(tumor_markers.load_tumor_markers, ctx.db, study, ctx.as_of)
 markers = markers if phase == "all" else markers[markers["phase"] == phase]
 tests = tumor_markers.marker_tests(markers)
 if not tests:

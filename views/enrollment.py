@@ -6,7 +6,7 @@ from smc.charts.enrollment import cumulative_enrollment, site_counts, status_cou
 
 ctx = ui.context()
 study = ctx.study
-data = enrollment.load_enrollment(ctx.db, study, ctx.as_of)
+data = ui.cached(enrollment.load_enrollment, ctx.db, study, ctx.as_of)
 projected = enrollment.projection(data)
 
 st.title(f"{study.study_id} · Enrollment")
@@ -83,7 +83,7 @@ with right:
 st.subheader("Portfolio")
 st.caption("Every study in this database at its own data cut (the sidebar date does not apply). The "
            "recommendation is the protocol rule's, from the Escalation page.")
-portfolio = enrollment.portfolio(ctx.db)
+portfolio = ui.cached(enrollment.portfolio, ctx.db)
 st.dataframe(portfolio.drop(columns="title"), hide_index=True, key="portfolio", column_config={
     "study_id": "Study", "design": "Design", "agent": "Agent", "levels_opened": "Levels opened",
     "enrolled": "Enrolled", "planned": "Planned", "dlts": "DLTs", "recommendation": "Recommendation",

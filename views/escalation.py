@@ -6,11 +6,11 @@ from smc import boin, decision_form, decisions, ui
 from smc.charts.escalation import escalation_history, swimlanes
 from smc.dose_decision import LEVEL_TABLE_NOTE, counted_dlts, decision_history, dose_decision, level_table
 from smc.packet import build_packet
-from smc.swimlane import swimlanes as swimlane_data
+from smc.swimlane import load_swimlanes
 
 ctx = ui.context()
 study = ctx.study
-decision = dose_decision(ctx.db, study, ctx.as_of)
+decision = ui.cached(dose_decision, ctx.db, study, ctx.as_of)
 rec, advice = decision.assessment.recommendation, decision.boin
 
 st.title(f"{study.study_id} · Escalation")
@@ -47,11 +47,20 @@ st.caption(LEVEL_TABLE_NOTE)
 st.subheader("Swimlanes")
 calendar = st.segmented_control("x axis", ["Days from first dose", "Calendar date"],
                                 default="Days from first dose", key="swimlane_axis") == "Calendar date"
-lanes = swimlane_data(ctx.db, decision)
+lanes = ui.cached(load_swimlanes, ctx.db, study, ctx.as_of)
 if lanes.lanes.empty:
     st.info("No subject enrolled by this date.")
 else:
-    figure = swimlanes(lanes.lanes, lanes.administrations, lanes.adverse_events, lanes.assessments,
+    shown = lanes.lanes
+    if len(shown) > ui.PAGE_SIZE and shown["phase"].nunique() > 1:
+        phase = st.segmented_control("Lanes", ["escalation", "expansion"], default="escalation",
+                                     format_func=lambda p: f"{p.capitalize()} ({(shown['phase'] == p).sum()})",
+                                     key="swimlane_phase") or "escalation"
+        shown = shown[shown["phase"] == phase]
+    shown = ui.paged(shown, key="swimlane_page")
+    mine = set(shown["subject_id"])
+    figure = swimlanes(shown, *(frame[frame["subject_id"].isin(mine)] for frame in
+                                (lanes.administrations, lanes.adverse_events, lanes.assessments)),
                        study.dlt_window_days, ctx.as_of, calendar=calendar)
     event = st.plotly_chart(figure, key="swimlanes", on_select="rerun", selection_mode="points")
     points = (event or {}).get("selection", {}).get("points", [])

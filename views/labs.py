@@ -2,11 +2,11 @@
 import streamlit as st
 
 from smc import ctcae, labs, ui
-from smc.charts.labs import edish, lab_course
+from smc.charts.labs import course_days, edish, lab_course
 
 ctx = ui.context()
 study = ctx.study
-data = labs.load_safety_labs(ctx.db, study, ctx.as_of)
+data = ui.cached(labs.load_safety_labs, ctx.db, study, ctx.as_of)
 levels = {lv.level: lv.label for lv in study.levels}
 
 st.title(f"{study.study_id} · Safety labs")
@@ -56,6 +56,9 @@ cytopenia = st.segmented_control("Test", list(labs.CYTOPENIA_TESTS), default="Ne
 nadirs = labs.nadir_recovery(data, cytopenia)
 st.plotly_chart(lab_course(data.results, nadirs, cytopenia, levels, study.dlt_window_days, study.agent,
                            f"{cytopenia} through the DLT window, per subject"), key="nadir_chart")
+first_day, last_day = course_days(study.dlt_window_days)
+st.caption(f"Days {first_day} to {last_day} from the first dose of {study.agent}; the nadir (▼) is the lowest "
+           "value at any time after it, and the table lists every subject.")
 st.dataframe(ui.with_subject_links(nadirs, ctx), hide_index=True, key="nadir_table", column_config={
     "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase", "unit": "Unit",
     "baseline_value": st.column_config.NumberColumn("Baseline", format="%.2f"),

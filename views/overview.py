@@ -8,7 +8,7 @@ from smc.overview import overview
 
 ctx = ui.context()
 study = ctx.study
-decision = dose_decision(ctx.db, study, ctx.as_of)
+decision = ui.cached(dose_decision, ctx.db, study, ctx.as_of)
 ov = overview(ctx.db, study, decision)
 
 st.title(f"{study.study_id} · Overview")

@@ -6,7 +6,7 @@ from smc.charts.safety import ae_heatmap
 
 ctx = ui.context()
 study = ctx.study
-everything = safety.load_safety(ctx.db, study, ctx.as_of)
+everything = ui.cached(safety.load_safety, ctx.db, study, ctx.as_of)
 
 st.title(f"{study.study_id} · Safety")
 st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Treatment-emergent AE (TEAE): onset on or after the first dose of any "

@@ -27,7 +27,7 @@ else:
     subject_id = st.selectbox("Subject", ids, key=key)
     st.session_state["_subject_in_url"] = subject_id
     st.query_params["subject"] = subject_id
-    profile = subject_profile(ctx.db, study, ctx.as_of, subject_id)
+    profile = ui.cached(subject_profile, ctx.db, study, ctx.as_of, subject_id)
     s = profile.subject
 
     st.markdown(f"## {subject_id} · {profile.status}")

@@ -23,7 +23,7 @@ show_ci = ci_col.toggle("95% CI bands", value=False, key="survival_ci", help="Sh
                         "curve")
 st.caption(survival.DEFINITIONS[endpoint])
 
-data = survival.load_survival(ctx.db, study, ctx.as_of)
+data = ui.cached(survival.load_survival, ctx.db, study, ctx.as_of)
 times = data.endpoint(endpoint)
 name = survival.ENDPOINTS[endpoint]
 if times.empty:

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import RESPONSE_COLORS, base_layout, level_colors, log_ticks, side_legend
+from smc.charts.style import (RESPONSE_COLORS, base_layout, level_colors, log_ticks, scatter_type, side_legend,
+                              subject_lines)
 from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
 
 REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
@@ -75,24 +76,21 @@ def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title:
     fig = go.Figure()
     measured = time_points.assign(pct=time_points["pct_change"].where(~time_points["baseline"], 0.0))
     measured = measured[measured["pct"].notna()]
-    shown = set()
-    for (level, subject_id), points in measured.groupby(["level", "subject_id"], sort=True):
-        if len(points) < 2:
-            continue  # a baseline alone draws nothing
+    drawn = measured.groupby("subject_id")["pct"].transform("size") >= 2  # a baseline alone draws nothing
+    for level, points in measured[drawn].sort_values(["level", "subject_id", "day"]).groupby("level", sort=True):
         label = levels.get(level, str(level))
-        responses = points["overall_response"].fillna("baseline")
-        fig.add_trace(go.Scatter(
-            x=points["day"], y=points["pct"], mode="lines+markers", name=label, legendgroup=str(level),
-            showlegend=level not in shown, line=dict(color=colours.get(level, "#636363"), width=1.8),
-            marker=dict(size=8, color=[RESPONSE_COLORS.get(r, "#ffffff") for r in responses],
+        lines = subject_lines(points.assign(response=points["overall_response"].fillna("baseline")))
+        fig.add_trace(scatter_type(len(lines))(
+            x=lines["day"], y=lines["pct"], mode="lines+markers", name=label, legendgroup=str(level),
+            line=dict(color=colours.get(level, "#636363"), width=1.8), connectgaps=False,
+            marker=dict(size=8, color=[RESPONSE_COLORS.get(r, "#ffffff") for r in lines["response"]],
                         line=dict(width=1.5, color=colours.get(level, "#636363"))),
-            customdata=np.stack([[subject_id] * len(points), responses, points["target_sum_mm"],
-                                 points["assessment_date"].dt.strftime("%Y-%m-%d"),
-                                 points["data_issue"].replace("", "—")], axis=1),
+            customdata=np.stack([lines["subject_id"], lines["response"], lines["target_sum_mm"],
+                                 lines["assessment_date"].dt.strftime("%Y-%m-%d"),
+                                 lines["data_issue"].replace("", "—")], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[3]}} (day %{{x}}): "
                            "%{customdata[1]}<br>sum %{customdata[2]:.0f} mm, %{y:+.1f}% from baseline"
                            "<br>data issue: %{customdata[4]}<extra></extra>")))
-        shown.add(level)
     fig.add_hline(y=0, line=dict(color="#636363", width=1))
     _response_lines(fig)
     base_layout(fig, title, height=460)
@@ -102,12 +100,17 @@ def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title:
     return fig
 
 
+def swimmer_order(subjects: pd.DataFrame) -> pd.DataFrame:
+    """The swimmer plot's order, grouped by level (highest on top), longest follow-up last in each."""
+    return subjects.sort_values(["level", "followed_days"], ascending=[False, True])
+
+
 def swimmer(subjects: pd.DataFrame, levels: dict[int, str], agent: str, as_of_label: str, title: str) -> go.Figure:
     """Time on study per subject (first dose to death, leaving the study or the as-of date) as a bar coloured
     by level, grouped by level; an arrow marks subjects still on study; markers show the first response,
     progression, end of treatment and death. customdata[0] is the subject id."""
     colours = level_colors(list(levels))
-    order = subjects.sort_values(["level", "followed_days"], ascending=[False, True])  # highest level on top
+    order = swimmer_order(subjects)
     fig = go.Figure()
     for level, label in levels.items():
         mine = order[order["level"] == level]
@@ -163,19 +166,19 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
     series = markers[(markers["test"] == test) & markers[measure].notna()]
     unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
     fig = go.Figure()
-    shown = set()
-    for (level, subject_id), points in series.groupby(["level", "subject_id"], sort=True):
+    for level, points in series.sort_values(["level", "subject_id", "day"]).groupby("level", sort=True):
         label = levels.get(level, str(level))
-        fig.add_trace(go.Scatter(
-            x=points["day"], y=points[measure], mode="lines+markers", name=label, legendgroup=str(level),
-            showlegend=level not in shown, opacity=0.55, line=dict(color=colours.get(level, "#636363"), width=1.2),
-            marker=dict(size=6, symbol=np.where(points["below_lloq"], "circle-open", "circle")),
-            customdata=np.stack([[subject_id] * len(points), points["plot_value"],
-                                 points["pct_change"].map(lambda v: _fmt(v, "+.1f")),
-                                 np.where(points["below_lloq"], " (below LLOQ, drawn at LLOQ/2)", "")], axis=1),
+        lines = subject_lines(points)
+        below = lines["below_lloq"].astype("boolean").fillna(False).to_numpy(bool)
+        fig.add_trace(scatter_type(len(lines))(
+            x=lines["day"], y=lines[measure], mode="lines+markers", name=label, legendgroup=str(level),
+            opacity=0.55, line=dict(color=colours.get(level, "#636363"), width=1.2), connectgaps=False,
+            marker=dict(size=6, symbol=np.where(below, "circle-open", "circle")),
+            customdata=np.stack([lines["subject_id"], lines["plot_value"],
+                                 lines["pct_change"].map(lambda v: _fmt(v, "+.1f")),
+                                 np.where(below, " (below LLOQ, drawn at LLOQ/2)", "")], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x:.0f}}: %{{customdata[1]:.4g}} {unit}"
                            "%{customdata[3]}<br>%{customdata[2]}% from baseline<extra></extra>")))
-        shown.add(level)
     for level, median in medians.groupby("level", sort=True):
         label = levels.get(level, str(level))
         fig.add_trace(go.Scatter(

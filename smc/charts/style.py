@@ -2,6 +2,7 @@
 looks the same on every page."""
 from __future__ import annotations
 
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import hex_to_rgb, sample_colorscale, unlabel_rgb
 
@@ -57,3 +58,21 @@ def side_legend(fig: go.Figure, right_margin: int, title: str | None = None, **m
         legend["title_text"] = title
     fig.update_layout(legend=legend, margin=dict(r=right_margin, **margin))
     return fig
+
+
+WEBGL_ABOVE_POINTS = 1500  # a trace with more marks is drawn with WebGL (scattergl): SVG slows down past this
+
+
+def scatter_type(n_points: int):
+    """go.Scatter, or go.Scattergl for thousands of marks (same arguments, drawn on a canvas)."""
+    return go.Scattergl if n_points > WEBGL_ABOVE_POINTS else go.Scatter
+
+
+def subject_lines(points: pd.DataFrame, subject: str = "subject_id") -> pd.DataFrame:
+    """Many subjects' lines as one trace: ``points`` in drawing order (each subject's rows together) with a
+    row of missing values after each subject, which plotly draws as a break in the line. One trace per dose
+    level instead of one per subject keeps a 2,000-subject chart small and quick to draw."""
+    points = points.reset_index(drop=True)
+    last = points[subject].ne(points[subject].shift(-1))
+    gaps = points.iloc[:0].reindex(points.index[last] + 0.5)  # NaN / NaT / None in each column's own type
+    return pd.concat([points, gaps]).sort_index(kind="stable").reset_index(drop=True)
