@@ -169,7 +169,8 @@ def open_clicked_subject(event, ctx: Context) -> None:
 
 
 def with_subject_links(frame: pd.DataFrame, ctx: Context, column: str = "subject_id") -> pd.DataFrame:
-    return frame.assign(**{column: [subject_url(ctx, s) for s in frame[column]]})
+    links = {subject: subject_url(ctx, subject) for subject in frame[column].unique()}  # once per subject, not row
+    return frame.assign(**{column: frame[column].map(links)})
 
 
 def subject_link_column(label: str = "Subject") -> st.column_config.LinkColumn:
@@ -191,5 +192,6 @@ def paged(frame: pd.DataFrame, key: str, noun: str = "subjects") -> pd.DataFrame
 
 
 def download_csv(frame: pd.DataFrame, file_name: str, key: str, label: str = "Download CSV") -> None:
-    st.download_button(label, frame.to_csv(index=False).encode("utf-8"), file_name=file_name,
-                       mime="text/csv", key=key, icon=":material/download:")
+    """A CSV download written only when clicked (a 60,000-row listing would otherwise cost every rerun)."""
+    st.download_button(label, lambda: frame.to_csv(index=False).encode("utf-8"), file_name=file_name,
+                       mime="text/csv", key=key, icon=":material/download:", on_click="ignore")

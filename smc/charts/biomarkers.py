@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from smc.biomarkers import PowerFit
-from smc.charts.style import base_layout, level_colors, log_ticks, side_legend
+from smc.charts.style import base_layout, level_colors, log_ticks, scatter_type, side_legend, subject_lines
 
 BELOW_LLOQ_SYMBOL = "circle-open"
 
@@ -27,20 +27,20 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
     colours = level_colors(list(levels))
     series = results[results[measure].notna()]
     fig = go.Figure()
-    shown = set()
-    for (level, subject_id), points in series.groupby(["level", "subject_id"], sort=True):
+    for level, points in series.sort_values(["level", "subject_id"], kind="stable").groupby("level", sort=True):
         label = levels.get(level, str(level))
-        fig.add_trace(go.Scatter(
-            x=_time(points, unit), y=points[measure], mode="lines+markers", name=label, legendgroup=str(level),
-            showlegend=level not in shown, opacity=0.45, line=dict(color=colours.get(level, "#636363"), width=1),
-            marker=dict(size=6, symbol=np.where(points["below_lloq"], BELOW_LLOQ_SYMBOL, "circle")),
-            customdata=np.stack([[subject_id] * len(points), points["plot_value"],
-                                 np.where(points["below_lloq"], " (below LLOQ, drawn at LLOQ/2)", ""),
-                                 points["collected_at"].dt.strftime("%Y-%m-%d %H:%M")], axis=1),
+        lines = subject_lines(points)
+        below = lines["below_lloq"].astype("boolean").fillna(False).to_numpy(bool)
+        fig.add_trace(scatter_type(len(lines))(
+            x=_time(lines, unit), y=lines[measure], mode="lines+markers", name=label, legendgroup=str(level),
+            opacity=0.45, line=dict(color=colours.get(level, "#636363"), width=1), connectgaps=False,
+            marker=dict(size=6, symbol=np.where(below, BELOW_LLOQ_SYMBOL, "circle")),
+            customdata=np.stack([lines["subject_id"], lines["plot_value"],
+                                 np.where(below, " (below LLOQ, drawn at LLOQ/2)", ""),
+                                 lines["collected_at"].dt.strftime("%Y-%m-%d %H:%M")], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[3]}} ({unit[:-1]} %{{x:.1f}})"
                            f"<br>%{{customdata[1]:.4g}} {points['unit'].iloc[0] or ''}%{{customdata[2]}}"
                            + ("<br>%{y:.2f}× baseline" if measure == "fold_change" else "") + "<extra></extra>")))
-        shown.add(level)
     for level, centre in summary.groupby("level", sort=True):
         label = levels.get(level, str(level))
         spread = centre[["low", "high"]].notna().all(axis=1)
