@@ -21,12 +21,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlencode
 
 from smc.db import QUERY_CLOCK, Database
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = '[data-testid="stPlotlyChart"]'
-ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 SESSIONS = 5
 BUDGETS = {"warm_ms": 300, "cold_ms": 1500, "browser_ms": 3000, "largest_chart_bytes": 2_000_000,
            "page_to_sql": 1.5, "server_mb": 600}
@@ -95,13 +95,17 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 1)
 
 
+def _query(page: Page, study: BenchStudy) -> dict[str, str]:
+    """The link's parameters: the study, and for the profile page an enrolled subject."""
+    subject = {"subject": study.first_subject} if page.name == "subject" and study.first_subject else {}
+    return {"study": study.study_id, **subject}
+
+
 def _app(page: Page, study: BenchStudy):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
-    at.query_params["study"] = study.study_id
-    if page.name == "subject" and study.first_subject:
-        at.query_params["subject"] = study.first_subject
+    at.query_params.update(_query(page, study))
     at.switch_page(page.script)
     return at
 
@@ -133,8 +137,7 @@ def time_page(page: Page, study: BenchStudy, runs: int) -> Measurement:
 
 
 def _page_url(base: str, page: Page, study: BenchStudy) -> str:
-    subject = f"&subject={study.first_subject}" if page.name == "subject" and study.first_subject else ""
-    return f"{base}/{page.url_path}?study={study.study_id}{subject}"
+    return f"{base}/{page.url_path}?{urlencode(_query(page, study))}"
 
 
 def _open(tab, url: str, charts: int, timeout_ms: float) -> float:
@@ -156,7 +159,7 @@ def time_browser(db_path: Path, measurements: list[Measurement], studies: list[B
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
-    from smc.server import CHROMIUM_ARGS, chromium_path, resident_mb, serve
+    from smc.server import CHROMIUM_ARGS, ERRORS, chromium_path, resident_mb, serve
 
     by_name = {p.name: p for p in PAGES}
     by_id = {s.study_id: s for s in studies}

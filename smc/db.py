@@ -44,12 +44,11 @@ class QueryClock:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.seconds, self.queries = 0.0, 0
+        self.seconds = 0.0
 
     def add(self, seconds: float) -> None:
         with self._lock:
             self.seconds += seconds
-            self.queries += 1
 
 
 QUERY_CLOCK = QueryClock()

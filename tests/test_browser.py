@@ -12,7 +12,7 @@ import pytest
 from smc import server as server_module
 from smc.db import Database
 from smc.packet import SECTIONS, build_packet
-from smc.server import CHROMIUM_ARGS, chromium_path
+from smc.server import CHROMIUM_ARGS, ERRORS, chromium_path
 from tests.conftest import STUDIES
 
 pytestmark = pytest.mark.browser
@@ -21,7 +21,6 @@ pytestmark = pytest.mark.browser
 PAGES = {"": 1, "escalation": 2, "safety": 1, "labs": 2, "efficacy": 5, "biomarkers": 3, "survival": 1, "enrollment": 3,
          "subject": 2}
 CHART = '[data-testid="stPlotlyChart"] .main-svg'
-ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
 
 @pytest.fixture(scope="session")
