@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from smc.biomarkers import PowerFit
-from smc.charts.style import base_layout, level_colors, log_ticks, scatter_type, side_legend, subject_lines
+from smc.charts.style import base_layout, level_colors, lines_by_level, log_ticks, scatter_type, side_legend
 
 BELOW_LLOQ_SYMBOL = "circle-open"
 
@@ -27,9 +27,8 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
     colours = level_colors(list(levels))
     series = results[results[measure].notna()]
     fig = go.Figure()
-    for level, points in series.sort_values(["level", "subject_id"], kind="stable").groupby("level", sort=True):
+    for level, lines in lines_by_level(series):
         label = levels.get(level, str(level))
-        lines = subject_lines(points)
         below = lines["below_lloq"].astype("boolean").fillna(False).to_numpy(bool)
         fig.add_trace(scatter_type(len(lines))(
             x=_time(lines, unit), y=lines[measure], mode="lines+markers", name=label, legendgroup=str(level),
@@ -39,7 +38,7 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
                                  np.where(below, " (below LLOQ, drawn at LLOQ/2)", ""),
                                  lines["collected_at"].dt.strftime("%Y-%m-%d %H:%M")], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[3]}} ({unit[:-1]} %{{x:.1f}})"
-                           f"<br>%{{customdata[1]:.4g}} {points['unit'].iloc[0] or ''}%{{customdata[2]}}"
+                           f"<br>%{{customdata[1]:.4g}} {lines['unit'].iloc[0] or ''}%{{customdata[2]}}"
                            + ("<br>%{y:.2f}× baseline" if measure == "fold_change" else "") + "<extra></extra>")))
     for level, centre in summary.groupby("level", sort=True):
         label = levels.get(level, str(level))

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import (RESPONSE_COLORS, base_layout, level_colors, log_ticks, scatter_type, side_legend,
-                              subject_lines)
+from smc.charts.style import (RESPONSE_COLORS, base_layout, level_colors, lines_by_level, log_ticks, scatter_type,
+                              side_legend)
 from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
 
 REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
@@ -77,9 +77,9 @@ def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title:
     measured = time_points.assign(pct=time_points["pct_change"].where(~time_points["baseline"], 0.0))
     measured = measured[measured["pct"].notna()]
     drawn = measured.groupby("subject_id")["pct"].transform("size") >= 2  # a baseline alone draws nothing
-    for level, points in measured[drawn].sort_values(["level", "subject_id", "day"]).groupby("level", sort=True):
+    shown = measured[drawn].assign(response=measured["overall_response"].fillna("baseline"))
+    for level, lines in lines_by_level(shown, "day"):
         label = levels.get(level, str(level))
-        lines = subject_lines(points.assign(response=points["overall_response"].fillna("baseline")))
         fig.add_trace(scatter_type(len(lines))(
             x=lines["day"], y=lines["pct"], mode="lines+markers", name=label, legendgroup=str(level),
             line=dict(color=colours.get(level, "#636363"), width=1.8), connectgaps=False,
@@ -166,9 +166,8 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
     series = markers[(markers["test"] == test) & markers[measure].notna()]
     unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
     fig = go.Figure()
-    for level, points in series.sort_values(["level", "subject_id", "day"]).groupby("level", sort=True):
+    for level, lines in lines_by_level(series, "day"):
         label = levels.get(level, str(level))
-        lines = subject_lines(points)
         below = lines["below_lloq"].astype("boolean").fillna(False).to_numpy(bool)
         fig.add_trace(scatter_type(len(lines))(
             x=lines["day"], y=lines[measure], mode="lines+markers", name=label, legendgroup=str(level),

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc import ctcae
-from smc.charts.style import DLT_WINDOW_FILL, base_layout, level_colors, scatter_type, subject_lines
+from smc.charts.style import DLT_WINDOW_FILL, base_layout, level_colors, lines_by_level, scatter_type
 from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN
 
 QUADRANT_LABELS = (  # (horizontal side, vertical side, label) of each eDISH quadrant
@@ -75,16 +75,15 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
     first_day, last_day = course_days(dlt_window_days)
     series = results[(results["test"] == test) & results["value"].notna()
                      & results["agent_day"].between(first_day, last_day)]
-    for level, points in series.sort_values(["level", "subject_id"], kind="stable").groupby("level", sort=True):
+    for level, lines in lines_by_level(series[["level", "subject_id", "agent_day", "value", "grade", "unit"]]):
         label = levels.get(level, str(level))
-        lines = subject_lines(points[["subject_id", "agent_day", "value", "grade"]])
         fig.add_trace(scatter_type(len(lines))(
             x=lines["agent_day"], y=lines["value"], mode="lines+markers", name=label, legendgroup=str(level),
             line=dict(color=colours.get(level, "#636363"), width=1.5), marker=dict(size=5), connectgaps=False,
             customdata=np.stack([lines["subject_id"], lines["grade"].astype(object).where(lines["grade"].notna(), "—")],
                                 axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x}}: %{{y:.2f}} "
-                           f"{points['unit'].iloc[0] or ''}<br>grade %{{customdata[1]}}<extra></extra>")))
+                           f"{lines['unit'].iloc[0] or ''}<br>grade %{{customdata[1]}}<extra></extra>")))
     if not nadirs.empty:
         fig.add_trace(go.Scatter(
             x=nadirs["nadir_day"], y=nadirs["nadir_value"], mode="markers", name="Nadir",

@@ -76,3 +76,11 @@ def subject_lines(points: pd.DataFrame, subject: str = "subject_id") -> pd.DataF
     last = points[subject].ne(points[subject].shift(-1))
     gaps = points.iloc[:0].reindex(points.index[last] + 0.5)  # NaN / NaT / None in each column's own type
     return pd.concat([points, gaps]).sort_index(kind="stable").reset_index(drop=True)
+
+
+def lines_by_level(points: pd.DataFrame, *order: str):
+    """(level, :func:`subject_lines`) per dose level in level order, each subject's points sorted by ``order``
+    (else kept in their given order)."""
+    ordered = points.sort_values(["level", "subject_id", *order], kind="stable")
+    for level, mine in ordered.groupby("level", sort=True):
+        yield level, subject_lines(mine)
