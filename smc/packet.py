@@ -186,7 +186,7 @@ def _safety(out: _Packet, data: safety.SafetyData) -> None:
     if cells.empty:
         out.para("No DLT by this date.")
     else:
-        rows = [key for key in safety.term_order(data.teae) if key in set(zip(cells["soc"], cells["term"]))]
+        rows = safety.heatmap_rows(data, cells)
         out.figure(ae_heatmap(cells, rows, data.columns(), f"{safety.HEATMAP_TITLES['DLTs']}, by term and dose level",
                               "count"))
     for title, table in (("TEAEs by term: subjects at any grade and at grade ≥3", safety.ae_summary_table(data)),

@@ -165,6 +165,12 @@ def heatmap_cells(data: SafetyData, view: str = "DLTs") -> pd.DataFrame:
     return cells
 
 
+def heatmap_rows(data: SafetyData, cells: pd.DataFrame) -> list[tuple[str, str]]:
+    """(soc, term) rows of the heatmap in table order: the terms that have a cell."""
+    shown = set(zip(cells["soc"], cells["term"]))
+    return [key for key in term_order(data.teae) if key in shown]
+
+
 def _with_total(events: pd.DataFrame) -> pd.DataFrame:
     """The events twice: once at their level, once under "Total" (level None)."""
     return pd.concat([events.assign(column=events["level"]), events.assign(column=TOTAL)], ignore_index=True)
@@ -190,7 +196,9 @@ def row_order(data: SafetyData) -> list[tuple[str, str]]:
 
 def _table_worst_grades(data: SafetyData) -> pd.DataFrame:
     """Each subject's worst grade in every table row (Any TEAE, SOC, term) and column (level, Total)."""
-    return worst_grades(_row_keys(_with_total(data.teae)), ["row_soc", "row_term", "column"])
+    # Worst per subject and term first: the SOC, Any TEAE and Total rows are maxima of these, over far fewer rows.
+    per_term = worst_grades(data.teae, ["soc", "term", "level"])
+    return worst_grades(_row_keys(_with_total(per_term)), ["row_soc", "row_term", "column"])
 
 
 def ae_summary(data: SafetyData) -> pd.DataFrame:
@@ -261,6 +269,32 @@ def listing(events: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
     if name is not None:
         events = events[LISTINGS[name](events)]
     return events[LISTING_COLUMNS].sort_values(["level", "subject_id", "onset_date"]).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class SafetyView:
+    """What the Safety page shows for one filter choice, computed once per data cut, study, date and filters
+    and small enough to cache: reruns and other sessions never regroup the events of a large study."""
+    shown: dict[str, int]  # tally() with the filters
+    total: dict[str, int]  # tally() without
+    columns: list[tuple[int, str, int]]
+    heatmaps: dict[str, tuple[pd.DataFrame, list[tuple[str, str]]]]  # per HEATMAP_VIEWS: cells and rows
+    ae_summary: pd.DataFrame
+    grade_summary: pd.DataFrame
+    listings: dict[str, pd.DataFrame]  # LISTINGS of the TEAEs, then "Baseline events"
+
+
+def safety_view(db: Database, study: Study, as_of: dt.date, filters: AeFilters) -> SafetyView:
+    everything = load_safety(db, study, as_of)
+    data = apply_filters(everything, filters)
+    heatmaps = {}
+    for view in HEATMAP_VIEWS:
+        cells = heatmap_cells(data, view)
+        heatmaps[view] = cells, heatmap_rows(data, cells)
+    return SafetyView(
+        shown=tally(data), total=tally(everything), columns=data.columns(), heatmaps=heatmaps,
+        ae_summary=ae_summary_table(data), grade_summary=grade_summary_table(data),
+        listings={**{name: listing(data.teae, name) for name in LISTINGS}, "Baseline events": listing(data.baseline)})
 
 
 def safety_json(data: SafetyData) -> dict:

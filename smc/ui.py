@@ -64,7 +64,8 @@ def _cached_call(loader: str, db: Database, args: tuple):
 
 def cached(loader, db: Database, *args):
     """``loader(db, *args)`` computed once per data cut and arguments across sessions and reruns.
-    ``loader`` is a module-level function of :mod:`smc`; ``args`` are a Study, dates, texts or numbers."""
+    ``loader`` is a module-level function of :mod:`smc`; ``args`` are a Study, dates, texts, numbers or frozen
+    dataclasses of them (a filter choice)."""
     return _cached_call(f"{loader.__module__}.{loader.__qualname__}", db, args)
 
 

@@ -6,7 +6,6 @@ from smc.charts.safety import ae_heatmap
 
 ctx = ui.context()
 study = ctx.study
-everything = ui.cached(safety.load_safety, ctx.db, study, ctx.as_of)
 
 st.title(f"{study.study_id} · Safety")
 st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Treatment-emergent AE (TEAE): onset on or after the first dose of any "
@@ -25,8 +24,8 @@ with st.container(border=True):
         serious_only=flags[2].checkbox("Serious only", key="ae_serious_only"),
         grade3_plus=flags[3].checkbox("Grade ≥3", key="ae_grade3"),
         term_search=term_col.text_input("Term contains", key="ae_term", placeholder="e.g. neutro"))
-data = safety.apply_filters(everything, filters)
-shown, total = safety.tally(data), safety.tally(everything)
+safety_view = ui.cached(safety.safety_view, ctx.db, study, ctx.as_of, filters)
+shown, total = safety_view.shown, safety_view.total
 st.markdown(f"Filters leave **{shown['teae']} of {total['teae']} TEAEs** in **{shown['subjects_with_teae']} of "
             f"{total['subjects_with_teae']} subjects** with a TEAE; denominators: {shown['dosed']} of "
             f"{total['dosed']} dosed subjects. Baseline events: {shown['baseline']} of {total['baseline']}.")
@@ -37,20 +36,19 @@ view = view_col.segmented_control("Count subjects with", list(safety.HEATMAP_VIE
                                   key="heatmap_view") or "DLTs"
 colour = colour_col.segmented_control("Colour by", ["Count", "Worst grade"], default="Count",
                                       key="heatmap_colour") or "Count"
-cells = safety.heatmap_cells(data, view)
-rows = [key for key in safety.term_order(data.teae) if key in set(zip(cells["soc"], cells["term"]))]
-st.plotly_chart(ae_heatmap(cells, rows, data.columns(), f"{safety.HEATMAP_TITLES[view]}, by term and dose level",
+cells, rows = safety_view.heatmaps[view]
+st.plotly_chart(ae_heatmap(cells, rows, safety_view.columns, f"{safety.HEATMAP_TITLES[view]}, by term and dose level",
                            "grade" if colour == "Worst grade" else "count"), key="ae_heatmap")
 
 st.subheader("AE summary")
-summary = safety.ae_summary_table(data)
+summary = safety_view.ae_summary
 display_columns = [c for c in summary.columns if c not in ("soc", "term")]
 FIRST_COLUMN = {"System organ class / term": st.column_config.TextColumn(pinned=True, width="large")}
 st.dataframe(summary, hide_index=True, column_order=display_columns, column_config=FIRST_COLUMN, key="ae_summary")
 ui.download_csv(summary.drop(columns="System organ class / term"), f"{study.study_id}_ae_summary_{ctx.as_of}.csv",
                 key="ae_summary_csv")
 st.markdown("##### By worst CTCAE grade")
-grades = safety.grade_summary_table(data)
+grades = safety_view.grade_summary
 st.dataframe(grades, hide_index=True, column_order=[c for c in grades.columns if c not in ("soc", "term")],
              column_config=FIRST_COLUMN, key="ae_grades")
 ui.download_csv(grades.drop(columns="System organ class / term"), f"{study.study_id}_ae_grades_{ctx.as_of}.csv",
@@ -64,8 +62,7 @@ LISTING_CONFIG = {
     "end_date": st.column_config.DateColumn("End", format="YYYY-MM-DD"),
     "term": "Term", "soc": "SOC", "grade": "Grade", "serious": "Serious", "related": "Related", "dlt": "DLT",
     "outcome": "Outcome", "action_taken": "Action taken"}
-listings = {name: safety.listing(data.teae, name) for name in safety.LISTINGS}
-listings["Baseline events"] = safety.listing(data.baseline)
+listings = safety_view.listings
 for tab, (name, frame) in zip(st.tabs([f"{name} ({len(f)})" for name, f in listings.items()]), listings.items()):
     with tab:
         slug = name.split(" ")[0].lower()
