@@ -22,10 +22,11 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
-from smc.db import Database, as_date
+from smc.db import Database
 from smc.dose_decision import dose_decision
 from smc.study import Study, default_as_of, load_study, study_ids
 
@@ -34,21 +35,15 @@ STATUSES = ("In screening", "Screen failure", "Enrolled, not yet dosed", "On tre
             "Off study", "Dead")
 
 
-def subject_status(subject) -> str:
-    """Where the subject stands on the as-of date (the first that applies, from death back to screening)."""
-    if subject.screen_failed:
-        return "Screen failure"
-    if as_date(subject.enrollment_date) is None:
-        return "In screening"
-    if as_date(subject.death_date):
-        return "Dead"
-    if as_date(subject.off_study_date):
-        return "Off study"
-    if as_date(subject.off_treatment_date):
-        return "In follow-up"
-    if as_date(subject.first_dose_date):
-        return "On treatment"
-    return "Enrolled, not yet dosed"
+def subject_statuses(subjects: pd.DataFrame) -> list[str]:
+    """Where each subject stands on the as-of date (the first that applies, from death back to screening)."""
+    known = {column: subjects[column].notna() for column in (
+        "enrollment_date", "death_date", "off_study_date", "off_treatment_date", "first_dose_date")}
+    return list(np.select(
+        [subjects["screen_failed"].astype(bool), ~known["enrollment_date"], known["death_date"],
+         known["off_study_date"], known["off_treatment_date"], known["first_dose_date"]],
+        ["Screen failure", "In screening", "Dead", "Off study", "In follow-up", "On treatment"],
+        default="Enrolled, not yet dosed"))
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ class Enrollment:
 def load_enrollment(db: Database, study: Study, as_of: dt.date) -> Enrollment:
     subjects = db.query("enrollment_subjects", study_id=study.study_id, as_of=as_of)
     subjects["label"] = [None if pd.isna(lv) else study.label(int(lv)) for lv in subjects["level"]]
-    subjects["status"] = [subject_status(s) for s in subjects.itertuples()]
+    subjects["status"] = subject_statuses(subjects)
     return Enrollment(study, as_of, subjects)
 
 

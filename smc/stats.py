@@ -1,9 +1,12 @@
 """Small statistical helpers shared by every page."""
 from __future__ import annotations
 
+import functools
+
 from scipy.stats import binomtest
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and the same few (k, n) recur on every page and study
 def exact_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | tuple[None, None]:
     """Clopper–Pearson exact confidence interval of a proportion; (None, None) when n = 0."""
     if n == 0:

@@ -27,7 +27,6 @@ import datetime as dt
 import json
 import math
 from fractions import Fraction
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -171,7 +170,7 @@ def test_subject_status_precedence():
                       off_treatment_date=D("2025-02-10"), off_study_date=D("2025-02-20"), death_date=D("2025-03-01"))
 
     def status(**changes):
-        return enrollment.subject_status(SimpleNamespace(**{**everything, **changes}))
+        return enrollment.subject_statuses(pd.DataFrame([{**everything, **changes}]))[0]
 
     assert status() == "Dead"
     assert status(death_date=None) == "Off study"
