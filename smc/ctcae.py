@@ -77,6 +77,16 @@ def grade(test: str, value: float | None, ref_low: float | None, ref_high: float
     return 1 + sum(value > c * ref_high for c in rule.cuts)
 
 
+def sql_rules() -> dict[str, list[dict]]:
+    """GRADINGS and UNIT_FACTORS as the $rules and $unit_factors parameters of the SQL that grades a
+    study's labs at once (queries/safety_lab_results.sql); a test holds it equal to :func:`grade`."""
+    rules = [{"test": g.test, "low": g.direction == "low", **{f"cut{i}": c for i, c in enumerate(
+        (*g.cuts, None, None)[:3], start=1)}} for g in GRADINGS.values()]
+    factors = [{"test": test, "unit": unit, "factor": factor}
+               for test, units in UNIT_FACTORS.items() for unit, factor in units.items()]
+    return {"rules": rules, "unit_factors": factors}
+
+
 def value_for_grade(test: str, target_grade: int, ref_low: float, ref_high: float, position: float = 0.5) -> float:
     """A value inside the band of ``target_grade`` (``position`` 0..1 from its mild to its severe edge)."""
     rule = GRADINGS[test]

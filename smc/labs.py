@@ -1,6 +1,9 @@
 """Safety labs (hematology, chemistry) as of a date: CTCAE grades, baseline-to-
 worst shifts, the liver signal (eDISH) and cytopenia nadir and recovery.
-The Safety labs page, ``report`` and the tests call these functions.
+The Safety labs page, ``report`` and the tests call these functions. One query
+fetches a study's graded results (queries/safety_lab_results.sql, as Arrow);
+the summaries are SQL over that fetch (queries/safety_lab_*.sql), so a study of
+hundreds of thousands of results never becomes a pandas frame.
 
 Rules
 - Baseline: the subject's last result of the test collected on or before the
@@ -20,11 +23,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from smc import ctcae
-from smc.db import Database
+from smc.db import Database, query_tables
 from smc.study import Study
 
 SAFETY_CATEGORIES = ("hematology", "chemistry")
@@ -40,57 +43,65 @@ QUADRANTS = {(True, True): "Possible Hy's law", (False, True): "Hyperbilirubinem
 class SafetyLabs:
     study: Study
     as_of: dt.date
-    results: pd.DataFrame  # one row per result with grade, grade_source, xuln, day, baseline/post flags
+    graded: pa.Table  # one row per result, graded and flagged: queries/safety_lab_results.sql
 
-    def graded_tests(self) -> list[str]:
-        graded = self.results[self.results["grade"].notna()]
-        return list(dict.fromkeys(graded.sort_values(["category", "test"])["test"]))
+    def query(self, name: str, **params) -> pd.DataFrame:
+        """``queries/<name>.sql`` over the graded results (as the table ``graded``), with the level label."""
+        frame = query_tables(name, {"graded": self.graded}, **params)
+        if "level" in frame:
+            frame.insert(frame.columns.get_loc("level") + 1, "label", frame["level"].map(
+                {level: self.study.label(level) for level in frame["level"].unique()}))
+        return frame
 
-
-def derive_grades(results: pd.DataFrame) -> pd.DataFrame:
-    """Fill empty grades from value and reference range (CTCAE v5) and say where each grade came from."""
-    derived = [ctcae.grade(t, v, lo, hi, u) if pd.isna(g) else g for t, v, lo, hi, u, g in zip(
-        results["test"], results["value"].astype(object).where(results["value"].notna(), None),
-        results["ref_low"].astype(object).where(results["ref_low"].notna(), None),
-        results["ref_high"].astype(object).where(results["ref_high"].notna(), None),
-        results["unit"], results["grade"])]
-    source = np.where(results["grade"].notna(), "reported",
-                      np.where(pd.Series(derived, index=results.index).notna(), "CTCAE v5 from value", ""))
-    return results.assign(grade=pd.array(derived, dtype="Int64"), grade_source=source)
-
-
-def mark_baseline(results: pd.DataFrame) -> pd.DataFrame:
-    """Flag each subject's baseline result per test and the post-baseline results."""
-    results = results.sort_values(["subject_id", "test", "collected_at"]).reset_index(drop=True)
-    collected_day = results["collected_at"].dt.normalize()
-    first_dose = pd.to_datetime(results["first_dose_date"])
-    eligible = collected_day <= first_dose
-    baseline_rows = results[eligible].groupby(["subject_id", "test"])["collected_at"].idxmax()
-    baseline = pd.Series(results.index.isin(baseline_rows), index=results.index)
-    baseline_at = (results["collected_at"].where(baseline).groupby([results["subject_id"], results["test"]])
-                   .transform("max").fillna(pd.Timestamp.min))
-    post = (collected_day >= first_dose) & (results["collected_at"] > baseline_at)
-    return results.assign(baseline=baseline, post_baseline=post)
+    @property
+    def results(self) -> pd.DataFrame:
+        """Every graded result in subject, test and time order (for inspection; the summaries query SQL)."""
+        return (self.graded.to_pandas().sort_values(["subject_id", "test", "collected_at"], kind="stable")
+                .reset_index(drop=True).astype({"grade": "Int64"}))
 
 
 def load_safety_labs(db: Database, study: Study, as_of: dt.date) -> SafetyLabs:
-    results = db.query("lab_results", study_id=study.study_id, as_of=as_of, categories=list(SAFETY_CATEGORIES))
-    results["label"] = results["level"].map(study.label)
-    results["xuln"] = results["value"] / results["ref_high"]
-    return SafetyLabs(study, as_of, mark_baseline(derive_grades(results)))
+    graded = db.arrow("safety_lab_results", study_id=study.study_id, as_of=as_of,
+                      categories=list(SAFETY_CATEGORIES), **ctcae.sql_rules())
+    return SafetyLabs(study, as_of, graded)
+
+
+@dataclass(frozen=True)
+class LabSummary:
+    """What the Safety labs page shows, computed once per data cut, study and date and small enough to
+    cache: the page never holds the hundreds of thousands of results of a large study."""
+    results: int
+    derived: int  # results graded by the dashboard (no reported grade)
+    graded_tests: list[str]
+    shift: pd.DataFrame
+    liver: pd.DataFrame
+    listing: pd.DataFrame
+    nadirs: dict[str, pd.DataFrame]  # per cytopenia test
+    course: pd.DataFrame  # cytopenia results on the lab-course days
+
+
+def course_days(dlt_window_days: int) -> tuple[int, int]:
+    """Days drawn on the lab course: two weeks before the first dose to three DLT windows after it (months of
+    weekly labs for thousands of subjects would be megabytes of marks that hide the window)."""
+    return -14, 3 * dlt_window_days
+
+
+def lab_summary(db: Database, study: Study, as_of: dt.date) -> LabSummary:
+    labs = load_safety_labs(db, study, as_of)
+    tests = labs.query("safety_lab_tests")
+    first_day, last_day = course_days(study.dlt_window_days)
+    return LabSummary(
+        results=int(tests["results"].sum()), derived=int(tests["derived"].sum()),
+        graded_tests=list(dict.fromkeys(tests.loc[tests["graded"] > 0, "test"])),
+        shift=shift_table(labs), liver=liver_peaks(labs), listing=high_grade_listing(labs),
+        nadirs={test: nadir_recovery(labs, test) for test in CYTOPENIA_TESTS},
+        course=labs.query("safety_lab_course", tests=list(CYTOPENIA_TESTS), first_day=first_day, last_day=last_day))
 
 
 def shift_table(labs: SafetyLabs) -> pd.DataFrame:
     """Subjects per test, level, baseline grade and worst post-baseline grade (subjects with a
     post-baseline graded result; baseline grade NA when there was none)."""
-    graded = labs.results[labs.results["grade"].notna()]
-    base = graded[graded["baseline"]].set_index(["subject_id", "test"])["grade"].rename("baseline_grade")
-    worst = (graded[graded["post_baseline"]].groupby(["subject_id", "test", "level"])["grade"].max()
-             .rename("worst_grade").reset_index())
-    worst = worst.join(base, on=["subject_id", "test"])
-    counts = (worst.groupby(["test", "level", "baseline_grade", "worst_grade"], dropna=False)
-              .size().rename("n").reset_index())
-    return counts.astype({"baseline_grade": "Int64", "worst_grade": "Int64"})
+    return labs.query("safety_lab_shift").astype({"level": "int64", "baseline_grade": "Int64", "worst_grade": "Int64", "n": "int64"})
 
 
 def shift_matrix(shift: pd.DataFrame, test: str, study: Study) -> pd.DataFrame:
@@ -109,17 +120,7 @@ def shift_matrix(shift: pd.DataFrame, test: str, study: Study) -> pd.DataFrame:
 
 def liver_peaks(labs: SafetyLabs) -> pd.DataFrame:
     """Per dosed subject with liver tests: peak ALT, AST and bilirubin ×ULN after first dose, and the quadrant."""
-    r = labs.results
-    post = r[(r["collected_at"].dt.normalize() >= pd.to_datetime(r["first_dose_date"])) & r["xuln"].notna()
-             & r["test"].isin([*LIVER_TESTS, "Bilirubin"])]
-    peaks = post.pivot_table(index=["subject_id", "level", "label", "phase"], columns="test", values="xuln",
-                             aggfunc="max").reset_index()
-    for test in (*LIVER_TESTS, "Bilirubin"):
-        if test not in peaks:
-            peaks[test] = np.nan
-    peaks = peaks.rename(columns={"ALT": "peak_alt_xuln", "AST": "peak_ast_xuln", "Bilirubin": "peak_bili_xuln"})
-    peaks.columns.name = None
-    peaks = peaks[peaks["peak_alt_xuln"].notna() & peaks["peak_bili_xuln"].notna()].reset_index(drop=True)
+    peaks = labs.query("safety_lab_liver")
     peaks["hys_law_quadrant"] = [hys_law_quadrant(a, b) for a, b in
                                  zip(peaks["peak_alt_xuln"], peaks["peak_bili_xuln"])]
     return peaks
@@ -133,35 +134,12 @@ def hys_law_quadrant(peak_transaminase_xuln: float, peak_bili_xuln: float) -> st
 def nadir_recovery(labs: SafetyLabs, test: str) -> pd.DataFrame:
     """Per subject dosed with the agent: baseline, nadir (value, day, grade) on or after the agent's
     first dose, and the first later day at grade ≤ 1 (NaN: not recovered by the as-of date)."""
-    keys = ["subject_id", "level", "label", "phase"]
-    columns = [*keys, "unit", "baseline_value", "nadir_value", "nadir_day", "nadir_grade", "recovery_day", "recovery"]
-    r = labs.results[(labs.results["test"] == test) & labs.results["value"].notna()]
-    after = r[r["agent_day"] >= 0]
-    if after.empty:
-        return pd.DataFrame(columns=columns).astype({"nadir_grade": "Int64"})
-    # Each subject's lowest value on or after the first dose (its first occurrence: rows are in time order).
-    nadirs = after.loc[after.groupby(keys)["value"].idxmin().to_numpy()]
-    baseline = r[r["baseline"]].groupby(keys)["value"].first().rename("baseline_value")
-    later = after.merge(nadirs[[*keys, "collected_at"]], on=keys, suffixes=("", "_nadir"))
-    recovered = later[(later["collected_at"] > later["collected_at_nadir"]) & later["grade"].notna()
-                      & (later["grade"] <= 1)]
-    first_recovery = recovered.groupby(keys)["agent_day"].first().rename("first_recovery_day")
-    out = nadirs.join(baseline, on=keys).join(first_recovery, on=keys).reset_index(drop=True)
-    needs_recovery = out["grade"].notna() & (out["grade"] >= 2)
-    out = out.assign(nadir_value=out["value"], nadir_day=out["agent_day"], nadir_grade=out["grade"],
-                     recovery_day=out["first_recovery_day"].where(needs_recovery))
-    out["recovery"] = ["no grade ≥2" if not needs else "not recovered" if pd.isna(day) else f"day {day:.0f}"
-                       for needs, day in zip(needs_recovery, out["first_recovery_day"])]
-    return out.sort_values(keys, kind="stable")[columns].reset_index(drop=True).astype({"nadir_grade": "Int64"})
+    return labs.query("safety_lab_nadir", test=test).astype({"nadir_grade": "Int64", "recovery_day": "float"})
 
 
 def high_grade_listing(labs: SafetyLabs, min_grade: int = 3) -> pd.DataFrame:
     """Results at grade ≥ ``min_grade``, by level, subject and time."""
-    r = labs.results
-    listed = r[r["grade"].notna() & (r["grade"] >= min_grade)]
-    return listed[["subject_id", "level", "label", "phase", "test", "collected_at", "agent_day", "value", "unit",
-                   "xuln", "grade", "grade_source"]].sort_values(["level", "subject_id", "collected_at"]) \
-        .reset_index(drop=True)
+    return labs.query("safety_lab_listing", min_grade=min_grade).astype({"grade": "Int64"})
 
 
 def labs_json(labs: SafetyLabs) -> dict:

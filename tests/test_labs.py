@@ -196,13 +196,40 @@ def test_a_reported_grade_is_kept_and_an_empty_grade_is_derived_from_value_by_ct
     assert row(data, "201", "ALT", "2025-02-10").xuln == pytest.approx(3.0)
 
 
-def test_derive_grades_on_a_frame_fills_only_the_empty_grades():
-    frame = pd.DataFrame(dict(test=["ALT", "ALT", "Neutrophils"], value=[130.0, 130.0, None],
-                              ref_low=[None, None, 2.0], ref_high=[40.0, 40.0, 7.5], unit=["U/L", "U/L", None],
-                              grade=pd.array([4, None, None], dtype="Int64")))
-    out = labs.derive_grades(frame)
-    assert list(out.grade.astype(object).where(out.grade.notna(), None)) == [4, 2, None]  # 3.25xULN: G2
-    assert list(out.grade_source) == ["reported", "CTCAE v5 from value", ""]
+UNIT_CASES = [  # (test, value, LLN, unit, expected): the unit rules of the test above
+    ("Neutrophils", 1500, 2000, "/uL", 1), ("Neutrophils", 1490, 2000, "/uL", 2),
+    ("Neutrophils", 400, 2000, "cells/uL", 4), ("Neutrophils", 2000, 2000, "cells/uL", 0),
+    ("Platelets", 49.9, 150, "10^3/uL", 3), ("Platelets", 40, 150, "", 3), ("Lymphocytes", 0.3, 1.0, " 10^9/L ", 3),
+    ("Hemoglobin", 10.0, 12.0, "g/dL", 1), ("Hemoglobin", 9.9, 12.0, "g/dL", 2), ("Hemoglobin", 7.9, 12.0, "g/dL", 3),
+    ("Neutrophils", 0.4, 2.0, "mmol/L", None), ("Platelets", 10, 150, "g/L", None)]
+
+
+def test_the_page_grades_in_sql_by_the_same_ctcae_v5_bands_units_and_missing_limits(tmp_path):
+    """The Safety labs query grades every empty grade at once; each hand-graded case above, given to it as
+    a result without a grade, comes back with the same grade, and a reported grade is kept."""
+    rows, expected = [], []
+
+    def add(test, value, lo, hi, unit, grade_expected, reported=""):
+        at = f"2025-02-01T00:{len(rows) // 60:02d}:{len(rows) % 60:02d}"
+        rows.append(dict(study_id="S1", subject_id="101", collected_at=at, category="chemistry", test=test,
+                         value=value, unit=unit, lloq="", ref_low=lo, ref_high=hi, grade=reported))
+        expected.append((at, grade_expected, "reported" if reported else "" if grade_expected is None
+                         else "CTCAE v5 from value"))
+    for test, value, grade_expected in CUTS:
+        add(test, value, *LIMITS[test], "", grade_expected)
+    for test, value, lln, unit, grade_expected in UNIT_CASES:
+        add(test, value, lln, "", unit, grade_expected)
+    add("Neutrophils", 0.4, "", 7.5, "", None)  # no LLN
+    add("ALT", 400, 0, "", "U/L", None)  # no ULN
+    add("ALT", 400, "", 40, "U/L", 3)  # ALT needs only the ULN
+    add("CA19-9", 500, 0, 37, "U/mL", None)  # not CTCAE-graded
+    add("ALT", 130, "", 40, "U/L", 4, reported="4")  # 3.25xULN would be G2: the lab's grade stands
+    db, study = one_study_db(tmp_path / "grades.duckdb", subjects=[subject("101", 1, "2025-01-02")],
+                             administrations=[dose("101", "2025-01-05")], lab_results=rows)
+    r = labs.load_safety_labs(db, study, AS_OF).results.sort_values("collected_at")
+    got = [(at.strftime("%Y-%m-%dT%H:%M:%S"), None if pd.isna(g) else int(g), source)
+           for at, g, source in zip(r.collected_at, r.grade, r.grade_source)]
+    assert got == expected
 
 
 # ------------------------------------------------------------------------------------------------ shift table

@@ -2,11 +2,11 @@
 import streamlit as st
 
 from smc import ctcae, labs, ui
-from smc.charts.labs import course_days, edish, lab_course
+from smc.charts.labs import edish, lab_course
 
 ctx = ui.context()
 study = ctx.study
-data = ui.cached(labs.load_safety_labs, ctx.db, study, ctx.as_of)
+summary = ui.cached(labs.lab_summary, ctx.db, study, ctx.as_of)
 levels = {lv.level: lv.label for lv in study.levels}
 
 st.title(f"{study.study_id} · Safety labs")
@@ -14,15 +14,14 @@ st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Hematology and chemistry. Baseline: las
            f"the first dose of any study treatment. Grades as reported; an empty grade is derived from value and "
            f"normal range by CTCAE v5 ({', '.join(g.ae_term.lower() for g in ctcae.GRADINGS.values())}). Days count "
            f"from the first dose of {study.agent}.")
-derived = int((data.results["grade_source"] == "CTCAE v5 from value").sum())
-if derived:
-    st.info(f"{derived} of {len(data.results)} results had no grade from the lab; the dashboard graded them "
+if summary.derived:
+    st.info(f"{summary.derived} of {summary.results} results had no grade from the lab; the dashboard graded them "
             "from value and normal range (CTCAE v5, normal-baseline rules).", icon=":material/calculate:")
 
 st.subheader("Liver: eDISH")
 transaminase = st.segmented_control("Transaminase", list(labs.LIVER_TESTS), default="ALT",
                                     key="edish_transaminase") or "ALT"
-peaks = labs.liver_peaks(data)
+peaks = summary.liver
 event = st.plotly_chart(
     edish(peaks, transaminase, levels, f"Peak {transaminase} vs peak total bilirubin after first dose, per subject"),
     key="edish", on_select="rerun", selection_mode="points")
@@ -39,8 +38,8 @@ if not flagged.empty:
         "hys_law_quadrant": "Quadrant"})
 
 st.subheader("Shift tables: baseline grade to worst post-baseline grade")
-shift = labs.shift_table(data)
-tests = data.graded_tests()
+shift = summary.shift
+tests = summary.graded_tests
 if not tests:
     st.info("No graded hematology or chemistry result by this date.")
 else:
@@ -53,10 +52,10 @@ else:
 st.subheader("Cytopenias: nadir and recovery")
 cytopenia = st.segmented_control("Test", list(labs.CYTOPENIA_TESTS), default="Neutrophils",
                                  key="nadir_test") or "Neutrophils"
-nadirs = labs.nadir_recovery(data, cytopenia)
-st.plotly_chart(lab_course(data.results, nadirs, cytopenia, levels, study.dlt_window_days, study.agent,
+nadirs = summary.nadirs[cytopenia]
+st.plotly_chart(lab_course(summary.course, nadirs, cytopenia, levels, study.dlt_window_days, study.agent,
                            f"{cytopenia} through the DLT window, per subject"), key="nadir_chart")
-first_day, last_day = course_days(study.dlt_window_days)
+first_day, last_day = labs.course_days(study.dlt_window_days)
 st.caption(f"Days {first_day} to {last_day} from the first dose of {study.agent}; the nadir (▼) is the lowest "
            "value at any time after it, and the table lists every subject.")
 st.dataframe(ui.with_subject_links(nadirs, ctx), hide_index=True, key="nadir_table", column_config={
@@ -67,7 +66,7 @@ st.dataframe(ui.with_subject_links(nadirs, ctx), hide_index=True, key="nadir_tab
     "nadir_grade": "Nadir grade", "recovery_day": None, "recovery": "Recovery to grade ≤1"})
 
 st.subheader("Grade ≥3 results")
-listing = labs.high_grade_listing(data)
+listing = summary.listing
 if listing.empty:
     st.info("No grade ≥3 hematology or chemistry result by this date.")
 else:

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from smc.biomarkers import PowerFit
-from smc.charts.style import base_layout, level_colors, lines_by_level, log_ticks, scatter_type, side_legend
+from smc.charts.style import base_layout, level_colors, lines_by_level, log_ticks, points_trace, side_legend, unchecked_figure
 
 BELOW_LLOQ_SYMBOL = "circle-open"
 
@@ -26,11 +26,11 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
     below-LLOQ results (drawn at LLOQ/2) as open circles."""
     colours = level_colors(list(levels))
     series = results[results[measure].notna()]
-    fig = go.Figure()
+    traces = []
     for level, lines in lines_by_level(series):
         label = levels.get(level, str(level))
         below = lines["below_lloq"].astype("boolean").fillna(False).to_numpy(bool)
-        fig.add_trace(scatter_type(len(lines))(
+        traces.append(points_trace(len(lines),
             x=_time(lines, unit), y=lines[measure], mode="lines+markers", name=label, legendgroup=str(level),
             opacity=0.45, line=dict(color=colours.get(level, "#636363"), width=1), connectgaps=False,
             marker=dict(size=6, symbol=np.where(below, BELOW_LLOQ_SYMBOL, "circle")),
@@ -40,6 +40,7 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[3]}} ({unit[:-1]} %{{x:.1f}})"
                            f"<br>%{{customdata[1]:.4g}} {lines['unit'].iloc[0] or ''}%{{customdata[2]}}"
                            + ("<br>%{y:.2f}× baseline" if measure == "fold_change" else "") + "<extra></extra>")))
+    fig = unchecked_figure(traces)
     for level, centre in summary.groupby("level", sort=True):
         label = levels.get(level, str(level))
         spread = centre[["low", "high"]].notna().all(axis=1)

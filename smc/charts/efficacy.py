@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import (RESPONSE_COLORS, base_layout, level_colors, lines_by_level, log_ticks, scatter_type,
-                              side_legend)
+from smc.charts.style import (RESPONSE_COLORS, base_layout, level_colors, lines_by_level, log_ticks, points_trace,
+                              side_legend, unchecked_figure)
 from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
 
 REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
@@ -73,14 +73,14 @@ def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title:
     """% change of the target sum from baseline over days from first dose, one line per subject from its
     baseline (0%), coloured by level; each time point's marker shows the investigator's response."""
     colours = level_colors(list(levels))
-    fig = go.Figure()
     measured = time_points.assign(pct=time_points["pct_change"].where(~time_points["baseline"], 0.0))
     measured = measured[measured["pct"].notna()]
     drawn = measured.groupby("subject_id")["pct"].transform("size") >= 2  # a baseline alone draws nothing
     shown = measured[drawn].assign(response=measured["overall_response"].fillna("baseline"))
+    traces = []
     for level, lines in lines_by_level(shown, "day"):
         label = levels.get(level, str(level))
-        fig.add_trace(scatter_type(len(lines))(
+        traces.append(points_trace(len(lines),
             x=lines["day"], y=lines["pct"], mode="lines+markers", name=label, legendgroup=str(level),
             line=dict(color=colours.get(level, "#636363"), width=1.8), connectgaps=False,
             marker=dict(size=8, color=[RESPONSE_COLORS.get(r, "#ffffff") for r in lines["response"]],
@@ -91,6 +91,7 @@ def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title:
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[3]}} (day %{{x}}): "
                            "%{customdata[1]}<br>sum %{customdata[2]:.0f} mm, %{y:+.1f}% from baseline"
                            "<br>data issue: %{customdata[4]}<extra></extra>")))
+    fig = unchecked_figure(traces)
     fig.add_hline(y=0, line=dict(color="#636363", width=1))
     _response_lines(fig)
     base_layout(fig, title, height=460)
@@ -165,11 +166,11 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
     colours = level_colors(list(levels))
     series = markers[(markers["test"] == test) & markers[measure].notna()]
     unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
-    fig = go.Figure()
+    traces = []
     for level, lines in lines_by_level(series, "day"):
         label = levels.get(level, str(level))
         below = lines["below_lloq"].astype("boolean").fillna(False).to_numpy(bool)
-        fig.add_trace(scatter_type(len(lines))(
+        traces.append(points_trace(len(lines),
             x=lines["day"], y=lines[measure], mode="lines+markers", name=label, legendgroup=str(level),
             opacity=0.55, line=dict(color=colours.get(level, "#636363"), width=1.2), connectgaps=False,
             marker=dict(size=6, symbol=np.where(below, "circle-open", "circle")),
@@ -178,6 +179,7 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
                                  np.where(below, " (below LLOQ, drawn at LLOQ/2)", "")], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x:.0f}}: %{{customdata[1]:.4g}} {unit}"
                            "%{customdata[3]}<br>%{customdata[2]}% from baseline<extra></extra>")))
+    fig = unchecked_figure(traces)
     for level, median in medians.groupby("level", sort=True):
         label = levels.get(level, str(level))
         fig.add_trace(go.Scatter(

@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc import ctcae
-from smc.charts.style import DLT_WINDOW_FILL, base_layout, level_colors, lines_by_level, scatter_type
-from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN
+from smc.charts.style import DLT_WINDOW_FILL, base_layout, level_colors, lines_by_level, points_trace, unchecked_figure
+from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN, course_days
 
 QUADRANT_LABELS = (  # (horizontal side, vertical side, label) of each eDISH quadrant
     ("right", "top", "Possible Hy's law"), ("left", "top", "Hyperbilirubinemia"),
@@ -58,32 +58,27 @@ def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title:
     return fig
 
 
-def course_days(dlt_window_days: int) -> tuple[int, int]:
-    """Days drawn on the lab course: two weeks before the first dose to three DLT windows after it (months of
-    weekly labs for thousands of subjects would be megabytes of marks that hide the window)."""
-    return -14, 3 * dlt_window_days
-
-
 def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: dict[int, str],
                dlt_window_days: int, agent: str, title: str) -> go.Figure:
     """One line per subject over days from the agent's first dose, coloured by level, the DLT window
     shaded, the lower normal limit and the CTCAE grade cut-offs drawn, each nadir marked."""
     colours = level_colors(list(levels))
-    fig = go.Figure()
-    fig.add_vrect(x0=0, x1=dlt_window_days, fillcolor=DLT_WINDOW_FILL, line_width=0,
-                  annotation_text=f"DLT window ({dlt_window_days} d)", annotation_position="top left")
     first_day, last_day = course_days(dlt_window_days)
     series = results[(results["test"] == test) & results["value"].notna()
                      & results["agent_day"].between(first_day, last_day)]
+    traces = []
     for level, lines in lines_by_level(series[["level", "subject_id", "agent_day", "value", "grade", "unit"]]):
         label = levels.get(level, str(level))
-        fig.add_trace(scatter_type(len(lines))(
+        traces.append(points_trace(len(lines),
             x=lines["agent_day"], y=lines["value"], mode="lines+markers", name=label, legendgroup=str(level),
             line=dict(color=colours.get(level, "#636363"), width=1.5), marker=dict(size=5), connectgaps=False,
             customdata=np.stack([lines["subject_id"], lines["grade"].astype(object).where(lines["grade"].notna(), "—")],
                                 axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x}}: %{{y:.2f}} "
                            f"{lines['unit'].iloc[0] or ''}<br>grade %{{customdata[1]}}<extra></extra>")))
+    fig = unchecked_figure(traces)
+    fig.add_vrect(x0=0, x1=dlt_window_days, fillcolor=DLT_WINDOW_FILL, line_width=0,
+                  annotation_text=f"DLT window ({dlt_window_days} d)", annotation_position="top left")
     if not nadirs.empty:
         fig.add_trace(go.Scatter(
             x=nadirs["nadir_day"], y=nadirs["nadir_value"], mode="markers", name="Nadir",
