@@ -2,8 +2,8 @@
 worst shifts, the liver signal (eDISH) and cytopenia nadir and recovery.
 The Safety labs page, ``report`` and the tests call these functions. One query
 fetches a study's graded results (queries/safety_lab_results.sql, as Arrow);
-the summaries are SQL over that fetch (queries/safety_lab_*.sql), so a study of
-hundreds of thousands of results never becomes a pandas frame.
+the summaries are SQL over that fetch (queries/safety_lab_*.sql), so the page
+never holds a large study's hundreds of thousands of results as a pandas frame.
 
 Rules
 - Baseline: the subject's last result of the test collected on or before the
@@ -101,7 +101,8 @@ def lab_summary(db: Database, study: Study, as_of: dt.date) -> LabSummary:
 def shift_table(labs: SafetyLabs) -> pd.DataFrame:
     """Subjects per test, level, baseline grade and worst post-baseline grade (subjects with a
     post-baseline graded result; baseline grade NA when there was none)."""
-    return labs.query("safety_lab_shift").astype({"level": "int64", "baseline_grade": "Int64", "worst_grade": "Int64", "n": "int64"})
+    return labs.query("safety_lab_shift").astype(
+        {"level": "int64", "baseline_grade": "Int64", "worst_grade": "Int64", "n": "int64"})
 
 
 def shift_matrix(shift: pd.DataFrame, test: str, study: Study) -> pd.DataFrame:
