@@ -30,7 +30,7 @@ CHART = '[data-testid="stPlotlyChart"]'
 SESSIONS = 5
 BUDGETS = {"warm_ms": 300, "cold_ms": 1500, "browser_ms": 3000, "largest_chart_bytes": 2_000_000,
            "page_to_sql": 1.5, "server_mb": 600}
-VERSIONS = ("streamlit", "duckdb", "pandas", "numpy", "plotly", "lifelines", "scipy", "pyarrow", "playwright")
+VERSIONS = ("streamlit", "duckdb", "pandas", "numpy", "plotly", "orjson", "lifelines", "scipy", "pyarrow", "playwright")
 
 
 @dataclass(frozen=True)
