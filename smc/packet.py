@@ -131,7 +131,7 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
     out.para(LEVEL_TABLE_NOTE, "note")
 
     out.section("swimlanes")
-    lanes = swimlane_data(db, dose)
+    lanes = swimlane_data(db, study, as_of, dose.assessment.states)
     if lanes.lanes.empty:
         out.para("No subject enrolled by this date.")
     else:
@@ -186,7 +186,7 @@ def _safety(out: _Packet, data: safety.SafetyData) -> None:
     if cells.empty:
         out.para("No DLT by this date.")
     else:
-        rows = safety.heatmap_rows(data, cells)
+        rows = safety.heatmap_rows(safety.term_order(data.teae), cells)
         out.figure(ae_heatmap(cells, rows, data.columns(), f"{safety.HEATMAP_TITLES['DLTs']}, by term and dose level",
                               "count"))
     for title, table in (("TEAEs by term: subjects at any grade and at grade ≥3", safety.ae_summary_table(data)),

@@ -165,10 +165,10 @@ def heatmap_cells(data: SafetyData, view: str = "DLTs") -> pd.DataFrame:
     return cells
 
 
-def heatmap_rows(data: SafetyData, cells: pd.DataFrame) -> list[tuple[str, str]]:
-    """(soc, term) rows of the heatmap in table order: the terms that have a cell."""
+def heatmap_rows(order: list[tuple[str, str]], cells: pd.DataFrame) -> list[tuple[str, str]]:
+    """(soc, term) rows of the heatmap in table order (``order``: :func:`term_order`): the terms with a cell."""
     shown = set(zip(cells["soc"], cells["term"]))
-    return [key for key in term_order(data.teae) if key in shown]
+    return [key for key in order if key in shown]
 
 
 def _with_total(events: pd.DataFrame) -> pd.DataFrame:
@@ -287,10 +287,10 @@ class SafetyView:
 def safety_view(db: Database, study: Study, as_of: dt.date, filters: AeFilters) -> SafetyView:
     everything = load_safety(db, study, as_of)
     data = apply_filters(everything, filters)
-    heatmaps = {}
+    order, heatmaps = term_order(data.teae), {}
     for view in HEATMAP_VIEWS:
         cells = heatmap_cells(data, view)
-        heatmaps[view] = cells, heatmap_rows(data, cells)
+        heatmaps[view] = cells, heatmap_rows(order, cells)
     return SafetyView(
         shown=tally(data), total=tally(everything), columns=data.columns(), heatmaps=heatmaps,
         ae_summary=ae_summary_table(data), grade_summary=grade_summary_table(data),

@@ -1,14 +1,12 @@
 """The per-subject timeline behind the escalation swimlanes and subject detail."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
 
 from smc.db import Database
-import datetime as dt
-
-from smc.dose_decision import DoseDecision, dose_decision
 from smc.study import Study
 
 
@@ -24,29 +22,24 @@ def _days_from(frame: pd.DataFrame, column: str, first_dose: pd.Series) -> pd.Se
     return (frame[column] - frame["subject_id"].map(first_dose)).dt.days
 
 
-def load_swimlanes(db: Database, study: Study, as_of: dt.date) -> Swimlanes:
-    """:func:`swimlanes` of the rule's decision on ``as_of`` (one call, so a page can cache it)."""
-    return swimlanes(db, dose_decision(db, study, as_of))
-
-
-def swimlanes(db: Database, decision: DoseDecision) -> Swimlanes:
-    """Everything known on the decision's as-of date, with days from each subject's first dose."""
-    params = dict(study_id=decision.study.study_id, as_of=decision.as_of)
+def swimlanes(db: Database, study: Study, as_of: dt.date, states: dict[str, str]) -> Swimlanes:
+    """Everything known on ``as_of``, with days from each subject's first dose; ``states`` are the escalation
+    subjects' DLT states of the rule's decision on that date (``DoseDecision.assessment.states``)."""
+    params = dict(study_id=study.study_id, as_of=as_of)
     lanes = db.query("swimlane_subjects", **params)
-    states = decision.assessment.states
     lanes["state"] = [states.get(s, "expansion") if p == "escalation" else "expansion"
                       for s, p in zip(lanes.subject_id, lanes.phase)]
-    lanes["label"] = lanes["level"].map(decision.study.label)
-    lanes["window_end"] = lanes["first_dose_date"] + pd.Timedelta(days=decision.study.dlt_window_days)
+    lanes["label"] = lanes["level"].map(study.label)
+    lanes["window_end"] = lanes["first_dose_date"] + pd.Timedelta(days=study.dlt_window_days)
     lanes["followed_to"] = pd.concat(
-        [lanes["off_study_date"], lanes["death_date"]], axis=1).min(axis=1).fillna(pd.Timestamp(decision.as_of))
+        [lanes["off_study_date"], lanes["death_date"]], axis=1).min(axis=1).fillna(pd.Timestamp(as_of))
     lanes["followed_days"] = (lanes["followed_to"] - lanes["first_dose_date"]).dt.days
     first_dose = lanes.set_index("subject_id")["first_dose_date"]
 
     doses = db.query("swimlane_administrations", subject_id=None, **params)
     doses["day"] = _days_from(doses, "admin_date", first_dose)
     doses["end_day"] = _days_from(doses, "end_date", first_dose)
-    doses["is_agent"] = doses["agent"] == decision.study.agent
+    doses["is_agent"] = doses["agent"] == study.agent
     aes = db.query("swimlane_adverse_events", **params)
     aes["day"] = _days_from(aes, "onset_date", first_dose)
     aes["end_day"] = _days_from(aes, "end_date", first_dose)

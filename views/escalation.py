@@ -2,11 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from smc import boin, decision_form, decisions, ui
+from smc import boin, decision_form, decisions, swimlane, ui
 from smc.charts.escalation import escalation_history, swimlanes
 from smc.dose_decision import LEVEL_TABLE_NOTE, counted_dlts, decision_history, dose_decision, level_table
 from smc.packet import build_packet
-from smc.swimlane import load_swimlanes
 
 ctx = ui.context()
 study = ctx.study
@@ -47,7 +46,7 @@ st.caption(LEVEL_TABLE_NOTE)
 st.subheader("Swimlanes")
 calendar = st.segmented_control("x axis", ["Days from first dose", "Calendar date"],
                                 default="Days from first dose", key="swimlane_axis") == "Calendar date"
-lanes = ui.cached(load_swimlanes, ctx.db, study, ctx.as_of)
+lanes = ui.cached(swimlane.swimlanes, ctx.db, study, ctx.as_of, decision.assessment.states)
 if lanes.lanes.empty:
     st.info("No subject enrolled by this date.")
 else:
