@@ -286,6 +286,26 @@ def t_cell_fold_changes(bm: Biomarkers) -> pd.DataFrame:
                                                                                                     .mean())))))
 
 
+@dataclass(frozen=True)
+class BiomarkerView:
+    """What the Biomarkers page shows for one data cut, study and date, computed once and cached: a rerun
+    (another measurement picked) never repeats the per-subject NCA or the shedding and titer tallies."""
+    data: Biomarkers
+    series: pd.DataFrame
+    t_cell_fold_changes: pd.DataFrame
+    exposure: pd.DataFrame
+    shedding: pd.DataFrame
+    shedding_by_level: pd.DataFrame
+    last_day_detected: pd.DataFrame
+    immunogenicity: pd.DataFrame
+
+
+def biomarker_view(db: Database, study: Study, as_of: dt.date) -> BiomarkerView:
+    data = load_biomarkers(db, study, as_of)
+    return BiomarkerView(data, data.series(), t_cell_fold_changes(data), exposure(data), shedding(data),
+                         shedding_by_level(data), last_day_detected(data), immunogenicity(data))
+
+
 def _number(value, digits: int = 6):
     return None if value is None or pd.isna(value) else float(f"{float(value):.{digits}g}")
 

@@ -9,11 +9,13 @@ import datetime as dt
 import importlib
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from smc.db import DEFAULT_DB, Database
@@ -67,6 +69,37 @@ def cached(loader, db: Database, *args):
     ``loader`` is a module-level function of :mod:`smc`; ``args`` are a Study, dates, texts, numbers or frozen
     dataclasses of them (a filter choice)."""
     return _cached_call(f"{loader.__module__}.{loader.__qualname__}", db, args)
+
+
+def _frame_identity(frame: pd.DataFrame | pd.Series) -> tuple:
+    """A frame by all of its values. Streamlit's own hash samples 10,000 rows of a frame past 50,000, so two
+    data cuts differing elsewhere could share a chart; this reads every row (about 1 ms per 10,000)."""
+    columns = (frame.name,) if isinstance(frame, pd.Series) else tuple(frame.columns)
+    dtypes = (str(frame.dtype),) if isinstance(frame, pd.Series) else tuple(map(str, frame.dtypes))
+    try:
+        values = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    except TypeError:  # cells pandas cannot hash (lists): the pickled frame, every row still
+        values = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    return columns, dtypes, values
+
+
+# Figures kept (all builders together). A 2,000-subject figure holds a few MB, so a few dozen stay well inside
+# the server's memory budget.
+FIGURE_ENTRIES = 48
+
+
+@st.cache_resource(show_spinner=False, max_entries=FIGURE_ENTRIES, ttl=CACHE_TTL_S,
+                   hash_funcs={pd.DataFrame: _frame_identity, pd.Series: _frame_identity, Study: repr})
+def _cached_figure(builder: str, args: tuple, kwargs: tuple):
+    module, name = builder.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(*args, **dict(kwargs))
+
+
+def figure(builder, *args, **kwargs) -> go.Figure:
+    """``builder(*args, **kwargs)``, a pure chart builder of :mod:`smc.charts`, built once per distinct input
+    across sessions and reruns: building a 2,000-subject chart takes longer than the rest of a rerun.
+    The figure itself is shared, not copied; st.plotly_chart only reads it."""
+    return _cached_figure(f"{builder.__module__}.{builder.__qualname__}", args, tuple(sorted(kwargs.items())))
 
 
 def open_database() -> Database:

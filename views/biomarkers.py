@@ -8,8 +8,8 @@ from smc.charts.biomarkers import (biomarker_course, exposure_vs_dose, immunogen
 ctx = ui.context()
 study = ctx.study
 levels = {lv.level: lv.label for lv in study.levels}
-data = ui.cached(biomarkers.load_biomarkers, ctx.db, study, ctx.as_of)
-series = data.series()
+view = ui.cached(biomarkers.biomarker_view, ctx.db, study, ctx.as_of)
+data, series = view.data, view.series
 
 st.title(f"{study.study_id} · Biomarkers")
 st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Subjects dosed with {study.agent}; time 0 is that first dose. A result "
@@ -43,17 +43,17 @@ else:
     summary = biomarkers.level_summary(results, unit, measure, geometric=log_y)
     y_title = (f"{picked.test}: fold change from baseline (×)" if measure == "fold_change"
                else f"{picked.test} ({picked.unit})" if isinstance(picked.unit, str) else picked.test)
-    st.plotly_chart(biomarker_course(results, summary, levels, measure, unit, log_y, y_title, study.agent,
-                                     f"{picked.test}{' in ' + picked.specimen if isinstance(picked.specimen, str) else ''}"
-                                     " per subject, with the level summary"), key="biomarker_course")
+    st.plotly_chart(ui.figure(biomarker_course, results, summary, levels, measure, unit, log_y, y_title, study.agent,
+                              f"{picked.test}{' in ' + picked.specimen if isinstance(picked.specimen, str) else ''}"
+                              " per subject, with the level summary"), key="biomarker_course")
     st.caption(f"{int(results['below_lloq'].sum())} of {len(results)} results below the LLOQ. Summary per level and "
                f"{unit[:-1]}: " + ("geometric mean ×/÷ geometric SD." if log_y else "mean ± SD."))
 
-    fold = biomarkers.t_cell_fold_changes(data)
+    fold = view.t_cell_fold_changes
     if not fold.empty:
         st.subheader("T-cell subsets: fold change from baseline")
-        st.plotly_chart(subset_panels(fold, levels, study.agent,
-                                      "Geometric mean fold change from baseline per subset and dose level"),
+        st.plotly_chart(ui.figure(subset_panels, fold, levels, study.agent,
+                                  "Geometric mean fold change from baseline per subset and dose level"),
                         key="t_cell_panels")
         table = fold.pivot_table(index=["test", "label", "level"], columns="nominal_day", values="gmean_fold_change")
         table = table.sort_index(level=["test", "level"]).reset_index().drop(columns="level")
@@ -61,7 +61,7 @@ else:
         st.dataframe(table, hide_index=True, key="t_cell_table",
                      column_config={c: st.column_config.NumberColumn(format="%.2f×") for c in table.columns[2:]})
 
-    exposure = biomarkers.exposure(data)
+    exposure = view.exposure
     if not exposure.empty:
         st.subheader("Exposure by dose")
         pk_names = {f"{t} · {s}": (t, s) for t, s in dict.fromkeys(zip(exposure["test"], exposure["specimen"]))}
@@ -74,8 +74,8 @@ else:
         value_unit = mine["unit"].iloc[0] + (" × h" if exposure_measure == "auc" else "")
         fit = biomarkers.power_model(mine["dose"], mine[exposure_measure])
         label = biomarkers.EXPOSURE_MEASURES[exposure_measure]
-        st.plotly_chart(exposure_vs_dose(mine, exposure_measure, label, fit, levels, data.dose_unit, value_unit,
-                                         f"{label} of {test} against dose, per subject (log–log)"),
+        st.plotly_chart(ui.figure(exposure_vs_dose, mine, exposure_measure, label, fit, levels, data.dose_unit,
+                                  value_unit, f"{label} of {test} against dose, per subject (log–log)"),
                         key="exposure_chart")
         st.caption("First-dose profile (samples up to the second dose of the agent). AUClast: linear-up/log-down "
                    "trapezoid from time 0 to the last quantifiable sample; below-LLOQ results count as 0 before "
@@ -92,29 +92,31 @@ else:
             "tlast_h": st.column_config.NumberColumn("Tlast (h)", format="%.1f"), "n_samples": "Samples"})
         ui.download_csv(exposure, f"{study.study_id}_exposure_{ctx.as_of}.csv", key="exposure_csv")
 
-    shed = biomarkers.shedding(data)
+    shed = view.shedding
     if not shed.empty:
         st.subheader("Shedding")
-        st.plotly_chart(shedding_chart(shed, levels, "Subjects with detectable virus by specimen, day and level"),
+        st.plotly_chart(ui.figure(shedding_chart, shed, levels,
+                                  "Subjects with detectable virus by specimen, day and level"),
                         key="shedding_chart")
-        st.dataframe(biomarkers.shedding_by_level(data), hide_index=True, key="shedding_table", column_config={
+        st.dataframe(view.shedding_by_level, hide_index=True, key="shedding_table", column_config={
             "test": "Test", "specimen": "Specimen", "level": None, "label": "Dose level",
             "n_tested": "Subjects tested", "n_detected": "Ever detected",
             "last_day_detected": "Last day detected (any subject)"})
         st.caption("Detected: a quantifiable result above zero after dosing.")
         with st.expander("Last day detected, per subject"):
-            st.dataframe(ui.with_subject_links(biomarkers.last_day_detected(data), ctx), hide_index=True,
+            st.dataframe(ui.with_subject_links(view.last_day_detected, ctx), hide_index=True,
                          key="shedding_subjects", column_config={
                              "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level",
                              "test": "Test", "specimen": "Specimen", "n_samples": "Samples after dosing",
                              "last_sample_day": "Last sample (day)", "last_day_detected": "Last day detected"})
 
-    immunity = biomarkers.immunogenicity(data)
+    immunity = view.immunogenicity
     if not immunity.empty:
         st.subheader("Immunogenicity")
         tests = list(dict.fromkeys(immunity["test"]))
         test = st.segmented_control("Assay", tests, default=tests[0], key="immunogenicity_test") or tests[0]
-        st.plotly_chart(immunogenicity_chart(immunity, test, levels, f"{test}: subjects positive by day and level"),
+        st.plotly_chart(ui.figure(immunogenicity_chart, immunity, test, levels,
+                                  f"{test}: subjects positive by day and level"),
                         key="immunogenicity_chart")
         st.caption("Positive: a quantifiable titer (at or above the LLOQ). Titers over time: pick the assay under "
                    "'Over time, by dose level' above.")

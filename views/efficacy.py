@@ -49,7 +49,8 @@ if len(unmeasured) == len(data.subjects):
     st.info("No post-baseline tumor measurement by this date.")
 else:
     ui.open_clicked_subject(st.plotly_chart(
-        waterfall(data.subjects, levels, "Best change in target-lesion sum per subject, coloured by best response"),
+        ui.figure(waterfall, data.subjects, levels,
+                  "Best change in target-lesion sum per subject, coloured by best response"),
         key="waterfall", on_select="rerun", selection_mode="points"), ctx)
     st.caption("Best change: the most negative % change from baseline at any post-baseline assessment. Click a bar "
                "to open the subject profile." + (f" No post-baseline measurement: {len(unmeasured)} subject(s)."
@@ -57,7 +58,7 @@ else:
 
     st.subheader("Spider plot")
     ui.open_clicked_subject(st.plotly_chart(
-        spider(data.time_points, levels, study.agent, "Change in target-lesion sum over time, per subject"),
+        ui.figure(spider, data.time_points, levels, study.agent, "Change in target-lesion sum over time, per subject"),
         key="spider", on_select="rerun", selection_mode="points"), ctx)
     st.caption("Marker fill: the investigator's time-point response (white: baseline).")
 
@@ -66,8 +67,8 @@ if data.subjects.empty:
     st.info(f"No subject dosed with {study.agent} by this date.")
 else:
     ui.open_clicked_subject(st.plotly_chart(
-        swimmer(ui.paged(swimmer_order(data.subjects), key="swimmer_page"), levels, study.agent, as_of,
-                "Time on study per subject, with response and progression"),
+        ui.figure(swimmer, ui.paged(swimmer_order(data.subjects), key="swimmer_page"), levels, study.agent, as_of,
+                  "Time on study per subject, with response and progression"),
         key="swimmer", on_select="rerun", selection_mode="points"), ctx)
 
 st.subheader("Responders: time to and duration of response")
@@ -99,12 +100,13 @@ else:
                                       key="marker_measure") or "Value"]
     log_y = log_col.toggle("Log scale", value=True, key="marker_log", disabled=measure == "pct_change")
     medians = tumor_markers.level_medians(markers, test, measure)
-    st.plotly_chart(marker_trends(markers, medians, test, measure, levels, study.agent, log_y,
-                                  f"{test} per subject, with the median per dose level"), key="marker_trends")
+    st.plotly_chart(ui.figure(marker_trends, markers, medians, test, measure, levels, study.agent, log_y,
+                              f"{test} per subject, with the median per dose level"), key="marker_trends")
     below = int(markers[markers["test"] == test]["below_lloq"].sum())
     st.caption("Baseline: last result on or before the first dose. Dashed: median per level and week."
                + (f" {below} result(s) below the LLOQ are drawn at LLOQ/2 as open circles." if below else ""))
     best = tumor_markers.best_change(markers, test)
     if not best.empty:
-        st.plotly_chart(marker_best_change(best, test, levels, f"Best change in {test} from baseline, per subject"),
+        st.plotly_chart(ui.figure(marker_best_change, best, test, levels,
+                                  f"Best change in {test} from baseline, per subject"),
                         key="marker_best")

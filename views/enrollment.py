@@ -29,8 +29,8 @@ cumulative = enrollment.cumulative(data)
 if cumulative.empty:
     st.info("Nobody screened by this date.")
 else:
-    st.plotly_chart(cumulative_enrollment(cumulative, enrollment.plan_line(data), data.planned, projected,
-                                          "Screened and enrolled over time, against the plan"),
+    st.plotly_chart(ui.figure(cumulative_enrollment, cumulative, enrollment.plan_line(data), data.planned, projected,
+                              "Screened and enrolled over time, against the plan"),
                     key="enrollment_cumulative")
     plan_text = (f"Plan: {data.planned} by {study.enrollment_target_date:%Y-%m-%d} (dashed line from the first "
                  "enrollment)." if enrollment.plan_line(data) is not None else
@@ -53,7 +53,7 @@ with left:
     if sites.empty:
         st.info("No site has screened anyone by this date.")
     else:
-        st.plotly_chart(site_counts(sites, "Subjects per site"), key="enrollment_sites")
+        st.plotly_chart(ui.figure(site_counts, sites, "Subjects per site"), key="enrollment_sites")
         st.dataframe(sites.drop(columns="site_id"), hide_index=True, key="enrollment_site_table", column_config={
             "site_name": "Site", "screened": "Screened", "screen_failures": "Screen failures",
             "reasons": "Screen-failure reasons", "enrolled": "Enrolled", "dosed": "Dosed"})
@@ -61,7 +61,7 @@ with left:
 with right:
     st.subheader("Status now")
     statuses = enrollment.status_counts(data)
-    st.plotly_chart(status_counts(statuses, f"Subjects by status on {ctx.as_of:%Y-%m-%d}"),
+    st.plotly_chart(ui.figure(status_counts, statuses, f"Subjects by status on {ctx.as_of:%Y-%m-%d}"),
                     key="enrollment_status")
     reasons = enrollment.screen_fail_reasons(data)
     if not reasons.empty:

@@ -58,8 +58,8 @@ else:
         shown = shown[shown["phase"] == phase]
     shown = ui.paged(shown, key="swimlane_page")
     mine = set(shown["subject_id"])
-    figure = swimlanes(shown, *(frame[frame["subject_id"].isin(mine)] for frame in
-                                (lanes.administrations, lanes.adverse_events, lanes.assessments)),
+    figure = ui.figure(swimlanes, shown, *(frame[frame["subject_id"].isin(mine)] for frame in
+                       (lanes.administrations, lanes.adverse_events, lanes.assessments)),
                        study.dlt_window_days, ctx.as_of, calendar=calendar)
     event = st.plotly_chart(figure, key="swimlanes", on_select="rerun", selection_mode="points")
     points = (event or {}).get("selection", {}).get("points", [])
@@ -92,8 +92,8 @@ st.subheader("Escalation history")
 records, intact = decision_form.decision_log(ctx)
 history = decision_history(decision)
 labels = {lv.level: lv.label for lv in study.levels}
-st.plotly_chart(escalation_history(history, lanes.lanes, counted_dlts(decision), labels, ctx.as_of,
-                                   decisions.in_force(records, ctx.as_of)), key="history")
+st.plotly_chart(ui.figure(escalation_history, history, lanes.lanes, counted_dlts(decision), labels, ctx.as_of,
+                          decisions.in_force(records, ctx.as_of)), key="history")
 st.caption("Diamonds: the SMC's recorded decisions in force (not corrected), placed at the data cut they reviewed "
            "(up to the as-of date); a red outline marks a deviation from the rule.")
 

@@ -52,9 +52,9 @@ if result is not None:
             colour = colour_col.selectbox("Colour", [NONE, *names], key="chart_colour")
             kind = kind_col.segmented_control("Chart", list(CHART_KINDS), format_func=CHART_KINDS.get,
                                               default="bar", key="chart_kind") or "bar"
-            st.plotly_chart(quick_chart(result.rows, kind, x, None if y == COUNT_ROWS else y,
-                                        None if colour == NONE else colour,
-                                        f"{'Rows' if y == COUNT_ROWS else y} by {x}"), key="sql_chart")
+            st.plotly_chart(ui.figure(quick_chart, result.rows, kind, x, None if y == COUNT_ROWS else y,
+                                      None if colour == NONE else colour,
+                                      f"{'Rows' if y == COUNT_ROWS else y} by {x}"), key="sql_chart")
 
 st.subheader(f"Pivot ({study.study_id})")
 st.caption("Pick a table, what goes down and across, and the aggregate; no SQL needed.")
@@ -92,8 +92,8 @@ else:
     else:
         st.dataframe(explore.pivot_wide(long, spec), hide_index=True, key="pivot_result")
         label = explore.AGGREGATES[aggregate] + (f" of {spec.value}" if spec.value else "")
-        st.plotly_chart(quick_chart(long, "bar", rows, "value", spec.columns,
-                                    f"{label} by {rows}" + (f" and {spec.columns}" if spec.columns else "")),
+        st.plotly_chart(ui.figure(quick_chart, long, "bar", rows, "value", spec.columns,
+                                  f"{label} by {rows}" + (f" and {spec.columns}" if spec.columns else "")),
                         key="pivot_chart")
 
 st.subheader("Schema")

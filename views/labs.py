@@ -23,7 +23,8 @@ transaminase = st.segmented_control("Transaminase", list(labs.LIVER_TESTS), defa
                                     key="edish_transaminase") or "ALT"
 peaks = summary.liver
 event = st.plotly_chart(
-    edish(peaks, transaminase, levels, f"Peak {transaminase} vs peak total bilirubin after first dose, per subject"),
+    ui.figure(edish, peaks, transaminase, levels,
+              f"Peak {transaminase} vs peak total bilirubin after first dose, per subject"),
     key="edish", on_select="rerun", selection_mode="points")
 ui.open_clicked_subject(event, ctx)
 st.caption("Peaks need not fall on the same day (as in the FDA's eDISH). Click a point to open the subject profile. "
@@ -53,11 +54,18 @@ st.subheader("Cytopenias: nadir and recovery")
 cytopenia = st.segmented_control("Test", list(labs.CYTOPENIA_TESTS), default="Neutrophils",
                                  key="nadir_test") or "Neutrophils"
 nadirs = summary.nadirs[cytopenia]
-st.plotly_chart(lab_course(summary.course, nadirs, cytopenia, levels, study.dlt_window_days, study.agent,
-                           f"{cytopenia} through the DLT window, per subject"), key="nadir_chart")
+as_quartiles = labs.course_as_quartiles(summary.course, cytopenia)
+st.plotly_chart(ui.figure(lab_course, summary.course, nadirs, cytopenia, levels, study.dlt_window_days, study.agent,
+                          f"{cytopenia} through the DLT window, "
+                          + ("median and 25th–75th percentiles per dose level" if as_quartiles else "per subject")),
+                key="nadir_chart")
 first_day, last_day = labs.course_days(study.dlt_window_days)
-st.caption(f"Days {first_day} to {last_day} from the first dose of {study.agent}; the nadir (▼) is the lowest "
-           "value at any time after it, and the table lists every subject.")
+nadir = "the nadir, the lowest value at any time after the first dose,"
+st.caption(f"Days {first_day} to {last_day} from the first dose of {study.agent}. "
+           + (f"Over {labs.COURSE_LINES_MAX_SUBJECTS} subjects: each level's median (line) and 25th–75th "
+              f"percentiles (band) per day, on days with at least {labs.COURSE_MIN_RESULTS} results at that level; "
+              f"{nadir} is in the table for every subject." if as_quartiles
+              else f"▼ marks {nadir} when it falls within these days; the table lists every subject."))
 st.dataframe(ui.with_subject_links(nadirs, ctx), hide_index=True, key="nadir_table", column_config={
     "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase", "unit": "Unit",
     "baseline_value": st.column_config.NumberColumn("Baseline", format="%.2f"),

@@ -37,8 +37,9 @@ view = view_col.segmented_control("Count subjects with", list(safety.HEATMAP_VIE
 colour = colour_col.segmented_control("Colour by", ["Count", "Worst grade"], default="Count",
                                       key="heatmap_colour") or "Count"
 cells, rows = safety_view.heatmaps[view]
-st.plotly_chart(ae_heatmap(cells, rows, safety_view.columns, f"{safety.HEATMAP_TITLES[view]}, by term and dose level",
-                           "grade" if colour == "Worst grade" else "count"), key="ae_heatmap")
+st.plotly_chart(ui.figure(ae_heatmap, cells, rows, safety_view.columns,
+                          f"{safety.HEATMAP_TITLES[view]}, by term and dose level",
+                          "grade" if colour == "Worst grade" else "count"), key="ae_heatmap")
 
 st.subheader("AE summary")
 summary = safety_view.ae_summary

@@ -59,19 +59,20 @@ else:
         ("Off treatment", "off_treatment_date"), ("Off study", "off_study_date"), ("Death", "death_date"))
         if (day := profile.day(s[column])) is not None}
     window = tuple(profile.day(d) for d in profile.dlt_window) if profile.dlt_window else None
-    st.plotly_chart(subject_timeline(
-        profile.administrations, profile.adverse_events, profile.assessments, study.agent,
-        f"{subject_id} · {profile.label}: treatment, adverse events and target lesions",
-        as_of_day=profile.day(ctx.as_of) or 0, dlt_window=window, milestones=milestones), key="timeline")
+    st.plotly_chart(ui.figure(subject_timeline, profile.administrations, profile.adverse_events, profile.assessments,
+                              study.agent,
+                              f"{subject_id} · {profile.label}: treatment, adverse events and target lesions",
+                              as_of_day=profile.day(ctx.as_of) or 0, dlt_window=window, milestones=milestones),
+                    key="timeline")
 
     labs = profile.labs
     categories = list(dict.fromkeys(labs["category"].fillna("other")))
     default = [c for c in categories if c in ("hematology", "chemistry", "tumor_marker")] or categories[:1]
     chosen = st.pills("Laboratory categories", categories, default=default, selection_mode="multi",
                       key=f"subject_lab_categories::{study.study_id}") or []
-    st.plotly_chart(subject_labs(labs[labs["category"].fillna("other").isin(chosen)],
-                                 f"{subject_id} · laboratory results (shaded: normal range; open circle: below LLOQ, "
-                                 "drawn at LLOQ/2)"), key="labs")
+    st.plotly_chart(ui.figure(subject_labs, labs[labs["category"].fillna("other").isin(chosen)],
+                              f"{subject_id} · laboratory results (shaded: normal range; open circle: below LLOQ, "
+                              "drawn at LLOQ/2)"), key="labs")
 
     with st.expander(f"Adverse events ({len(profile.adverse_events)})", expanded=True):
         st.dataframe(profile.adverse_events.assign(

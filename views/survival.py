@@ -30,7 +30,7 @@ if times.empty:
     st.info(f"No subject in the {name.lower()} analysis by this date"
             + (" (no confirmed responder)." if endpoint == "dor" else "."))
 else:
-    st.plotly_chart(endpoint_plot(data, endpoint, by, unit, show_ci, study.level_order), key="km_plot")
+    st.plotly_chart(ui.figure(endpoint_plot, data, endpoint, by, unit, show_ci, study.level_order), key="km_plot")
     st.caption("Steps drop at events; ticks mark censored subjects. The table under the plot is the number still "
                "followed at each tick.")
 
