@@ -86,6 +86,26 @@ def course_days(dlt_window_days: int) -> tuple[int, int]:
     return -14, 3 * dlt_window_days
 
 
+COURSE_LINES_MAX_SUBJECTS = 200  # past this many subjects one line each is a solid band: draw quartiles
+COURSE_MIN_RESULTS = 10  # a level's quartiles are drawn on a day with at least this many results
+
+
+def course_as_quartiles(course: pd.DataFrame, test: str) -> bool:
+    """Whether the lab course of ``test`` has too many subjects to draw one line each."""
+    return course.loc[course["test"] == test, "subject_id"].nunique() > COURSE_LINES_MAX_SUBJECTS
+
+
+def course_quartiles(course: pd.DataFrame, test: str) -> pd.DataFrame:
+    """Per dose level and day from first dose: the number of results of ``test`` (n), their median and 25th
+    and 75th percentiles (linear interpolation). Days with fewer than COURSE_MIN_RESULTS results at a level (the
+    odd unscheduled sample) are left out: a quartile of three values would jag the line."""
+    results = course[(course["test"] == test) & course["value"].notna()]
+    by_day = results.groupby(["level", "agent_day"], sort=True)["value"]
+    table = pd.DataFrame({"n": by_day.size(), "median": by_day.median(), "q1": by_day.quantile(0.25),
+                          "q3": by_day.quantile(0.75)}).reset_index()
+    return table[table["n"] >= COURSE_MIN_RESULTS].reset_index(drop=True)
+
+
 def lab_summary(db: Database, study: Study, as_of: dt.date) -> LabSummary:
     labs = load_safety_labs(db, study, as_of)
     tests = labs.query("safety_lab_tests")

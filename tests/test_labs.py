@@ -363,3 +363,38 @@ def test_as_of_before_any_dose_gives_no_post_baseline_results(trial):
     data = labs.load_safety_labs(*trial, D("2025-01-04"))  # 101 (01-03) and 102 (01-02) have pre-dose labs only
     assert len(data.results) == 2 and not data.results.baseline.any() and not data.results.post_baseline.any()
     check_empty(data)
+
+
+def course_rows(subjects: int, level: int = 1, days=(8,), value=lambda i, day: 1.0 + i) -> list[dict]:
+    return [dict(subject_id=f"S{level}-{i:04d}", level=level, label=f"L{level}", test="Neutrophils", agent_day=day,
+                 value=value(i, day), unit="10^9/L", ref_low=2.0, grade=0) for i in range(subjects) for day in days]
+
+
+def test_course_quartiles_per_level_and_day_leave_out_sparse_days():
+    course = pd.DataFrame(course_rows(10, days=(8,)) + course_rows(9, days=(15,))   # day 15: 9 results
+                          + course_rows(10, level=2, days=(8,), value=lambda i, day: 100.0)
+                          + [dict(course_rows(1)[0], test="Platelets", value=-5.0)])
+    quartiles = labs.course_quartiles(course, "Neutrophils")
+    # Level 1, day 8: values 1..10; linear interpolation puts the 25th percentile at position 2.25 of 0..9.
+    assert quartiles.to_dict("records") == [
+        dict(level=1, agent_day=8, n=10, median=5.5, q1=3.25, q3=7.75),
+        dict(level=2, agent_day=8, n=10, median=100.0, q1=100.0, q3=100.0)]
+
+
+def test_lab_course_draws_lines_up_to_the_limit_and_quartile_bands_past_it():
+    from smc.charts.labs import lab_course
+    levels = {1: "L1"}
+    nadirs = pd.DataFrame(dict(subject_id=["S1-0000", "S1-0001"], nadir_day=[8, 400], nadir_value=[1.0, 0.1],
+                               recovery=["no grade ≥2", "not recovered"]))
+    few = pd.DataFrame(course_rows(labs.COURSE_LINES_MAX_SUBJECTS, days=(1, 8)))
+    lines = lab_course(few, nadirs, "Neutrophils", levels, 28, "VIRUS", "t").data
+    assert [t.name for t in lines] == ["L1", "Nadir"]
+    assert {row[0] for row in lines[0].customdata if isinstance(row[0], str)} == set(few["subject_id"])  # gaps: NaN
+    assert list(lines[1].x) == [8]  # the day-400 nadir lies beyond the drawn days (to 3 × 28)
+    many = pd.DataFrame(course_rows(labs.COURSE_LINES_MAX_SUBJECTS + 1, days=(1, 8)))
+    bands = lab_course(many, nadirs, "Neutrophils", levels, 28, "VIRUS", "t").data
+    assert [t.name for t in bands] == ["L1 75th percentile", "L1 25th percentile", "L1"]
+    median = bands[2]
+    assert list(median.x) == [1, 8] and list(median.y) == [101.0, 101.0]  # values 1..201
+    assert [list(row) for row in median.customdata] == [[51.0, 151.0, 201]] * 2
+    assert list(bands[0].y) == [151.0, 151.0] and bands[1].fill == "tonexty"

@@ -6,8 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc import ctcae
-from smc.charts.style import DLT_WINDOW_FILL, base_layout, level_colors, lines_by_level, points_trace, unchecked_figure
-from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN, course_days
+from smc.charts.style import (DLT_WINDOW_FILL, base_layout, level_colors, lines_by_level, points_trace, translucent,
+                              unchecked_figure)
+from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN, course_as_quartiles, course_days, course_quartiles
 
 QUADRANT_LABELS = (  # (horizontal side, vertical side, label) of each eDISH quadrant
     ("right", "top", "Possible Hy's law"), ("left", "top", "Hyperbilirubinemia"),
@@ -60,12 +61,47 @@ def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title:
 
 def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: dict[int, str],
                dlt_window_days: int, agent: str, title: str) -> go.Figure:
-    """One line per subject over days from the agent's first dose, coloured by level, the DLT window
-    shaded, the lower normal limit and the CTCAE grade cut-offs drawn, each nadir marked."""
-    colours = level_colors(list(levels))
+    """``test`` over days from the agent's first dose, coloured by level, with the DLT window shaded and the
+    lower normal limit and CTCAE grade cut-offs drawn. Up to COURSE_LINES_MAX_SUBJECTS subjects: one line
+    each, with each nadir inside the drawn days marked. More: each level's median and interquartile band
+    per day (course_quartiles), as thousands of lines would be one solid band."""
     first_day, last_day = course_days(dlt_window_days)
     series = results[(results["test"] == test) & results["value"].notna()
                      & results["agent_day"].between(first_day, last_day)]
+    unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
+    if course_as_quartiles(series, test):
+        fig = go.Figure(_quartile_traces(course_quartiles(series, test), levels, unit))
+    else:
+        fig = unchecked_figure(_subject_traces(series, levels))
+        shown = nadirs[nadirs["nadir_day"].between(first_day, last_day)]
+        if not shown.empty:
+            fig.add_trace(go.Scatter(
+                x=shown["nadir_day"], y=shown["nadir_value"], mode="markers", name="Nadir",
+                marker=dict(symbol="triangle-down", size=11, color="#1a1a1a"),
+                customdata=np.stack([shown["subject_id"], shown["recovery"]], axis=1),
+                hovertemplate="<b>%{customdata[0]}</b> nadir %{y:.2f} on day %{x}<br>recovery to grade ≤1: "
+                              "%{customdata[1]}<extra></extra>"))
+    fig.add_vrect(x0=0, x1=dlt_window_days, fillcolor=DLT_WINDOW_FILL, line_width=0,
+                  annotation_text=f"DLT window ({dlt_window_days} d)", annotation_position="top left")
+    rule = ctcae.GRADINGS.get(test)
+    lln = series["ref_low"].median()
+    if pd.notna(lln):
+        fig.add_hline(y=lln, line=dict(color="#1a9850", dash="dot", width=1), annotation_text="LLN",
+                      annotation_position="top right")
+    if rule is not None and rule.direction == "low":
+        for grade, cut in enumerate(rule.cuts, start=2):
+            fig.add_hline(y=cut, line=dict(color="#a50026", dash="dash", width=1),
+                          annotation_text=f"G{grade} < {cut:g}", annotation_position="top right")
+    base_layout(fig, title, height=460)
+    fig.update_layout(margin=dict(t=90))
+    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
+    fig.update_yaxes(title_text=f"{test} ({unit})" if unit else test, rangemode="tozero")
+    fig.update_layout(legend_title_text="Dose level ")
+    return fig
+
+
+def _subject_traces(series: pd.DataFrame, levels: dict[int, str]) -> list[dict]:
+    colours = level_colors(list(levels))
     traces = []
     for level, lines in lines_by_level(series[["level", "subject_id", "agent_day", "value", "grade", "unit"]]):
         label = levels.get(level, str(level))
@@ -76,29 +112,25 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
                                 axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x}}: %{{y:.2f}} "
                            f"{lines['unit'].iloc[0] or ''}<br>grade %{{customdata[1]}}<extra></extra>")))
-    fig = unchecked_figure(traces)
-    fig.add_vrect(x0=0, x1=dlt_window_days, fillcolor=DLT_WINDOW_FILL, line_width=0,
-                  annotation_text=f"DLT window ({dlt_window_days} d)", annotation_position="top left")
-    if not nadirs.empty:
-        fig.add_trace(go.Scatter(
-            x=nadirs["nadir_day"], y=nadirs["nadir_value"], mode="markers", name="Nadir",
-            marker=dict(symbol="triangle-down", size=11, color="#1a1a1a"),
-            customdata=np.stack([nadirs["subject_id"], nadirs["recovery"]], axis=1),
-            hovertemplate="<b>%{customdata[0]}</b> nadir %{y:.2f} on day %{x}<br>recovery to grade ≤1: "
-                          "%{customdata[1]}<extra></extra>"))
-    rule = ctcae.GRADINGS.get(test)
-    lln = series["ref_low"].median()
-    if pd.notna(lln):
-        fig.add_hline(y=lln, line=dict(color="#1a9850", dash="dot", width=1), annotation_text="LLN",
-                      annotation_position="top right")
-    if rule is not None and rule.direction == "low":
-        for grade, cut in enumerate(rule.cuts, start=2):
-            fig.add_hline(y=cut, line=dict(color="#a50026", dash="dash", width=1),
-                          annotation_text=f"G{grade} < {cut:g}", annotation_position="top right")
-    unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
-    base_layout(fig, title, height=460)
-    fig.update_layout(margin=dict(t=90))
-    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
-    fig.update_yaxes(title_text=f"{test} ({unit})" if unit else test, rangemode="tozero")
-    fig.update_layout(legend_title_text="Dose level ")
-    return fig
+    return traces
+
+
+def _quartile_traces(quartiles: pd.DataFrame, levels: dict[int, str], unit: str) -> list[go.Scatter]:
+    """Per level: the interquartile band (drawn first, from the 75th percentile down to the 25th) and the
+    median line over it; hovering the median gives the day's quartiles and number of results."""
+    colours = level_colors(list(levels))
+    traces = []
+    for level, mine in quartiles.groupby("level", sort=True):
+        label, colour = levels.get(level, str(level)), colours.get(level, "#636363")
+        band = dict(x=mine["agent_day"], mode="lines", line=dict(width=0, color=colour), legendgroup=str(level),
+                    showlegend=False, hoverinfo="skip")
+        traces += [go.Scatter(y=mine["q3"], name=f"{label} 75th percentile", **band),
+                   go.Scatter(y=mine["q1"], name=f"{label} 25th percentile", fill="tonexty",
+                              fillcolor=translucent(colour, 0.18), **band),
+                   go.Scatter(x=mine["agent_day"], y=mine["median"], mode="lines+markers", name=label,
+                              legendgroup=str(level), line=dict(color=colour, width=2.5), marker=dict(size=6),
+                              customdata=np.stack([mine["q1"], mine["q3"], mine["n"]], axis=1),
+                              hovertemplate=(f"<b>{label}</b><br>day %{{x}}: median %{{y:.2f}} {unit}<br>"
+                                             "25th–75th percentile %{customdata[0]:.2f}–%{customdata[1]:.2f}"
+                                             "<br>%{customdata[2]} results<extra></extra>"))]
+    return traces
