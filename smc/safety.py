@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 
@@ -94,6 +95,14 @@ class SafetyData:
     def columns(self) -> list[tuple[int, str, int]]:
         """(level, label, N) of the levels with dosed subjects, in dose order: the table and heatmap columns."""
         return [(level, self.study.label(level), n) for level, n in self.n_dosed().items() if n]
+
+    @cached_property
+    def table_worst_grades(self) -> pd.DataFrame:
+        """Each subject's worst grade in every table row (Any TEAE, SOC, term) and column (level, Total), once
+        for both the AE summary and the worst-grade table."""
+        # Worst per subject and term first: the SOC, Any TEAE and Total rows are maxima of these, over far fewer rows.
+        per_term = worst_grades(self.teae, ["soc", "term", "level"])
+        return worst_grades(_row_keys(_with_total(per_term)), ["row_soc", "row_term", "column"])
 
 
 def load_safety(db: Database, study: Study, as_of: dt.date) -> SafetyData:
@@ -194,17 +203,10 @@ def row_order(data: SafetyData) -> list[tuple[str, str]]:
     return rows
 
 
-def _table_worst_grades(data: SafetyData) -> pd.DataFrame:
-    """Each subject's worst grade in every table row (Any TEAE, SOC, term) and column (level, Total)."""
-    # Worst per subject and term first: the SOC, Any TEAE and Total rows are maxima of these, over far fewer rows.
-    per_term = worst_grades(data.teae, ["soc", "term", "level"])
-    return worst_grades(_row_keys(_with_total(per_term)), ["row_soc", "row_term", "column"])
-
-
 def ae_summary(data: SafetyData) -> pd.DataFrame:
     """Long form of the AE summary table: per row and column (level or Total),
     subjects with the event at any grade and at grade >= 3, and N."""
-    worst = _table_worst_grades(data)
+    worst = data.table_worst_grades
     counts = (worst.assign(grade3=worst["grade"] >= 3)
               .groupby(["row_soc", "row_term", "column"], as_index=False)
               .agg(n_any=("subject_id", "size"), n_grade3=("grade3", "sum")))
@@ -213,7 +215,7 @@ def ae_summary(data: SafetyData) -> pd.DataFrame:
 
 def grade_summary(data: SafetyData) -> pd.DataFrame:
     """Long form of the worst-grade table: per row and column, subjects whose worst grade is 1..5."""
-    worst = _table_worst_grades(data)
+    worst = data.table_worst_grades
     counts = pd.crosstab([worst["row_soc"], worst["row_term"], worst["column"]], worst["grade"])
     counts = counts.reindex(columns=list(GRADES), fill_value=0)
     counts.columns = [f"grade_{g}" for g in GRADES]
