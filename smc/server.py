@@ -12,10 +12,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Playwright cannot download its own browser here; the background-networking flags stop Chromium
-# from calling hosts this machine cannot reach.
 # What a failed page shows: a Streamlit exception box or an error alert.
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+# Playwright cannot download its own browser here; the background-networking flags stop Chromium
+# from calling hosts this machine cannot reach.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 

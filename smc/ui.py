@@ -52,6 +52,16 @@ CACHE_ENTRIES = 8
 CACHE_TTL_S = 3600
 
 
+def _qualified_name(function) -> str:
+    """A module-level function by name: what the caches key on, and :func:`_function` finds again."""
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def _function(qualified_name: str):
+    module, name = qualified_name.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
 def _data_cut_key(db: Database) -> tuple:
     """A database by its path and file identity: a new data cut swapped in is a new key."""
     return str(db.path), db.file_identity()
@@ -60,15 +70,14 @@ def _data_cut_key(db: Database) -> tuple:
 @st.cache_data(show_spinner=False, max_entries=CACHE_ENTRIES, ttl=CACHE_TTL_S,
                hash_funcs={Database: _data_cut_key, Study: repr})
 def _cached_call(loader: str, db: Database, args: tuple):
-    module, name = loader.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)(db, *args)
+    return _function(loader)(db, *args)
 
 
 def cached(loader, db: Database, *args):
     """``loader(db, *args)`` computed once per data cut and arguments across sessions and reruns.
     ``loader`` is a module-level function of :mod:`smc`; ``args`` are a Study, dates, texts, numbers or frozen
     dataclasses of them (a filter choice)."""
-    return _cached_call(f"{loader.__module__}.{loader.__qualname__}", db, args)
+    return _cached_call(_qualified_name(loader), db, args)
 
 
 def _frame_identity(frame: pd.DataFrame | pd.Series) -> tuple:
@@ -91,15 +100,14 @@ FIGURE_ENTRIES = 48
 @st.cache_resource(show_spinner=False, max_entries=FIGURE_ENTRIES, ttl=CACHE_TTL_S,
                    hash_funcs={pd.DataFrame: _frame_identity, pd.Series: _frame_identity, Study: repr})
 def _cached_figure(builder: str, args: tuple, kwargs: tuple):
-    module, name = builder.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)(*args, **dict(kwargs))
+    return _function(builder)(*args, **dict(kwargs))
 
 
 def figure(builder, *args, **kwargs) -> go.Figure:
     """``builder(*args, **kwargs)``, a pure chart builder of :mod:`smc.charts`, built once per distinct input
     across sessions and reruns: building a 2,000-subject chart takes longer than the rest of a rerun.
     The figure itself is shared, not copied; st.plotly_chart only reads it."""
-    return _cached_figure(f"{builder.__module__}.{builder.__qualname__}", args, tuple(sorted(kwargs.items())))
+    return _cached_figure(_qualified_name(builder), args, tuple(sorted(kwargs.items())))
 
 
 def open_database() -> Database:
