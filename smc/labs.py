@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from smc import ctcae
+from smc.charts.style import too_many_subjects
 from smc.db import Database, query_tables
 from smc.study import Study
 
@@ -86,13 +87,12 @@ def course_days(dlt_window_days: int) -> tuple[int, int]:
     return -14, 3 * dlt_window_days
 
 
-COURSE_LINES_MAX_SUBJECTS = 200  # past this many subjects one line each is a solid band: draw quartiles
 COURSE_MIN_RESULTS = 10  # a level's quartiles are drawn on a day with at least this many results
 
 
 def course_as_quartiles(course: pd.DataFrame, test: str) -> bool:
     """Whether the lab course of ``test`` has too many subjects to draw one line each."""
-    return course.loc[course["test"] == test, "subject_id"].nunique() > COURSE_LINES_MAX_SUBJECTS
+    return too_many_subjects(course[course["test"] == test])
 
 
 def course_quartiles(course: pd.DataFrame, test: str) -> pd.DataFrame:

@@ -52,13 +52,15 @@ def marker_tests(markers: pd.DataFrame) -> list[str]:
 
 
 def level_medians(markers: pd.DataFrame, test: str, measure: str) -> pd.DataFrame:
-    """Median of ``measure`` ('plot_value' or 'pct_change') per level and week from first dose (baselines at
-    week 0, later results at week 1 or after), with n; only weeks with at least two subjects."""
+    """Median and 25th and 75th percentiles (linear interpolation) of ``measure`` ('plot_value' or
+    'pct_change') per level and week from first dose (baselines at week 0, later results at week 1 or after),
+    with n subjects; only weeks with at least two subjects."""
     r = markers[(markers["test"] == test) & markers[measure].notna()]
     r = r.assign(week=np.where(r["baseline"], 0, np.maximum(1, (r["day"] / 7).round())).astype(int))
-    medians = (r.groupby(["level", "label", "week"], as_index=False)
-               .agg(median=(measure, "median"), n=("subject_id", "nunique"))
-               .assign(day=lambda m: m["week"] * 7))
+    by_week = r.groupby(["level", "label", "week"])
+    values = by_week[measure]
+    medians = pd.DataFrame({"median": values.median(), "q1": values.quantile(0.25), "q3": values.quantile(0.75),
+                            "n": by_week["subject_id"].nunique()}).reset_index().assign(day=lambda m: m["week"] * 7)
     return medians[medians["n"] >= MIN_SUBJECTS_FOR_MEDIAN].reset_index(drop=True)
 
 

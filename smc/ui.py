@@ -222,15 +222,14 @@ def subject_link_column(label: str = "Subject") -> st.column_config.LinkColumn:
 PAGE_SIZE = 50  # lanes or bars per chart page: more make a smear at 2,000 subjects
 
 
-def paged(frame: pd.DataFrame, key: str, noun: str = "subjects") -> pd.DataFrame:
-    """One page of ``PAGE_SIZE`` rows, with a picker when there are more."""
-    if len(frame) <= PAGE_SIZE:
+def paged(frame: pd.DataFrame, key: str, noun: str = "subjects", size: int = PAGE_SIZE) -> pd.DataFrame:
+    """One page of ``size`` rows, with a picker when there are more."""
+    if len(frame) <= size:
         return frame
-    starts = range(0, len(frame), PAGE_SIZE)
-    labels = [f"{noun.capitalize()} {start + 1}–{min(start + PAGE_SIZE, len(frame))} of {len(frame)}"
-              for start in starts]
+    starts = range(0, len(frame), size)
+    labels = [f"{noun.capitalize()} {start + 1}–{min(start + size, len(frame))} of {len(frame)}" for start in starts]
     page = st.selectbox("Show", range(len(labels)), format_func=labels.__getitem__, key=key)
-    return frame.iloc[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
+    return frame.iloc[page * size:(page + 1) * size]
 
 
 def download_csv(frame: pd.DataFrame, file_name: str, key: str, label: str = "Download CSV") -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from smc import labs
+from smc.charts.style import MAX_SUBJECT_LINES
 from smc.ctcae import grade
 from tests.conftest import one_study_db
 
@@ -386,12 +387,12 @@ def test_lab_course_draws_lines_up_to_the_limit_and_quartile_bands_past_it():
     levels = {1: "L1"}
     nadirs = pd.DataFrame(dict(subject_id=["S1-0000", "S1-0001"], nadir_day=[8, 400], nadir_value=[1.0, 0.1],
                                recovery=["no grade ≥2", "not recovered"]))
-    few = pd.DataFrame(course_rows(labs.COURSE_LINES_MAX_SUBJECTS, days=(1, 8)))
+    few = pd.DataFrame(course_rows(MAX_SUBJECT_LINES, days=(1, 8)))
     lines = lab_course(few, nadirs, "Neutrophils", levels, 28, "VIRUS", "t").data
     assert [t.name for t in lines] == ["L1", "Nadir"]
     assert {row[0] for row in lines[0].customdata if isinstance(row[0], str)} == set(few["subject_id"])  # gaps: NaN
     assert list(lines[1].x) == [8]  # the day-400 nadir lies beyond the drawn days (to 3 × 28)
-    many = pd.DataFrame(course_rows(labs.COURSE_LINES_MAX_SUBJECTS + 1, days=(1, 8)))
+    many = pd.DataFrame(course_rows(MAX_SUBJECT_LINES + 1, days=(1, 8)))
     bands = lab_course(many, nadirs, "Neutrophils", levels, 28, "VIRUS", "t").data
     assert [t.name for t in bands] == ["L1 75th percentile", "L1 25th percentile", "L1"]
     median = bands[2]

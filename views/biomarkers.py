@@ -4,6 +4,7 @@ import streamlit as st
 from smc import biomarkers, ui
 from smc.charts.biomarkers import (biomarker_course, exposure_vs_dose, immunogenicity_chart, shedding_chart,
                                    subset_panels)
+from smc.charts.style import MAX_SUBJECT_LINES, too_many_subjects
 
 ctx = ui.context()
 study = ctx.study
@@ -43,11 +44,16 @@ else:
     summary = biomarkers.level_summary(results, unit, measure, geometric=log_y)
     y_title = (f"{picked.test}: fold change from baseline (×)" if measure == "fold_change"
                else f"{picked.test} ({picked.unit})" if isinstance(picked.unit, str) else picked.test)
+    summarised = too_many_subjects(results)
+    specimen = f" in {picked.specimen}" if isinstance(picked.specimen, str) else ""
     st.plotly_chart(ui.figure(biomarker_course, results, summary, levels, measure, unit, log_y, y_title, study.agent,
-                              f"{picked.test}{' in ' + picked.specimen if isinstance(picked.specimen, str) else ''}"
-                              " per subject, with the level summary"), key="biomarker_course")
+                              f"{picked.test}{specimen} per dose level" if summarised
+                              else f"{picked.test}{specimen} per subject, with the level summary"),
+                    key="biomarker_course")
     st.caption(f"{int(results['below_lloq'].sum())} of {len(results)} results below the LLOQ. Summary per level and "
-               f"{unit[:-1]}: " + ("geometric mean ×/÷ geometric SD." if log_y else "mean ± SD."))
+               f"{unit[:-1]}: " + ("geometric mean ×/÷ geometric SD." if log_y else "mean ± SD.")
+               + (f" Over {MAX_SUBJECT_LINES} subjects the summary only; each subject's results are on their "
+                  "profile." if summarised else ""))
 
     fold = view.t_cell_fold_changes
     if not fold.empty:

@@ -3,6 +3,7 @@ import streamlit as st
 
 from smc import efficacy, recist, tumor_markers, ui
 from smc.charts.efficacy import marker_best_change, marker_trends, spider, swimmer, swimmer_order, waterfall
+from smc.charts.style import MAX_SUBJECT_LINES, too_many_subjects
 
 ctx = ui.context()
 study = ctx.study
@@ -57,10 +58,14 @@ else:
                                                 if len(unmeasured) else ""))
 
     st.subheader("Spider plot")
+    shown = ui.paged(data.subjects.sort_values(["level", "subject_id"]), key="spider_page", size=MAX_SUBJECT_LINES)
     ui.open_clicked_subject(st.plotly_chart(
-        ui.figure(spider, data.time_points, levels, study.agent, "Change in target-lesion sum over time, per subject"),
+        ui.figure(spider, data.time_points[data.time_points["subject_id"].isin(shown["subject_id"])], levels,
+                  study.agent, "Change in target-lesion sum over time, per subject"),
         key="spider", on_select="rerun", selection_mode="points"), ctx)
-    st.caption("Marker fill: the investigator's time-point response (white: baseline).")
+    st.caption("Marker fill: the investigator's time-point response (white: baseline)."
+               + (f" {MAX_SUBJECT_LINES} subjects at a time, by dose level." if len(shown) < len(data.subjects)
+                  else ""))
 
 st.subheader("Swimmer plot")
 if data.subjects.empty:
@@ -100,11 +105,17 @@ else:
                                       key="marker_measure") or "Value"]
     log_y = log_col.toggle("Log scale", value=True, key="marker_log", disabled=measure == "pct_change")
     medians = tumor_markers.level_medians(markers, test, measure)
+    summarised = too_many_subjects(markers[(markers["test"] == test) & markers[measure].notna()])
     st.plotly_chart(ui.figure(marker_trends, markers, medians, test, measure, levels, study.agent, log_y,
-                              f"{test} per subject, with the median per dose level"), key="marker_trends")
+                              f"{test}: median and 25th–75th percentiles per dose level and week" if summarised
+                              else f"{test} per subject, with the median per dose level"), key="marker_trends")
     below = int(markers[markers["test"] == test]["below_lloq"].sum())
-    st.caption("Baseline: last result on or before the first dose. Dashed: median per level and week."
-               + (f" {below} result(s) below the LLOQ are drawn at LLOQ/2 as open circles." if below else ""))
+    st.caption("Baseline: last result on or before the first dose. "
+               + (f"Over {MAX_SUBJECT_LINES} subjects: each level's median (line) and 25th–75th percentiles "
+                  "(band) per week with at least two subjects." if summarised else
+                  "Dashed: median per level and week.")
+               + (f" {below} result(s) below the LLOQ "
+                  + ("count at LLOQ/2." if summarised else "are drawn at LLOQ/2 as open circles.") if below else ""))
     best = tumor_markers.best_change(markers, test)
     if not best.empty:
         st.plotly_chart(ui.figure(marker_best_change, best, test, levels,

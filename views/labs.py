@@ -3,6 +3,7 @@ import streamlit as st
 
 from smc import ctcae, labs, ui
 from smc.charts.labs import edish, lab_course
+from smc.charts.style import MAX_SUBJECT_LINES
 
 ctx = ui.context()
 study = ctx.study
@@ -62,7 +63,7 @@ st.plotly_chart(ui.figure(lab_course, summary.course, nadirs, cytopenia, levels,
 first_day, last_day = labs.course_days(study.dlt_window_days)
 nadir = "the nadir, the lowest value at any time after the first dose,"
 st.caption(f"Days {first_day} to {last_day} from the first dose of {study.agent}. "
-           + (f"Over {labs.COURSE_LINES_MAX_SUBJECTS} subjects: each level's median (line) and 25th–75th "
+           + (f"Over {MAX_SUBJECT_LINES} subjects: each level's median (line) and 25th–75th "
               f"percentiles (band) per day, on days with at least {labs.COURSE_MIN_RESULTS} results at that level; "
               f"{nadir} is in the table for every subject." if as_quartiles
               else f"▼ marks {nadir} when it falls within these days; the table lists every subject."))

@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from smc.biomarkers import PowerFit
-from smc.charts.style import base_layout, level_colors, lines_by_level, log_ticks, points_trace, side_legend, unchecked_figure
+from smc.charts.style import (base_layout, level_colors, lines_by_level, log_ticks, points_trace, side_legend,
+                              too_many_subjects, unchecked_figure)
 
 BELOW_LLOQ_SYMBOL = "circle-open"
 
@@ -21,13 +22,13 @@ def _time(frame: pd.DataFrame, unit: str) -> pd.Series:
 
 def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[int, str], measure: str,
                      unit: str, log_y: bool, y_title: str, agent: str, title: str) -> go.Figure:
-    """One thin line per subject (``measure``: 'plot_value' or 'fold_change') over hours or days from the
-    first dose, coloured by level; each level's centre with its spread as thick markers and error bars;
-    below-LLOQ results (drawn at LLOQ/2) as open circles."""
+    """``measure`` ('plot_value' or 'fold_change') over hours or days from the first dose, coloured by level:
+    each level's centre with its spread as thick markers and error bars and, up to MAX_SUBJECT_LINES subjects
+    in ``results``, a thin line per subject with below-LLOQ results (drawn at LLOQ/2) as open circles."""
     colours = level_colors(list(levels))
     series = results[results[measure].notna()]
     traces = []
-    for level, lines in lines_by_level(series):
+    for level, lines in ([] if too_many_subjects(results) else lines_by_level(series)):
         label = levels.get(level, str(level))
         below = lines["below_lloq"].astype("boolean").fillna(False).to_numpy(bool)
         traces.append(points_trace(len(lines),

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import (RESPONSE_COLORS, base_layout, level_colors, lines_by_level, log_ticks, points_trace,
-                              side_legend, unchecked_figure)
+from smc.charts.style import (RESPONSE_COLORS, base_layout, level_colors, lines_by_level, log_ticks,
+                              points_trace, quartile_traces, side_legend, too_many_subjects, unchecked_figure)
 from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
 
 REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
@@ -24,10 +24,11 @@ def _fmt(value, spec: str = ".1f", empty: str = "—") -> str:
 
 
 def _response_lines(fig: go.Figure) -> None:
+    label = "rgba(255,255,255,0.8)"  # a background keeps the label readable over a wall of bars
     fig.add_hline(y=-PR_DECREASE_PCT, line=REFERENCE_LINE, annotation_text=f"−{PR_DECREASE_PCT:.0f}% (PR)",
-                  annotation_position="bottom right")
+                  annotation_position="bottom right", annotation_bgcolor=label)
     fig.add_hline(y=PD_INCREASE_PCT, line=REFERENCE_LINE, annotation_text=f"+{PD_INCREASE_PCT:.0f}% (PD)",
-                  annotation_position="top right")
+                  annotation_position="top right", annotation_bgcolor=label)
 
 
 def waterfall(subjects: pd.DataFrame, levels: dict[int, str], title: str) -> go.Figure:
@@ -47,16 +48,8 @@ def waterfall(subjects: pd.DataFrame, levels: dict[int, str], title: str) -> go.
             customdata=np.stack([mine["subject_id"], mine["label"], mine["bor_reason"]], axis=1),
             hovertemplate=("<b>%{customdata[0]}</b> · %{customdata[1]}<br>best change %{y:+.1f}%<br>"
                            f"BOR {bor}: %{{customdata[2]}}<extra></extra>")))
-    colours = level_colors(list(levels))
     strip = min(-100.0, float(measured["best_pct_change"].min()) if len(measured) else -100.0) - 12
-    for level, label in levels.items():
-        mine = measured[measured["level"] == level]
-        if mine.empty:
-            continue
-        fig.add_trace(go.Scatter(
-            x=mine["subject_id"], y=[strip] * len(mine), mode="markers", name=label, legendgroup="level",
-            legendgrouptitle_text="Dose level", marker=dict(symbol="square", size=14, color=colours[level]),
-            customdata=mine["subject_id"], hovertemplate=f"<b>%{{x}}</b> · {label}<extra></extra>"))
+    fig.add_traces(_level_strip(measured, levels, strip))
     _response_lines(fig)
     base_layout(fig, title, height=480)
     fig.update_layout(barmode="overlay")
@@ -64,9 +57,40 @@ def waterfall(subjects: pd.DataFrame, levels: dict[int, str], title: str) -> go.
     top = max(40.0, float(measured["best_pct_change"].max()) + 10 if len(measured) else 40.0)
     fig.update_yaxes(title_text="Best change in target-lesion sum from baseline (%)", range=[strip - 8, top],
                      zeroline=True, zerolinecolor="#636363")
-    fig.update_xaxes(title_text="Subject (square: dose level)", categoryorder="array",
-                     categoryarray=list(measured["subject_id"]), tickangle=-45)
+    _subject_bar_axis(fig, measured["subject_id"], " (strip under the bars: dose level)")
     return fig
+
+
+def _subject_bar_axis(fig: go.Figure, subject_ids: pd.Series, note: str = "") -> None:
+    """The x axis of a bar per subject in ``subject_ids`` order, labelled with the ids; past MAX_SUBJECT_LINES
+    subjects the ids are unreadable, so they are left out and the bars touch without outlines (gaps and the
+    template's white outline around pixel-wide bars would wash their colours out)."""
+    many = too_many_subjects(subject_ids)
+    fig.update_xaxes(title_text=(f"{len(subject_ids):,} subjects by best change" if many else "Subject") + note,
+                     categoryorder="array", categoryarray=list(subject_ids), tickangle=-45, showticklabels=not many)
+    if many:
+        fig.update_layout(bargap=0)
+        fig.update_traces(marker_line_width=0, selector=dict(type="bar"))
+
+
+def _level_strip(measured: pd.DataFrame, levels: dict[int, str], y: float) -> list:
+    """A strip at ``y`` with each subject's dose level as a coloured cell under its bar: one heatmap row, which
+    the browser draws as one image (2,000 square markers took it half a second), and a legend entry per level."""
+    colours = level_colors(list(levels))
+    shown = [level for level in levels if (measured["level"] == level).any()]
+    if not shown:
+        return []
+    position = {level: i for i, level in enumerate(shown)}
+    steps = [[edge, colours[level]] for i, level in enumerate(shown) for edge in (i / len(shown), (i + 1) / len(shown))]
+    cells = go.Heatmap(
+        x=measured["subject_id"], y0=y, dy=10, z=[measured["level"].map(position).to_numpy(float)],
+        zmin=-0.5, zmax=len(shown) - 0.5, colorscale=steps, showscale=False, name="Dose level",
+        xgap=0 if too_many_subjects(measured) else 1, text=[measured["label"].to_numpy(object)],
+        hovertemplate="<b>%{x}</b> · %{text}<extra></extra>")
+    keys = [go.Scatter(x=[None], y=[None], mode="markers", name=levels[level], legendgroup="level",
+                       legendgrouptitle_text="Dose level", marker=dict(symbol="square", size=14, color=colours[level]))
+            for level in shown]
+    return [cells, *keys]
 
 
 def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title: str) -> go.Figure:
@@ -160,12 +184,39 @@ def swimmer(subjects: pd.DataFrame, levels: dict[int, str], agent: str, as_of_la
 
 def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measure: str, levels: dict[int, str],
                   agent: str, log_y: bool, title: str) -> go.Figure:
-    """Per-subject lines of a tumor marker (``measure``: 'plot_value' or 'pct_change') over days from first
-    dose, coloured by level, with each level's weekly median as a thick dashed line; results below the LLOQ
-    (drawn at LLOQ/2) are open circles."""
-    colours = level_colors(list(levels))
+    """A tumor marker (``measure``: 'plot_value' or 'pct_change') over days from first dose, coloured by level.
+    Up to MAX_SUBJECT_LINES subjects: a thin line per subject, with each level's weekly median (``medians``) as
+    a thick dashed line; results below the LLOQ (drawn at LLOQ/2) are open circles. More: each level's weekly
+    median and interquartile band only."""
     series = markers[(markers["test"] == test) & markers[measure].notna()]
     unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
+    shown_unit = "%" if measure == "pct_change" else unit
+    if too_many_subjects(series):
+        fig = go.Figure(quartile_traces(medians, "day", levels, "week of day %{x:.0f}", shown_unit, "subjects"))
+    else:
+        fig = unchecked_figure(_marker_subject_traces(series, measure, levels, unit))
+        colours = level_colors(list(levels))
+        for level, median in medians.groupby("level", sort=True):
+            label = levels.get(level, str(level))
+            fig.add_trace(go.Scatter(
+                x=median["day"], y=median["median"], mode="lines", name=f"{label} median", legendgroup=str(level),
+                line=dict(color=colours.get(level, "#636363"), width=4, dash="dash"), customdata=median["n"],
+                hovertemplate=(f"<b>{label} median</b><br>week of day %{{x:.0f}}: %{{y:.4g}} {shown_unit} "
+                               "(n=%{customdata})<extra></extra>")))
+    if measure == "pct_change":
+        fig.add_hline(y=0, line=dict(color="#636363", width=1))
+        y_title = f"{test}: change from baseline (%)"
+    else:
+        y_title = f"{test} ({unit})" if unit else test
+    base_layout(fig, title, height=460)
+    side_legend(fig, 190)
+    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
+    fig.update_yaxes(title_text=y_title, **(log_ticks(series[measure]) if log_y and measure == "plot_value" else {}))
+    return fig
+
+
+def _marker_subject_traces(series: pd.DataFrame, measure: str, levels: dict[int, str], unit: str) -> list[dict]:
+    colours = level_colors(list(levels))
     traces = []
     for level, lines in lines_by_level(series, "day"):
         label = levels.get(level, str(level))
@@ -179,24 +230,7 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
                                  np.where(below, " (below LLOQ, drawn at LLOQ/2)", "")], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x:.0f}}: %{{customdata[1]:.4g}} {unit}"
                            "%{customdata[3]}<br>%{customdata[2]}% from baseline<extra></extra>")))
-    fig = unchecked_figure(traces)
-    for level, median in medians.groupby("level", sort=True):
-        label = levels.get(level, str(level))
-        fig.add_trace(go.Scatter(
-            x=median["day"], y=median["median"], mode="lines", name=f"{label} median", legendgroup=str(level),
-            line=dict(color=colours.get(level, "#636363"), width=4, dash="dash"), customdata=median["n"],
-            hovertemplate=(f"<b>{label} median</b><br>week of day %{{x:.0f}}: %{{y:.4g}}"
-                           f"{'%' if measure == 'pct_change' else ' ' + unit} (n=%{{customdata}})<extra></extra>")))
-    if measure == "pct_change":
-        fig.add_hline(y=0, line=dict(color="#636363", width=1))
-        y_title = f"{test}: change from baseline (%)"
-    else:
-        y_title = f"{test} ({unit})" if unit else test
-    base_layout(fig, title, height=460)
-    side_legend(fig, 190)
-    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
-    fig.update_yaxes(title_text=y_title, **(log_ticks(series[measure]) if log_y and measure == "plot_value" else {}))
-    return fig
+    return traces
 
 
 def marker_best_change(best: pd.DataFrame, test: str, levels: dict[int, str], title: str) -> go.Figure:
@@ -215,7 +249,6 @@ def marker_best_change(best: pd.DataFrame, test: str, levels: dict[int, str], ti
     fig.add_hline(y=0, line=dict(color="#636363", width=1))
     base_layout(fig, title, height=420)
     side_legend(fig, 150, "Dose level", l=70)
-    fig.update_xaxes(title_text="Subject", categoryorder="array", categoryarray=list(best["subject_id"]),
-                     tickangle=-45)
+    _subject_bar_axis(fig, best["subject_id"])
     fig.update_yaxes(title_text=f"Best change in {test} from baseline (%)")
     return fig

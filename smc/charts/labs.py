@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc import ctcae
-from smc.charts.style import (DLT_WINDOW_FILL, base_layout, level_colors, lines_by_level, points_trace, translucent,
+from smc.charts.style import (DLT_WINDOW_FILL, base_layout, level_colors, lines_by_level, points_trace, quartile_traces,
                               unchecked_figure)
 from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN, course_as_quartiles, course_days, course_quartiles
 
@@ -62,7 +62,7 @@ def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title:
 def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: dict[int, str],
                dlt_window_days: int, agent: str, title: str) -> go.Figure:
     """``test`` over days from the agent's first dose, coloured by level, with the DLT window shaded and the
-    lower normal limit and CTCAE grade cut-offs drawn. Up to COURSE_LINES_MAX_SUBJECTS subjects: one line
+    lower normal limit and CTCAE grade cut-offs drawn. Up to MAX_SUBJECT_LINES subjects: one line
     each, with each nadir inside the drawn days marked. More: each level's median and interquartile band
     per day (course_quartiles), as thousands of lines would be one solid band."""
     first_day, last_day = course_days(dlt_window_days)
@@ -70,7 +70,8 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
                      & results["agent_day"].between(first_day, last_day)]
     unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
     if course_as_quartiles(series, test):
-        fig = go.Figure(_quartile_traces(course_quartiles(series, test), levels, unit))
+        fig = go.Figure(quartile_traces(course_quartiles(series, test), "agent_day", levels, "day %{x}", unit,
+                                        "results"))
     else:
         fig = unchecked_figure(_subject_traces(series, levels))
         shown = nadirs[nadirs["nadir_day"].between(first_day, last_day)]
@@ -112,25 +113,4 @@ def _subject_traces(series: pd.DataFrame, levels: dict[int, str]) -> list[dict]:
                                 axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x}}: %{{y:.2f}} "
                            f"{lines['unit'].iloc[0] or ''}<br>grade %{{customdata[1]}}<extra></extra>")))
-    return traces
-
-
-def _quartile_traces(quartiles: pd.DataFrame, levels: dict[int, str], unit: str) -> list[go.Scatter]:
-    """Per level: the interquartile band (drawn first, from the 75th percentile down to the 25th) and the
-    median line over it; hovering the median gives the day's quartiles and number of results."""
-    colours = level_colors(list(levels))
-    traces = []
-    for level, mine in quartiles.groupby("level", sort=True):
-        label, colour = levels.get(level, str(level)), colours.get(level, "#636363")
-        band = dict(x=mine["agent_day"], mode="lines", line=dict(width=0, color=colour), legendgroup=str(level),
-                    showlegend=False, hoverinfo="skip")
-        traces += [go.Scatter(y=mine["q3"], name=f"{label} 75th percentile", **band),
-                   go.Scatter(y=mine["q1"], name=f"{label} 25th percentile", fill="tonexty",
-                              fillcolor=translucent(colour, 0.18), **band),
-                   go.Scatter(x=mine["agent_day"], y=mine["median"], mode="lines+markers", name=label,
-                              legendgroup=str(level), line=dict(color=colour, width=2.5), marker=dict(size=6),
-                              customdata=np.stack([mine["q1"], mine["q3"], mine["n"]], axis=1),
-                              hovertemplate=(f"<b>{label}</b><br>day %{{x}}: median %{{y:.2f}} {unit}<br>"
-                                             "25th–75th percentile %{customdata[0]:.2f}–%{customdata[1]:.2f}"
-                                             "<br>%{customdata[2]} results<extra></extra>"))]
     return traces

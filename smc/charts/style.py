@@ -2,6 +2,7 @@
 looks the same on every page."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -62,6 +63,39 @@ def side_legend(fig: go.Figure, right_margin: int, title: str | None = None, **m
         legend["title_text"] = title
     fig.update_layout(legend=legend, margin=dict(r=right_margin, **margin))
     return fig
+
+
+MAX_SUBJECT_LINES = 200  # past this many subjects a line (or labelled bar) per subject is a smear
+
+
+def too_many_subjects(points: pd.DataFrame | pd.Series) -> bool:
+    """Whether ``points`` (rows with a subject_id, or the ids) hold more than MAX_SUBJECT_LINES subjects: a chart
+    then summarises each dose level or shows a page of subjects at a time instead of one line per subject."""
+    subjects = points["subject_id"] if isinstance(points, pd.DataFrame) else points
+    return subjects.nunique() > MAX_SUBJECT_LINES
+
+
+def quartile_traces(quartiles: pd.DataFrame, x: str, levels: dict[int, str], x_hover: str, unit: str,
+                    counted: str) -> list[go.Scatter]:
+    """Per dose level of ``quartiles`` (columns level, ``x``, median, q1, q3, n): the interquartile band (drawn
+    first, from the 75th percentile down to the 25th) and the median line over it. Hovering the median gives
+    ``x_hover`` (a hover template for the x value), the quartiles and n ``counted`` (e.g. "results")."""
+    colours = level_colors(list(levels))
+    traces = []
+    for level, mine in quartiles.groupby("level", sort=True):
+        label, colour = levels.get(level, str(level)), colours.get(level, "#636363")
+        band = dict(x=mine[x], mode="lines", line=dict(width=0, color=colour), legendgroup=str(level),
+                    showlegend=False, hoverinfo="skip")
+        traces += [go.Scatter(y=mine["q3"], name=f"{label} 75th percentile", **band),
+                   go.Scatter(y=mine["q1"], name=f"{label} 25th percentile", fill="tonexty",
+                              fillcolor=translucent(colour, 0.18), **band),
+                   go.Scatter(x=mine[x], y=mine["median"], mode="lines+markers", name=label,
+                              legendgroup=str(level), line=dict(color=colour, width=2.5), marker=dict(size=6),
+                              customdata=np.stack([mine["q1"], mine["q3"], mine["n"]], axis=1),
+                              hovertemplate=(f"<b>{label}</b><br>{x_hover}: median %{{y:.4g}} {unit}<br>"
+                                             "25th–75th percentile %{customdata[0]:.4g}–%{customdata[1]:.4g}"
+                                             f"<br>%{{customdata[2]}} {counted}<extra></extra>"))]
+    return traces
 
 
 WEBGL_ABOVE_POINTS = 1500  # a trace with more marks is drawn with WebGL (scattergl): SVG slows down past this
