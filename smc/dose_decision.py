@@ -11,7 +11,8 @@ import pandas as pd
 
 from smc import boin
 from smc.db import Database
-from smc.escalation import DLT, Assessment, LevelSummary, SubjectFacts, assess, dlt_onset_in_window, history
+from smc.escalation import (DLT, Assessment, LevelSummary, SubjectFacts, assess, dlt_onset_in_window, history,
+                            recommended_level)
 from smc.stats import exact_ci
 from smc.study import Study
 
@@ -72,6 +73,16 @@ def decision_history(decision: DoseDecision) -> list[Assessment]:
     """The rule replayed at every enrollment, dose, DLT, drop-out and window end up to as-of."""
     study = decision.study
     return history(study.design, study.dlt_window_days, list(study.levels), list(decision.subjects), decision.as_of)
+
+
+def rule_steps(history: list[Assessment]) -> pd.DataFrame:
+    """The rule's call at each replayed date that points to a level (its target, else the MTD, else the
+    highest level started): date, level, action, reason. A small frame for the history chart, whose cache
+    key would otherwise hash every assessment's per-subject states."""
+    rows = [dict(date=a.as_of, level=recommended_level(a), action=a.recommendation.action,
+                 reason=a.recommendation.reason) for a in history]
+    steps = pd.DataFrame(rows, columns=["date", "level", "action", "reason"])
+    return steps[steps["level"].notna()].astype({"level": int}).reset_index(drop=True)
 
 
 def counted_dlts(decision: DoseDecision) -> pd.DataFrame:

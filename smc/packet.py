@@ -20,7 +20,8 @@ from smc.charts.escalation import escalation_history, swimlanes
 from smc.charts.safety import ae_heatmap
 from smc.charts.survival import endpoint_plot
 from smc.db import Database
-from smc.dose_decision import LEVEL_TABLE_NOTE, counted_dlts, decision_history, dose_decision, level_table
+from smc.dose_decision import (LEVEL_TABLE_NOTE, counted_dlts, decision_history, dose_decision, level_table,
+                               rule_steps)
 from smc.overview import overview
 from smc.study import default_as_of, load_study
 from smc.swimlane import swimlanes as swimlane_data
@@ -143,7 +144,7 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
         records, broken = decisions.study_log(log, study_id)
     except decisions.LogUnreadable as exc:
         records, broken = [], [decisions.Broken(None, None, f"the log cannot be read: {exc}")]
-    out.figure(escalation_history(decision_history(dose), lanes.lanes, counted_dlts(dose), labels, as_of,
+    out.figure(escalation_history(rule_steps(decision_history(dose)), lanes.lanes, counted_dlts(dose), labels, as_of,
                                   decisions.in_force(records, as_of)))
 
     out.section("safety")

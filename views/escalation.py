@@ -4,7 +4,8 @@ import streamlit as st
 
 from smc import boin, decision_form, decisions, swimlane, ui
 from smc.charts.escalation import escalation_history, swimlanes
-from smc.dose_decision import LEVEL_TABLE_NOTE, counted_dlts, decision_history, dose_decision, level_table
+from smc.dose_decision import (LEVEL_TABLE_NOTE, counted_dlts, decision_history, dose_decision, level_table,
+                               rule_steps)
 from smc.packet import build_packet
 
 ctx = ui.context()
@@ -90,9 +91,9 @@ else:
 
 st.subheader("Escalation history")
 records, intact = decision_form.decision_log(ctx)
-history = decision_history(decision)
+steps = rule_steps(decision_history(decision))
 labels = {lv.level: lv.label for lv in study.levels}
-st.plotly_chart(ui.figure(escalation_history, history, lanes.lanes, counted_dlts(decision), labels, ctx.as_of,
+st.plotly_chart(ui.figure(escalation_history, steps, lanes.lanes, counted_dlts(decision), labels, ctx.as_of,
                           decisions.in_force(records, ctx.as_of)), key="history")
 st.caption("Diamonds: the SMC's recorded decisions in force (not corrected), placed at the data cut they reviewed "
            "(up to the as-of date); a red outline marks a deviation from the rule.")

@@ -11,7 +11,6 @@ import plotly.graph_objects as go
 from smc.charts.style import (ACTION_COLORS, DLT_COLOR, GRADE_COLORS, RESPONSE_COLORS, STATE_COLORS,
                               base_layout, level_colors)
 from smc.decisions import Decision
-from smc.escalation import Assessment, recommended_level
 
 LANE_PX = 26
 
@@ -151,11 +150,12 @@ def _hover_text(text: str, width: int = 70) -> str:
     return "<br>".join(html.escape(line, quote=False) for line in textwrap.wrap(text, width))
 
 
-def escalation_history(history: list[Assessment], lanes: pd.DataFrame, dlts: pd.DataFrame,
+def escalation_history(steps: pd.DataFrame, lanes: pd.DataFrame, dlts: pd.DataFrame,
                        level_labels: dict[int, str], as_of: dt.date, decisions: list[Decision] = ()) -> go.Figure:
     """Dose level over time: every escalation enrollment, every counted DLT, the rule's call at each change,
     and the SMC's recorded decisions at the data cut they reviewed.
 
+    ``steps``: date, level, action, reason of the rule replayed at each date (rule_steps).
     ``dlts``: subject_id, level, label, onset_date of the DLTs the rule counted.
     """
     order = sorted(level_labels)
@@ -165,15 +165,8 @@ def escalation_history(history: list[Assessment], lanes: pd.DataFrame, dlts: pd.
     esc = lanes[lanes.phase == "escalation"]
 
     # Step line: the level the rule pointed at after each decision date.
-    dates, levels, actions, reasons = [], [], [], []
-    for a in history:
-        rec, target = a.recommendation, recommended_level(a)
-        if target is None:
-            continue
-        dates.append(a.as_of)
-        levels.append(pos[target])
-        actions.append(rec.action)
-        reasons.append(rec.reason)
+    dates, actions, reasons = list(steps["date"]), list(steps["action"]), list(steps["reason"])
+    levels = [pos[level] for level in steps["level"]]
     if dates:
         fig.add_scatter(x=dates + [as_of], y=levels + levels[-1:], mode="lines", line_shape="hv",
                         line=dict(color="#969696", width=2), name="Level the rule points to", hoverinfo="skip")
