@@ -590,3 +590,14 @@ class TestHistory:
         assert h[-1].recommendation.action == "de-escalate"
         assert h[-1].recommendation.to_level == 1
         assert [a.as_of for a in h] == sorted({a.as_of for a in h})
+
+    def test_rule_steps_give_the_date_level_and_action_of_each_replayed_call(self):
+        from smc.dose_decision import rule_steps
+        # '1NNN 2N': level 1 dosed on days 0, 7, 14 (windows end 28, 35, 42), level 2 on day 21 (ends 49).
+        # Days 0 and 7: level 1 has 1 then 2 of its 3 pending -> enroll; day 14: all 3 in the window -> wait;
+        # from day 21 the rule reads level 2, the highest started: 1 of its 3 pending, then evaluable -> enroll.
+        steps = rule_steps(history("3+3", W, LEVELS, cohort("1NNN 2N"), END))
+        assert list(steps["date"]) == [day(d) for d in range(0, 50, 7)]
+        assert list(steps["level"]) == [1, 1, 1, 2, 2, 2, 2, 2]
+        assert list(steps["action"]) == ["enroll", "enroll", "wait"] + ["enroll"] * 5
+        assert steps["reason"].iloc[-1].startswith("20 mg has 1 evaluable")
