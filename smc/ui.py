@@ -92,22 +92,29 @@ def _frame_identity(frame: pd.DataFrame | pd.Series) -> tuple:
     return columns, dtypes, values
 
 
-# Figures kept (all builders together). A 2,000-subject figure holds a few MB, so a few dozen stay well inside
-# the server's memory budget.
-FIGURE_ENTRIES = 48
+# Results kept of pure functions of loaded data (all functions together): charts and summaries. A 2,000-subject
+# figure holds a few MB, so a few dozen stay well inside the server's memory budget.
+SHARED_ENTRIES = 48
 
 
-@st.cache_resource(show_spinner=False, max_entries=FIGURE_ENTRIES, ttl=CACHE_TTL_S,
+@st.cache_resource(show_spinner=False, max_entries=SHARED_ENTRIES, ttl=CACHE_TTL_S,
                    hash_funcs={pd.DataFrame: _frame_identity, pd.Series: _frame_identity, Study: repr})
-def _cached_figure(builder: str, args: tuple, kwargs: tuple):
-    return _function(builder)(*args, **dict(kwargs))
+def _shared_result(function: str, args: tuple, kwargs: tuple):
+    return _function(function)(*args, **dict(kwargs))
+
+
+def shared(function, *args, **kwargs):
+    """``function(*args, **kwargs)``, a pure module-level function of already-loaded data (a summary table, a
+    test statistic), computed once per distinct input across sessions and reruns. The result itself is shared,
+    not copied: callers only read it."""
+    return _shared_result(_qualified_name(function), args, tuple(sorted(kwargs.items())))
 
 
 def figure(builder, *args, **kwargs) -> go.Figure:
     """``builder(*args, **kwargs)``, a pure chart builder of :mod:`smc.charts`, built once per distinct input
-    across sessions and reruns: building a 2,000-subject chart takes longer than the rest of a rerun.
-    The figure itself is shared, not copied; st.plotly_chart only reads it."""
-    return _cached_figure(_qualified_name(builder), args, tuple(sorted(kwargs.items())))
+    (:func:`shared`): building a 2,000-subject chart takes longer than the rest of a rerun. st.plotly_chart only
+    reads the figure."""
+    return shared(builder, *args, **kwargs)
 
 
 def open_database() -> Database:

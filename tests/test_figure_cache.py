@@ -1,4 +1,5 @@
-"""ui.figure: a chart is built once per distinct input, and any change to an input frame is a new chart."""
+"""ui.figure and ui.shared: a chart or summary is computed once per distinct input, and any change to an input
+frame is a new result."""
 from __future__ import annotations
 
 import pandas as pd
@@ -50,3 +51,10 @@ def test_frames_with_unhashable_cells_are_told_apart():
     ui.figure(value_total, changed)
     ui.figure(value_total, lists.copy())
     assert BUILDS == [2, 2]
+
+
+def test_a_shared_summary_is_computed_once_and_the_same_object_is_returned():
+    frame = pd.DataFrame({"value": [1.0, 2.0]})
+    first = ui.shared(value_total, frame)
+    assert ui.shared(value_total, frame.copy()) is first and BUILDS == [2]
+    assert ui.shared(value_total, frame.assign(value=[1.0, 5.0])) == (6.0, "") and BUILDS == [2, 2]

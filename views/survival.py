@@ -35,7 +35,7 @@ else:
                "followed at each tick.")
 
     st.subheader(f"{name}: medians and landmark rates")
-    table = survival.survival_table(data, endpoint, by)
+    table = ui.shared(survival.survival_table, data, endpoint, by)  # a Kaplan–Meier fit per group
     display = survival.survival_table_display(table, unit)
     st.dataframe(display, hide_index=True, key="survival_table")
     st.caption('NR: not reached (the curve, or its confidence band, stays above 50%). A landmark rate is "—" when '
@@ -43,7 +43,7 @@ else:
                "intervals are wide; read them, not the point estimates.")
     ui.download_csv(display, f"{study.study_id}_{endpoint}_{ctx.as_of}.csv", key="survival_csv")
 
-    test = survival.logrank(data, endpoint, by)
+    test = ui.shared(survival.logrank, data, endpoint, by)
     if test:
         st.info(f"Log-rank test across {test.groups} groups: χ² = {test.statistic:.2f} on "
                 f"{test.degrees_of_freedom} df, p = {test.p_value:.3g}. Caution: with so few subjects and events "
