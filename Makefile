@@ -25,8 +25,10 @@ $(DB): | $(VENV)/.runtime
 demo: $(VENV)/.runtime  ## rebuild the demo database
 	$(BIN)/python -m smc build-demo --db $(DB)
 
+# MALLOC_ARENA_MAX: glibc gives each session's thread its own malloc arena; two keep the server about 50 MB smaller
+# with 5 sessions open (docs/performance.md).
 run: $(VENV)/.runtime $(DB)  ## serve the app on the demo data at http://localhost:$(PORT)
-	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(VENV)/.dev  ## the whole suite, browser tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,3 +1,9 @@
 """SMC Dashboard: the data and clinical logic behind a phase I Safety Monitoring Committee's screens."""
 
 __version__ = "0.1.0"
+
+import pandas as pd
+
+# Copy-on-write: a frame derived from another (a filter, a slice, a column pick) never writes back into it. The
+# app's caches share loaded frames between sessions (smc.ui), so a page editing a slice must not change them.
+pd.set_option("mode.copy_on_write", True)

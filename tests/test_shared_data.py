@@ -1,0 +1,68 @@
+"""Loaded data is shared, not copied, between sessions and reruns (ui.cached): after every page has run for
+every demo study at two as-of dates, each shared result must still equal a fresh load. A page or summary that
+wrote into a frame it was given would otherwise change what every other SMC member sees."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+
+from smc import ui
+from smc.bench import PAGES
+from tests.conftest import STUDIES, as_of_dates
+from tests.test_pages import run_app
+
+
+def assert_same(shared, fresh, where: str) -> None:
+    """Equal values, field by field (a frozen dataclass), column by column (a frame), item by item."""
+    if dataclasses.is_dataclass(shared) and not isinstance(shared, type):
+        assert type(shared) is type(fresh), where
+        for field in dataclasses.fields(shared):
+            assert_same(getattr(shared, field.name), getattr(fresh, field.name), f"{where}.{field.name}")
+    elif isinstance(shared, pd.DataFrame):
+        pd.testing.assert_frame_equal(shared, fresh, check_exact=True, obj=where)
+    elif isinstance(shared, pd.Series):
+        pd.testing.assert_series_equal(shared, fresh, check_exact=True, obj=where)
+    elif isinstance(shared, np.ndarray):
+        np.testing.assert_array_equal(shared, fresh, err_msg=where)
+    elif isinstance(shared, dict):
+        assert shared.keys() == fresh.keys(), where
+        for key in shared:
+            assert_same(shared[key], fresh[key], f"{where}[{key!r}]")
+    elif isinstance(shared, (list, tuple)):
+        assert len(shared) == len(fresh), where
+        for i, (a, b) in enumerate(zip(shared, fresh)):
+            assert_same(a, b, f"{where}[{i}]")
+    else:
+        assert shared == fresh or (shared != shared and fresh != fresh), where  # NaN equals NaN here
+
+
+@pytest.fixture()
+def shared_results(app_env, monkeypatch):
+    """Every (loader, db, args, result) the pages read through ui.cached, from an empty cache."""
+    st.cache_resource.clear()
+    calls: dict[int, tuple] = {}
+    real = ui._cached_call
+
+    def recording(loader, db, args):
+        result = real(loader, db, args)
+        calls.setdefault(id(result), (loader, db, args, result))
+        return result
+
+    monkeypatch.setattr(ui, "_cached_call", recording)
+    yield calls
+    st.cache_resource.clear()
+
+
+def test_no_page_changes_the_data_it_shares(shared_results, sql):
+    for study_id in STUDIES:
+        for as_of in as_of_dates(sql, study_id)[:2]:
+            for page in PAGES:
+                run_app(study_id, as_of, page.script)
+    loaders = {loader.rsplit(".", 1)[-1] for loader, *_ in shared_results.values()}
+    assert {"dose_decision", "swimlanes", "load_efficacy", "biomarker_view", "load_survival"} <= loaders
+    for loader, db, args, result in shared_results.values():
+        assert_same(result, ui._function(loader)(db, *args), f"{loader}{args[1:]}")
