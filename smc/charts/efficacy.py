@@ -45,7 +45,8 @@ def waterfall(subjects: pd.DataFrame, levels: dict[int, str], title: str) -> go.
         fig.add_trace(go.Bar(
             x=mine["subject_id"], y=mine["best_pct_change"], name=bor, marker_color=RESPONSE_COLORS[bor],
             legendgroup="bor", legendgrouptitle_text="Best response",
-            customdata=np.stack([mine["subject_id"], mine["label"], mine["bor_reason"]], axis=1),
+            # text, not object, arrays: plotly serialises those whole instead of cell by cell on every rerun
+            customdata=np.stack([mine["subject_id"], mine["label"], mine["bor_reason"].fillna("")], axis=1).astype(str),
             hovertemplate=("<b>%{customdata[0]}</b> · %{customdata[1]}<br>best change %{y:+.1f}%<br>"
                            f"BOR {bor}: %{{customdata[2]}}<extra></extra>")))
     strip = min(-100.0, float(measured["best_pct_change"].min()) if len(measured) else -100.0) - 12
@@ -243,9 +244,10 @@ def marker_best_change(best: pd.DataFrame, test: str, levels: dict[int, str], ti
             continue
         fig.add_trace(go.Bar(
             x=mine["subject_id"], y=mine["best_pct_change"], name=label, marker_color=colours[level],
-            customdata=np.stack([mine["subject_id"], mine["baseline_value"], mine["value"], mine["day"]], axis=1),
-            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>best change %{{y:+.1f}}%: "
-                           "%{customdata[1]:.4g} → %{customdata[2]:.4g} on day %{customdata[3]:.0f}<extra></extra>")))
+            # numbers only: plotly serialises a numeric array whole instead of cell by cell on every rerun
+            customdata=mine[["baseline_value", "value", "day"]].to_numpy(float),
+            hovertemplate=(f"<b>%{{x}}</b> · {label}<br>best change %{{y:+.1f}}%: "
+                           "%{customdata[0]:.4g} → %{customdata[1]:.4g} on day %{customdata[2]:.0f}<extra></extra>")))
     fig.add_hline(y=0, line=dict(color="#636363", width=1))
     base_layout(fig, title, height=420)
     side_legend(fig, 150, "Dose level", l=70)
