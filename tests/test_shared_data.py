@@ -1,12 +1,14 @@
-"""Loaded data is shared, not copied, between sessions and reruns (ui.cached): after every page has run for
-every demo study at two as-of dates, each shared result must still equal a fresh load. A page or summary that
-wrote into a frame it was given would otherwise change what every other SMC member sees."""
+"""Loaded data, charts and summaries are shared, not copied, between sessions and reruns (ui.cached, ui.shared):
+after every page has run for every demo study at two as-of dates, each shared result must still equal a fresh
+computation. A page or summary that wrote into a frame it was given would otherwise change what every other SMC
+member sees."""
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 import streamlit as st
 
@@ -18,7 +20,9 @@ from tests.test_pages import run_app
 
 def assert_same(shared, fresh, where: str) -> None:
     """Equal values, field by field (a frozen dataclass), column by column (a frame), item by item."""
-    if dataclasses.is_dataclass(shared) and not isinstance(shared, type):
+    if isinstance(shared, go.Figure):
+        assert_same(shared.to_plotly_json(), fresh.to_plotly_json(), where)
+    elif dataclasses.is_dataclass(shared) and not isinstance(shared, type):
         assert type(shared) is type(fresh), where
         for field in dataclasses.fields(shared):
             assert_same(getattr(shared, field.name), getattr(fresh, field.name), f"{where}.{field.name}")
@@ -26,6 +30,8 @@ def assert_same(shared, fresh, where: str) -> None:
         pd.testing.assert_frame_equal(shared, fresh, check_exact=True, obj=where)
     elif isinstance(shared, pd.Series):
         pd.testing.assert_series_equal(shared, fresh, check_exact=True, obj=where)
+    elif isinstance(shared, np.ndarray) and shared.dtype == object:  # NaN cells: compared item by item below
+        assert_same(shared.tolist(), fresh.tolist(), where)
     elif isinstance(shared, np.ndarray):
         np.testing.assert_array_equal(shared, fresh, err_msg=where)
     elif isinstance(shared, dict):
@@ -42,27 +48,35 @@ def assert_same(shared, fresh, where: str) -> None:
 
 @pytest.fixture()
 def shared_results(app_env, monkeypatch):
-    """Every (loader, db, args, result) the pages read through ui.cached, from an empty cache."""
+    """Every (function, args, kwargs, result) the pages read through ui.cached (function(db, *args)) and
+    ui.shared / ui.figure (function(*args, **kwargs)), from empty caches."""
     st.cache_resource.clear()
     calls: dict[int, tuple] = {}
-    real = ui._cached_call
+    cached_call, shared_result = ui._cached_call, ui._shared_result
 
-    def recording(loader, db, args):
-        result = real(loader, db, args)
-        calls.setdefault(id(result), (loader, db, args, result))
+    def recording_cached(loader, db, args):
+        result = cached_call(loader, db, args)
+        calls.setdefault(id(result), (loader, (db, *args), (), result))
         return result
 
-    monkeypatch.setattr(ui, "_cached_call", recording)
+    def recording_shared(function, args, kwargs):
+        result = shared_result(function, args, kwargs)
+        calls.setdefault(id(result), (function, args, kwargs, result))
+        return result
+
+    monkeypatch.setattr(ui, "_cached_call", recording_cached)
+    monkeypatch.setattr(ui, "_shared_result", recording_shared)
     yield calls
     st.cache_resource.clear()
 
 
-def test_no_page_changes_the_data_it_shares(shared_results, sql):
+def test_no_page_changes_the_data_charts_or_summaries_it_shares(shared_results, sql):
     for study_id in STUDIES:
         for as_of in as_of_dates(sql, study_id)[:2]:
             for page in PAGES:
                 run_app(study_id, as_of, page.script)
-    loaders = {loader.rsplit(".", 1)[-1] for loader, *_ in shared_results.values()}
-    assert {"dose_decision", "swimlanes", "load_efficacy", "biomarker_view", "load_survival"} <= loaders
-    for loader, db, args, result in shared_results.values():
-        assert_same(result, ui._function(loader)(db, *args), f"{loader}{args[1:]}")
+    functions = {function.rsplit(".", 1)[-1] for function, *_ in shared_results.values()}
+    assert {"dose_decision", "swimlanes", "load_efficacy", "biomarker_view", "load_survival", "survival_table",
+            "waterfall", "escalation_history"} <= functions
+    for function, args, kwargs, result in shared_results.values():
+        assert_same(result, ui._function(function)(*args, **dict(kwargs)), function)
