@@ -7,6 +7,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+import streamlit as st
 
 from smc import biomarkers, tumor_markers
 from smc.charts import style
@@ -136,9 +137,12 @@ def test_biomarker_course_draws_the_level_summary_alone_past_the_limit():
 
 @pytest.fixture()
 def few_lines(app_env, monkeypatch):
-    """The demo studies drawn as if they were past the limit: at most 4 subjects a line each."""
+    """The demo studies drawn as if they were past the limit: at most 4 subjects a line each (charts cached
+    under the real limit are cleared first and after)."""
+    st.cache_resource.clear()
     monkeypatch.setattr(style, "MAX_SUBJECT_LINES", 4)
-    return 4
+    yield 4
+    st.cache_resource.clear()
 
 
 @pytest.mark.parametrize("study_id", STUDIES)
