@@ -399,3 +399,16 @@ def test_lab_course_draws_lines_up_to_the_limit_and_quartile_bands_past_it():
     assert list(median.x) == [1, 8] and list(median.y) == [101.0, 101.0]  # values 1..201
     assert [list(row) for row in median.customdata] == [[51.0, 151.0, 201]] * 2
     assert list(bands[0].y) == [151.0, 151.0] and bands[1].fill == "tonexty"
+
+
+def test_lab_course_mode_follows_the_subjects_the_page_counts():
+    """The page titles the chart from the whole course; the chart must draw what the title says even when a
+    subject's only result lies outside the drawn days."""
+    from smc.charts.labs import lab_course
+    course = pd.DataFrame(course_rows(MAX_SUBJECT_LINES, days=(1, 8))
+                          + [dict(course_rows(1)[0], subject_id="S-late", agent_day=400)])
+    assert labs.course_as_quartiles(course, "Neutrophils")  # 201 subjects: the page's title says percentiles
+    nadirs = pd.DataFrame(columns=["subject_id", "nadir_day", "nadir_value", "recovery"])
+    traces = lab_course(course, nadirs, "Neutrophils", {1: "L1"}, 28, "VIRUS", "t").data
+    assert [t.name for t in traces] == ["L1 75th percentile", "L1 25th percentile", "L1"]
+    assert list(traces[2].customdata[:, 2]) == [MAX_SUBJECT_LINES, MAX_SUBJECT_LINES]  # day 400 is not drawn

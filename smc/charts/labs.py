@@ -69,7 +69,7 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
     series = results[(results["test"] == test) & results["value"].notna()
                      & results["agent_day"].between(first_day, last_day)]
     unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
-    if course_as_quartiles(series, test):
+    if course_as_quartiles(results, test):  # the page titles the chart from the same frame
         fig = go.Figure(quartile_traces(course_quartiles(series, test), "agent_day", levels, "day %{x}", unit,
                                         "results"))
     else:
