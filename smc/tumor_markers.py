@@ -51,11 +51,17 @@ def marker_tests(markers: pd.DataFrame) -> list[str]:
     return [t for t in USUAL_MARKERS if t in present] + sorted(present - set(USUAL_MARKERS))
 
 
+def measured(markers: pd.DataFrame, test: str, measure: str) -> pd.DataFrame:
+    """The results of ``test`` that have ``measure`` ('plot_value' or 'pct_change'): what the trend chart draws
+    and its medians summarise."""
+    return markers[(markers["test"] == test) & markers[measure].notna()]
+
+
 def level_medians(markers: pd.DataFrame, test: str, measure: str) -> pd.DataFrame:
     """Median and 25th and 75th percentiles (linear interpolation) of ``measure`` ('plot_value' or
     'pct_change') per level and week from first dose (baselines at week 0, later results at week 1 or after),
     with n subjects; only weeks with at least two subjects."""
-    r = markers[(markers["test"] == test) & markers[measure].notna()]
+    r = measured(markers, test, measure)
     r = r.assign(week=np.where(r["baseline"], 0, np.maximum(1, (r["day"] / 7).round())).astype(int))
     by_week = r.groupby(["level", "label", "week"])
     values = by_week[measure]
@@ -66,7 +72,7 @@ def level_medians(markers: pd.DataFrame, test: str, measure: str) -> pd.DataFram
 
 def best_change(markers: pd.DataFrame, test: str) -> pd.DataFrame:
     """Per subject with a post-baseline result: the largest decrease (most negative % change) of ``test``."""
-    r = markers[(markers["test"] == test) & markers["pct_change"].notna()]
+    r = measured(markers, test, "pct_change")
     best = r.loc[r.groupby("subject_id")["pct_change"].idxmin()]
     return best[["subject_id", "level", "label", "baseline_value", "plot_value", "pct_change", "day", "unit"]] \
         .rename(columns={"plot_value": "value", "pct_change": "best_pct_change"}) \

@@ -105,7 +105,7 @@ else:
                                       key="marker_measure") or "Value"]
     log_y = log_col.toggle("Log scale", value=True, key="marker_log", disabled=measure == "pct_change")
     medians = tumor_markers.level_medians(markers, test, measure)
-    summarised = too_many_subjects(markers[(markers["test"] == test) & markers[measure].notna()])
+    summarised = too_many_subjects(tumor_markers.measured(markers, test, measure))
     st.plotly_chart(ui.figure(marker_trends, markers, medians, test, measure, levels, study.agent, log_y,
                               f"{test}: median and 25th–75th percentiles per dose level and week" if summarised
                               else f"{test} per subject, with the median per dose level"), key="marker_trends")

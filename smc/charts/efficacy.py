@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from smc import tumor_markers
 from smc.charts.style import (RESPONSE_COLORS, base_layout, level_colors, lines_by_level, log_ticks,
                               points_trace, quartile_traces, side_legend, too_many_subjects, unchecked_figure)
 from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
@@ -189,7 +190,7 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
     Up to MAX_SUBJECT_LINES subjects: a thin line per subject, with each level's weekly median (``medians``) as
     a thick dashed line; results below the LLOQ (drawn at LLOQ/2) are open circles. More: each level's weekly
     median and interquartile band only."""
-    series = markers[(markers["test"] == test) & markers[measure].notna()]
+    series = tumor_markers.measured(markers, test, measure)
     unit = series["unit"].dropna().iloc[0] if series["unit"].notna().any() else ""
     shown_unit = "%" if measure == "pct_change" else unit
     if too_many_subjects(series):
