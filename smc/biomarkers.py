@@ -75,7 +75,8 @@ def load_biomarkers(db: Database, study: Study, as_of: dt.date) -> Biomarkers:
     r["nominal_day"] = np.floor(r["day"] + 0.5).astype(int)  # half a day rounds up, never to even
     r["detected"] = r["value"].notna() & (r["value"] > 0)
     r = r.sort_values(["category", "test", "specimen", "subject_id", "collected_at"]).reset_index(drop=True)
-    ladder = db.query("dose_levels", study_id=study.study_id)
+    ladder = db.query("dose_levels")
+    ladder = ladder[ladder["study_id"] == study.study_id]
     units = ladder["unit"].dropna()
     return Biomarkers(study, as_of, with_fold_change(r),
                       {int(lv): float(d) for lv, d in zip(ladder["level"], ladder["dose"]) if pd.notna(d)},

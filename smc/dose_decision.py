@@ -37,13 +37,25 @@ class DoseDecision:
     subjects: tuple[SubjectFacts, ...]
 
 
+def subject_facts_by_study(db: Database, cuts: dict[str, dt.date]) -> dict[str, list[SubjectFacts]]:
+    """Every subject enrolled by its study's as-of date (both phases), with what was known then, for each
+    study in ``cuts`` (study id -> as-of date): one query for a page or for the whole portfolio."""
+    facts: dict[str, list[SubjectFacts]] = {study_id: [] for study_id in cuts}
+    if not cuts:
+        return facts
+    rows = db.rows("escalation_subjects",
+                   cuts=[{"study_id": study_id, "as_of": as_of} for study_id, as_of in cuts.items()])
+    for r in rows:
+        facts[r["study_id"]].append(SubjectFacts(
+            subject_id=r["subject_id"], level=r["level"], enrollment_date=r["enrollment_date"],
+            first_dose_date=r["first_dose_date"], dlt_onsets=tuple(r["dlt_onsets"]),
+            off_study_date=r["off_study_date"], dlt_evaluable=r["dlt_evaluable"], phase=r["phase"]))
+    return facts
+
+
 def subject_facts(db: Database, study_id: str, as_of: dt.date) -> list[SubjectFacts]:
-    """Every subject enrolled by ``as_of`` (both phases), with what was known then."""
-    return [SubjectFacts(
-        subject_id=r["subject_id"], level=r["level"], enrollment_date=r["enrollment_date"],
-        first_dose_date=r["first_dose_date"], dlt_onsets=tuple(r["dlt_onsets"]),
-        off_study_date=r["off_study_date"], dlt_evaluable=r["dlt_evaluable"], phase=r["phase"],
-    ) for r in db.rows("escalation_subjects", study_id=study_id, as_of=as_of)]
+    """Every subject of one study enrolled by ``as_of`` (both phases), with what was known then."""
+    return subject_facts_by_study(db, {study_id: as_of})[study_id]
 
 
 def current_level(subjects: list[SubjectFacts], as_of: dt.date) -> int | None:
@@ -53,7 +65,11 @@ def current_level(subjects: list[SubjectFacts], as_of: dt.date) -> int | None:
 
 
 def dose_decision(db: Database, study: Study, as_of: dt.date) -> DoseDecision:
-    subjects = subject_facts(db, study.study_id, as_of)
+    return decide(study, as_of, subject_facts(db, study.study_id, as_of))
+
+
+def decide(study: Study, as_of: dt.date, subjects: list[SubjectFacts]) -> DoseDecision:
+    """The decision from the study's subject facts as of ``as_of`` (:func:`subject_facts`)."""
     result = assess(study.design, study.dlt_window_days, list(study.levels), subjects, as_of)
     n = [s.n_evaluable for s in result.levels]
     n_dlt = [s.n_dlt for s in result.levels]

@@ -27,8 +27,8 @@ import pandas as pd
 from scipy.stats import chi2
 
 from smc.db import Database
-from smc.dose_decision import dose_decision
-from smc.study import Study, default_as_of, load_study, study_ids
+from smc.dose_decision import decide, subject_facts_by_study
+from smc.study import Study, default_as_of, load_studies
 
 RECENT_DAYS = 90
 STATUSES = ("In screening", "Screen failure", "Enrolled, not yet dosed", "On treatment", "In follow-up",
@@ -214,23 +214,28 @@ def status_counts(data: Enrollment) -> pd.DataFrame:
 
 
 def portfolio(db: Database) -> pd.DataFrame:
-    """One row per study at its own data cut: design, levels opened, enrolled / planned, DLTs, the protocol
-    rule's recommendation."""
+    """One row per study at its own data cut (today without one): design, levels opened, enrolled /
+    planned, DLTs, the protocol rule's recommendation. Two queries for the ladders and one for every
+    study's subject facts, however many studies: a sponsor's database holds dozens."""
+    studies = load_studies(db)
+    cuts = {study_id: default_as_of(study) for study_id, study in studies.items()}
+    facts = subject_facts_by_study(db, cuts)
     rows = []
-    for study_id in study_ids(db):
-        study = load_study(db, study_id)
-        as_of = default_as_of(study)
-        data = load_enrollment(db, study, as_of)
-        decision = dose_decision(db, study, as_of)
+    for study_id, study in studies.items():
+        # The rule's facts are exactly the subjects enrolled by the cut (screening is never after
+        # enrollment: the loader checks it), so they give the enrolled count and the levels opened too.
+        enrolled = facts[study_id]
+        decision = decide(study, cuts[study_id], enrolled)
         rec = decision.assessment.recommendation
         target = rec.mtd_level if rec.action == "declare_mtd" else rec.to_level
-        opened = data.enrolled_subjects["level"].dropna().nunique()
+        opened = len({s.level for s in enrolled if s.level is not None})
         rows.append(dict(study_id=study_id, title=study.title, design=study.design, agent=study.agent,
-                         levels_opened=f"{opened} of {len(study.levels)}", enrolled=data.enrolled,
-                         planned=data.planned, dlts=sum(r.n_dlt for r in decision.rows),
+                         levels_opened=f"{opened} of {len(study.levels)}", enrolled=len(enrolled),
+                         planned=study.planned_enrollment, dlts=sum(r.n_dlt for r in decision.rows),
                          recommendation=rec.action + (f" → {study.label(target)}" if target is not None else ""),
                          data_cut_date=study.data_cut_date))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["study_id", "title", "design", "agent", "levels_opened", "enrolled",
+                                       "planned", "dlts", "recommendation", "data_cut_date"])
 
 
 def enrollment_json(data: Enrollment) -> dict:

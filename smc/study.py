@@ -35,19 +35,25 @@ def study_ids(db: Database) -> list[str]:
     return [r["study_id"] for r in db.rows("studies")]
 
 
-def load_study(db: Database, study_id: str) -> Study:
-    studies = {r["study_id"]: r for r in db.rows("studies")}
-    if study_id not in studies:
-        raise KeyError(f"study {study_id!r} is not in the database (it has: {', '.join(studies)})")
-    r = studies[study_id]
-    return Study(
-        study_id=study_id, title=r["title"], design=r["design"], agent=r["agent"],
+def load_studies(db: Database) -> dict[str, Study]:
+    """Every study in the data cut, by id in id order (two queries however many studies)."""
+    ladders: dict[str, list[DoseLevel]] = {}
+    for lv in db.rows("dose_levels"):
+        ladders.setdefault(lv["study_id"], []).append(DoseLevel(lv["level"], lv["label"]))
+    return {r["study_id"]: Study(
+        study_id=r["study_id"], title=r["title"], design=r["design"], agent=r["agent"],
         dlt_window_days=r["dlt_window_days"], target_dlt_rate=r["target_dlt_rate"],
         planned_enrollment=r["planned_enrollment"], enrollment_target_date=r["enrollment_target_date"],
-        min_sd_days=r["min_sd_days"], indication=r["indication"],
-        data_cut_date=r["data_cut_date"],
-        levels=tuple(DoseLevel(lv["level"], lv["label"]) for lv in db.rows("dose_levels", study_id=study_id)),
-    )
+        min_sd_days=r["min_sd_days"], indication=r["indication"], data_cut_date=r["data_cut_date"],
+        levels=tuple(ladders.get(r["study_id"], ())),
+    ) for r in db.rows("studies")}
+
+
+def load_study(db: Database, study_id: str) -> Study:
+    studies = load_studies(db)
+    if study_id not in studies:
+        raise KeyError(f"study {study_id!r} is not in the database (it has: {', '.join(studies)})")
+    return studies[study_id]
 
 
 def default_as_of(study: Study) -> dt.date:

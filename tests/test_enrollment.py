@@ -34,6 +34,7 @@ from scipy.stats import gamma
 
 from smc import enrollment
 from smc.db import Database
+from smc.dose_decision import subject_facts_by_study
 from smc.study import load_study
 from tests import conftest
 from tests.conftest import STUDIES, as_of_dates
@@ -490,6 +491,11 @@ S2_SUBJECTS = [
 ]
 
 
+def dlt_event(sid, onset, study="S2"):
+    return dict(study_id=study, subject_id=sid, term="Cytokine release syndrome", onset_date=onset, grade=3,
+                dlt="Y")
+
+
 @pytest.fixture(scope="module")
 def two_studies(tmp_path_factory):
     tables = main_tables()
@@ -498,20 +504,23 @@ def two_studies(tmp_path_factory):
     tables["subjects"] = MAIN_SUBJECTS + S2_SUBJECTS
     tables["administrations"] = MAIN_DOSES + [dose("101", "2025-01-06", "DRUG", "S2"),
                                               dose("202", "2025-01-12", "DRUG", "S2")]
+    # S2's 101 has a DLT 9 days after the first dose; 202's comes after S2's cut. S1's 101 has none.
+    tables["adverse_events"] = [dlt_event("101", "2025-01-15"), dlt_event("202", "2025-02-05")]
     db, _ = one_study_db(tmp_path_factory.mktemp("portfolio") / "two.duckdb", **tables)
     return db
 
 
 def test_portfolio_one_row_per_study_at_its_own_cut(two_studies):
-    """S1 at 2025-03-15: 6 of 8 enrolled, levels 1 and 2 opened of -1, 1, 2, 3. S2 at 2025-01-31: 101 and 202
-    enrolled at level 1 (203 enrolls on 02-10), planned 12, levels 1 of 2."""
+    """S1 at 2025-03-15: 6 of 8 enrolled, levels 1 and 2 opened of -1, 1, 2, 3, no DLT. S2 at 2025-01-31: 101
+    and 202 enrolled at level 1 (203 enrolls on 02-10), planned 12, levels 1 of 2, one DLT by the cut (101's;
+    202's is after it)."""
     got = enrollment.portfolio(two_studies)
     assert got["study_id"].tolist() == ["S1", "S2"]
     rows = got.set_index("study_id")
     assert rows.loc["S1", ["enrolled", "planned", "levels_opened"]].tolist() == [6, 8, "2 of 4"]
     assert rows.loc["S2", ["enrolled", "planned", "levels_opened"]].tolist() == [2, 12, "1 of 2"]
     assert rows.loc["S2", "data_cut_date"] == D("2025-01-31") and rows.loc["S2", "agent"] == "DRUG"
-    assert rows.loc["S1", "title"] == "Study S1" and rows["dlts"].tolist() == [0, 0]
+    assert rows.loc["S1", "title"] == "Study S1" and rows["dlts"].tolist() == [0, 1]
     assert all(isinstance(r, str) and r for r in rows["recommendation"])
 
 
@@ -524,6 +533,16 @@ def test_studies_sharing_subject_ids_stay_apart(two_studies):
     assert (cut.screened, cut.screen_failures, cut.enrolled, cut.dosed) == COUNTS["2025-03-15"]
     other = enrollment.load_enrollment(two_studies, s2, D("2025-01-31"))
     assert (other.screened, other.screen_failures, other.enrolled, other.dosed) == (4, 1, 2, 2)
+
+
+def test_subject_facts_of_several_studies_come_from_one_query_each_at_its_own_cut(two_studies):
+    """S1 at 01-07: only 101 enrolled (01-06), not yet dosed (01-08). S2 at 01-31: its own 101, dosed 01-06,
+    and 202, dosed 01-12; 203 enrolls after the cut. The shared id 101 keeps each study's first dose."""
+    facts = subject_facts_by_study(two_studies, {"S1": D("2025-01-07"), "S2": D("2025-01-31")})
+    assert [(f.subject_id, f.first_dose_date, f.dlt_onsets) for f in facts["S1"]] == [("101", None, ())]
+    assert [(f.subject_id, f.first_dose_date, f.dlt_onsets) for f in facts["S2"]] == [
+        ("101", D("2025-01-06"), (D("2025-01-15"),)), ("202", D("2025-01-12"), ())]
+    assert subject_facts_by_study(two_studies, {}) == {}
 
 
 # --------------------------------------------------------------------------- demo data against SQL
