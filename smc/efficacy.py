@@ -89,16 +89,19 @@ def _subject(lane, study: Study, as_of: dt.date, measured: dict | None, unbaseli
 def _measured(points: pd.DataFrame) -> dict[str, dict]:
     """Per subject with a baseline: baseline date and sum, post-baseline time points, best % change, last scan."""
     found = {}
-    for r in points.itertuples():
-        if r.baseline:
-            found[r.subject_id] = dict(baseline_date=r.assessment_date.date(), baseline_sum_mm=r.target_sum_mm,
-                                       post=[], best_pct_change=float("nan"), last_date=r.assessment_date.date())
+    # Plain values, not itertuples: a Timestamp per cell was most of this loop's time at 2,000 subjects.
+    for subject_id, baseline, date, target_sum_mm, response, pct_change in zip(
+            points["subject_id"], points["baseline"], points["assessment_date"].dt.date, points["target_sum_mm"],
+            points["overall_response"], points["pct_change"]):
+        if baseline:
+            found[subject_id] = dict(baseline_date=date, baseline_sum_mm=target_sum_mm, post=[],
+                                     best_pct_change=float("nan"), last_date=date)
             continue
-        subject = found[r.subject_id]
-        subject["post"].append(recist.TimePoint(r.assessment_date.date(), r.overall_response))
-        subject["last_date"] = r.assessment_date.date()
-        if pd.notna(r.pct_change) and not r.pct_change >= subject["best_pct_change"]:
-            subject["best_pct_change"] = r.pct_change
+        subject = found[subject_id]
+        subject["post"].append(recist.TimePoint(date, response))
+        subject["last_date"] = date
+        if pd.notna(pct_change) and not pct_change >= subject["best_pct_change"]:
+            subject["best_pct_change"] = pct_change
     return found
 
 

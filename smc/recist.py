@@ -123,9 +123,9 @@ def changes_from_baseline(assessments: pd.DataFrame) -> pd.DataFrame:
     rise_mm = sums - nadir
     a = a.assign(baseline=first, pct_change=pct, nadir_mm=nadir, change_from_nadir_mm=rise_mm,
                  change_from_nadir_pct=rise_mm / nadir * 100)
-    a["data_issue"] = [data_issue(r.overall_response, r.pct_change, r.change_from_nadir_pct,
-                                  r.change_from_nadir_mm, r.new_lesions, r.nontarget_response)
-                       if not r.baseline else "" for r in a.itertuples()]
+    checked = zip(a["baseline"], a["overall_response"], a["pct_change"], a["change_from_nadir_pct"],
+                  a["change_from_nadir_mm"], a["new_lesions"], a["nontarget_response"])
+    a["data_issue"] = ["" if baseline else data_issue(*values) for baseline, *values in checked]
     return a
 
 

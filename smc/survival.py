@@ -112,13 +112,12 @@ def _duration_of_response(subject) -> tuple:
     return end, True, "progression" if as_date(subject.progression_date) == end else "death"
 
 
-def event_times(efficacy: Efficacy, alive: pd.DataFrame) -> pd.DataFrame:
+def event_times(efficacy: Efficacy, alive: dict[str, dict]) -> pd.DataFrame:
     """Each dosed subject's OS, PFS and (responders) DOR time, event flag and the reason for its end date.
-    ``alive`` holds last_contact_date and last_record_date per subject (``last_known_alive.sql``)."""
-    alive = alive.set_index("subject_id")
+    ``alive`` maps a subject to its last_contact_date and last_record_date (``last_known_alive.sql``)."""
     rows = []
     for s in efficacy.subjects.itertuples():
-        known = alive.loc[s.subject_id] if s.subject_id in alive.index else {}
+        known = alive.get(s.subject_id, {})
         ends = [("os", s.first_dose_date, _overall_survival(s, as_date(known.get("last_contact_date")),
                                                             as_date(known.get("last_record_date")))),
                 ("pfs", s.first_dose_date, _progression_free(s))]
@@ -133,7 +132,7 @@ def event_times(efficacy: Efficacy, alive: pd.DataFrame) -> pd.DataFrame:
 
 def load_survival(db: Database, study: Study, as_of: dt.date, efficacy: Efficacy | None = None) -> Survival:
     efficacy = efficacy or load_efficacy(db, study, as_of)
-    alive = db.query("last_known_alive", study_id=study.study_id, as_of=as_of)
+    alive = {r["subject_id"]: r for r in db.rows("last_known_alive", study_id=study.study_id, as_of=as_of)}
     return Survival(study, as_of, event_times(efficacy, alive))
 
 
