@@ -87,7 +87,7 @@ def dosed_results(results: pd.DataFrame, study: Study) -> pd.DataFrame:
     """``lab_results`` rows of subjects dosed with the agent, with the level label, ``below_lloq`` and the
     ``plot_value`` (LLOQ/2 below the LLOQ); a row with neither value nor LLOQ says nothing and is left out."""
     r = results[results["first_agent_dose_at"].notna()].copy()
-    r["label"] = r["level"].map(study.label)
+    r["label"] = study.labels(r["level"])
     r["below_lloq"] = r["value"].isna() & r["lloq"].notna()
     r["plot_value"] = r["value"].fillna(r["lloq"] / 2)
     return r[r["plot_value"].notna()]
@@ -195,17 +195,16 @@ def exposure(bm: Biomarkers) -> pd.DataFrame:
     pk = bm.results[bm.results["category"] == "pk"]
     series = pk.groupby(keys, dropna=False, sort=True).ngroup().rename("series")
     # Sorted once by series and time, each subject's samples are one slice of plain arrays.
-    pk = pk.assign(series=series, used=_before_second_dose(pk)).sort_values(["series", "hours"], kind="stable")
-    bounds = np.searchsorted(pk["series"].to_numpy(), np.arange(series.max() + 2 if len(pk) else 0))
-    hours, values, used = (pk["hours"].to_numpy(dtype=float), pk["value"].to_numpy(dtype=float),
-                           pk["used"].to_numpy(dtype=bool))
-    first_rows = pk.drop_duplicates("series")
+    pk = pk.assign(series=series).sort_values(["series", "hours"], kind="stable")
+    first_rows = pk.drop_duplicates("series")[keys]
+    used = pk[_before_second_dose(pk)]  # a series may have none: its slice is then empty
+    bounds = np.searchsorted(used["series"].to_numpy(), np.arange(len(first_rows) + 1))
+    hours, values = used["hours"].to_numpy(dtype=float), used["value"].to_numpy(dtype=float)
     rows = []
     for row, start, stop in zip(first_rows.itertuples(), bounds[:-1], bounds[1:]):
-        mine = slice(start, stop)
         rows.append(dict(subject_id=row.subject_id, level=row.level, label=row.label, test=row.test,
                          specimen=row.specimen, unit=row.unit, dose=bm.doses.get(int(row.level), np.nan),
-                         **_nca(*_profile(hours[mine][used[mine]], values[mine][used[mine]]))))
+                         **_nca(*_profile(hours[start:stop], values[start:stop]))))
     return pd.DataFrame(rows, columns=["subject_id", "level", "label", "test", "specimen", "unit", "dose", "cmax",
                                        "tmax_h", "auc", "tlast_h", "n_samples"])
 

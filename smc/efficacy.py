@@ -126,7 +126,7 @@ def load_efficacy(db: Database, study: Study, as_of: dt.date) -> Efficacy:
         {"ttr_days": "Int64", "dor_days": "Int64", "ongoing": bool, "best_pct_change": float})
     # Time points in the lanes' order (level, enrollment), each subject's by date.
     lane_info = lanes[["subject_id", "level", "phase", "first_dose_date"]].assign(
-        lane=lanes.index, label=[study.label(lv) for lv in lanes["level"]],
+        lane=lanes.index, label=study.labels(lanes["level"]).to_numpy(),
         bor=subjects["bor"].to_numpy())
     time_points = points.drop(columns=["first_dose_date", "baseline_date"]) \
         .merge(lane_info, on="subject_id").sort_values(["lane", "assessment_date"], kind="stable")

@@ -50,8 +50,7 @@ class SafetyLabs:
         """``queries/<name>.sql`` over the graded results (as the table ``graded``), with the level label."""
         frame = query_tables(name, {"graded": self.graded}, **params)
         if "level" in frame:
-            frame.insert(frame.columns.get_loc("level") + 1, "label", frame["level"].map(
-                {level: self.study.label(level) for level in frame["level"].unique()}))
+            frame.insert(frame.columns.get_loc("level") + 1, "label", self.study.labels(frame["level"]))
         return frame
 
     @property

@@ -110,7 +110,7 @@ def load_safety(db: Database, study: Study, as_of: dt.date) -> SafetyData:
     subjects = db.query("safety_subjects", **params)
     events = subject_adverse_events(db, study, as_of, None)
     emergent = events["treatment_emergent"].astype(bool)
-    subjects["label"] = subjects["level"].map(study.label)
+    subjects["label"] = study.labels(subjects["level"])
     return SafetyData(
         study, as_of,
         dosed=subjects[subjects["first_dose_date"].notna()].reset_index(drop=True),
@@ -121,7 +121,7 @@ def load_safety(db: Database, study: Study, as_of: dt.date) -> SafetyData:
 def subject_adverse_events(db: Database, study: Study, as_of: dt.date, subject_id: str | None) -> pd.DataFrame:
     """AEs by ``as_of`` with their treatment-emergent flag and day, of one subject (None: all)."""
     events = db.query("safety_adverse_events", study_id=study.study_id, as_of=as_of, subject_id=subject_id)
-    events["label"] = events["level"].map(study.label)
+    events["label"] = study.labels(events["level"])
     return events
 
 

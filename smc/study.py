@@ -4,6 +4,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import pandas as pd
+
 from smc.db import Database
 from smc.escalation import DoseLevel
 
@@ -25,6 +27,11 @@ class Study:
 
     def label(self, level: int | None) -> str:
         return next((d.label for d in self.levels if d.level == level), "—" if level is None else str(level))
+
+    def labels(self, levels: pd.Series) -> pd.Series:
+        """:meth:`label` of every level in a column, looked up once per distinct level: a column can hold
+        hundreds of thousands of rows. Text even when empty."""
+        return levels.map({level: self.label(level) for level in levels.unique()}).astype(object)
 
     @property
     def level_order(self) -> list[int]:

@@ -29,7 +29,7 @@ def swimlanes(db: Database, study: Study, as_of: dt.date, states: dict[str, str]
     lanes = db.query("swimlane_subjects", **params)
     lanes["state"] = [states.get(s, "expansion") if p == "escalation" else "expansion"
                       for s, p in zip(lanes.subject_id, lanes.phase)]
-    lanes["label"] = lanes["level"].map(study.label)
+    lanes["label"] = study.labels(lanes["level"])
     lanes["window_end"] = lanes["first_dose_date"] + pd.Timedelta(days=study.dlt_window_days)
     lanes["followed_to"] = pd.concat(
         [lanes["off_study_date"], lanes["death_date"]], axis=1).min(axis=1).fillna(pd.Timestamp(as_of))
