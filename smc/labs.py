@@ -113,7 +113,7 @@ def lab_summary(db: Database, study: Study, as_of: dt.date) -> LabSummary:
         results=int(tests["results"].sum()), derived=int(tests["derived"].sum()),
         graded_tests=list(dict.fromkeys(tests.loc[tests["graded"] > 0, "test"])),
         shift=shift_table(labs), liver=liver_peaks(labs), listing=high_grade_listing(labs),
-        nadirs={test: nadir_recovery(labs, test) for test in CYTOPENIA_TESTS},
+        nadirs=nadir_recoveries(labs),
         course=labs.query("safety_lab_course", tests=list(CYTOPENIA_TESTS), first_day=first_day, last_day=last_day))
 
 
@@ -151,10 +151,17 @@ def hys_law_quadrant(peak_transaminase_xuln: float, peak_bili_xuln: float) -> st
     return QUADRANTS[(peak_transaminase_xuln >= HY_LAW_ALT_XULN, peak_bili_xuln >= HY_LAW_BILI_XULN)]
 
 
+def nadir_recoveries(labs: SafetyLabs, tests: tuple[str, ...] = CYTOPENIA_TESTS) -> dict[str, pd.DataFrame]:
+    """Per test, per subject dosed with the agent: baseline, nadir (value, day, grade) on or after the
+    agent's first dose, and the first later day at grade ≤ 1 (NaN: not recovered by the as-of date)."""
+    found = labs.query("safety_lab_nadir", tests=list(tests)).astype(
+        {"nadir_grade": "Int64", "recovery_day": "float"})
+    return {test: found[found["test"] == test].drop(columns="test").reset_index(drop=True) for test in tests}
+
+
 def nadir_recovery(labs: SafetyLabs, test: str) -> pd.DataFrame:
-    """Per subject dosed with the agent: baseline, nadir (value, day, grade) on or after the agent's
-    first dose, and the first later day at grade ≤ 1 (NaN: not recovered by the as-of date)."""
-    return labs.query("safety_lab_nadir", test=test).astype({"nadir_grade": "Int64", "recovery_day": "float"})
+    """:func:`nadir_recoveries` of one test."""
+    return nadir_recoveries(labs, (test,))[test]
 
 
 def high_grade_listing(labs: SafetyLabs, min_grade: int = 3) -> pd.DataFrame:
