@@ -37,12 +37,14 @@ def translucent(color: str, alpha: float) -> str:
     return f"rgba({red:.0f},{green:.0f},{blue:.0f},{alpha})"
 
 
-TEMPLATE = pio.templates["plotly_white"]  # the object, not its name: an unchecked figure does not look names up
+# Every figure starts from plotly_white. As the default, plotly applies it unvalidated when a figure is made;
+# set on each figure instead, validating the template cost 15-25 ms per chart.
+pio.templates.default = "plotly_white"
 
 
 def base_layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     fig.update_layout(
-        title=dict(text=title, x=0, xanchor="left"), height=height, template=TEMPLATE,
+        title=dict(text=title, x=0, xanchor="left"), height=height,
         margin=dict(l=10, r=10, t=60, b=40), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
         hoverlabel=dict(align="left"))
     return fig
