@@ -7,11 +7,16 @@ WITH results AS (
     SELECT * FROM graded WHERE list_contains($tests, test) AND value IS NOT NULL
 ),
 nadir AS (
-    SELECT test, subject_id, level, phase, unit, value AS nadir_value, agent_day AS nadir_day,
-           grade AS nadir_grade, collected_at AS nadir_at
-    FROM results
-    WHERE agent_day >= 0
-    QUALIFY row_number() OVER (PARTITION BY test, subject_id ORDER BY value, collected_at) = 1
+    -- the row with the lowest (value, collected_at): a grouped arg_min, which is several times quicker
+    -- than ranking every row with a window
+    SELECT test, subject_id, lowest.level, lowest.phase, lowest.unit, lowest.value AS nadir_value,
+           lowest.agent_day AS nadir_day, lowest.grade AS nadir_grade, lowest.collected_at AS nadir_at
+    FROM (SELECT test, subject_id,
+                 arg_min({'level': level, 'phase': phase, 'unit': unit, 'value': value, 'agent_day': agent_day,
+                          'grade': grade, 'collected_at': collected_at}, (value, collected_at)) AS lowest
+          FROM results
+          WHERE agent_day >= 0
+          GROUP BY test, subject_id)
 ),
 baseline AS (
     SELECT test, subject_id, value AS baseline_value FROM results WHERE baseline
