@@ -32,8 +32,9 @@ def load_tumor_markers(db: Database, study: Study, as_of: dt.date) -> pd.DataFra
     """One row per marker result of a dosed subject, with day, plotted value, baseline flag and % change."""
     r = dosed_results(db.query("lab_results", study_id=study.study_id, as_of=as_of, categories=[CATEGORY]), study)
     r = r.sort_values(["subject_id", "test", "collected_at"]).reset_index(drop=True)
-    r["day"] = (r["collected_at"] - pd.to_datetime(r["first_agent_dose_date"])).dt.total_seconds() / 86400
-    eligible = r[r["collected_at"].dt.normalize() <= pd.to_datetime(r["first_agent_dose_date"])]
+    # first_agent_dose_date comes as datetime64 already; pd.to_datetime on it walked every value (50 ms)
+    r["day"] = (r["collected_at"] - r["first_agent_dose_date"]).dt.total_seconds() / 86400
+    eligible = r[r["collected_at"].dt.normalize() <= r["first_agent_dose_date"]]
     baseline_rows = eligible.groupby(["subject_id", "test"])["collected_at"].idxmax()
     r["baseline"] = r.index.isin(baseline_rows)
     base = r[r["baseline"]].set_index(["subject_id", "test"])
