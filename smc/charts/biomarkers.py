@@ -10,10 +10,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from smc.biomarkers import PowerFit
-from smc.charts.style import (base_layout, level_colors, lines_by_level, log_ticks, points_trace, side_legend,
-                              too_many_subjects, unchecked_figure)
+from smc.charts.style import (add_overlays, base_layout, hline, level_colors, lines_by_level, log_ticks, panel_axes,
+                              points_trace, side_legend, too_many_subjects, unchecked_figure)
 
 BELOW_LLOQ_SYMBOL = "circle-open"
+NO_CHANGE_LINE = dict(color="#636363", width=1, dash="dot")  # fold change 1
 
 
 def _time(frame: pd.DataFrame, unit: str) -> pd.Series:
@@ -56,7 +57,7 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
                            "%{customdata[1]} below LLOQ)<br>spread %{customdata[2]:.4g} to %{customdata[3]:.4g}"
                            "<extra></extra>")))
     if measure == "fold_change":
-        fig.add_hline(y=1, line=dict(color="#636363", width=1, dash="dot"))
+        add_overlays(fig, [hline(1, line=NO_CHANGE_LINE)])
     base_layout(fig, title, height=480)
     side_legend(fig, 200, "Dose level")
     fig.update_xaxes(title_text=f"{unit.capitalize()} from first dose of {agent}")
@@ -73,19 +74,27 @@ def subset_panels(fold: pd.DataFrame, levels: dict[int, str], agent: str, title:
                         horizontal_spacing=0.06, vertical_spacing=0.18)
     colours = level_colors(list(levels))
     shown = set()
+    # Collected and added at once: an add_trace, add_hline or update_xaxes per panel re-validated the figure.
+    traces, panels, lines, axes = [], [], [], {}
     for i, subset in enumerate(subsets):
         row, col = i // columns + 1, i % columns + 1
         for level, points in fold[fold["test"] == subset].groupby("level", sort=True):
             label = levels.get(level, str(level))
-            fig.add_trace(go.Scatter(
+            traces.append(go.Scatter(
                 x=points["nominal_day"], y=points["gmean_fold_change"], mode="lines+markers", name=label,
                 legendgroup=str(level), showlegend=level not in shown,
                 line=dict(color=colours.get(level, "#636363"), width=2), customdata=points["n"],
                 hovertemplate=(f"<b>{subset}</b> · {label}<br>day %{{x}}: %{{y:.2f}}× baseline "
-                               "(geometric mean, n=%{customdata})<extra></extra>")), row=row, col=col)
+                               "(geometric mean, n=%{customdata})<extra></extra>")))
+            panels.append((row, col))
             shown.add(level)
-        fig.add_hline(y=1, line=dict(color="#636363", width=1, dash="dot"), row=row, col=col)
-        fig.update_xaxes(title_text=f"Days from first dose of {agent}", row=row, col=col)
+        x, y = panel_axes(fig, row, col)
+        lines.append(hline(1, xref=x, yref=y, line=NO_CHANGE_LINE))
+        axes[x.replace("x", "xaxis")] = dict(title_text=f"Days from first dose of {agent}")
+    if traces:
+        fig.add_traces(traces, rows=[row for row, _ in panels], cols=[col for _, col in panels])
+    add_overlays(fig, lines)
+    fig.update_layout(axes)
     base_layout(fig, title, height=340 * rows + 60)
     side_legend(fig, 160, "Dose level", t=90)
     fig.update_yaxes(title_text="Fold change from baseline (×)", type="log", col=1)

@@ -7,11 +7,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc import tumor_markers
-from smc.charts.style import (RESPONSE_COLORS, base_layout, level_colors, lines_by_level, log_ticks,
-                              points_trace, quartile_traces, side_legend, too_many_subjects, unchecked_figure)
+from smc.charts.style import (RESPONSE_COLORS, add_overlays, base_layout, hline, hline_label, level_colors,
+                              lines_by_level, log_ticks, points_trace, quartile_traces, side_legend,
+                              too_many_subjects, unchecked_figure)
 from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
 
 REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
+ZERO_LINE = hline(0, line=dict(color="#636363", width=1))
 MARKER_EVENTS = {  # swimmer-plot events: marker symbol and colour
     "Response (first CR/PR)": ("triangle-up", RESPONSE_COLORS["CR"]),
     "Progression (PD)": ("x", RESPONSE_COLORS["PD"]),
@@ -24,12 +26,13 @@ def _fmt(value, spec: str = ".1f", empty: str = "—") -> str:
     return empty if value is None or pd.isna(value) else format(value, spec)
 
 
-def _response_lines(fig: go.Figure) -> None:
+def _response_lines(fig: go.Figure, *shapes: dict) -> None:
+    """The PR and PD thresholds, labelled, after ``shapes``."""
     label = "rgba(255,255,255,0.8)"  # a background keeps the label readable over a wall of bars
-    fig.add_hline(y=-PR_DECREASE_PCT, line=REFERENCE_LINE, annotation_text=f"−{PR_DECREASE_PCT:.0f}% (PR)",
-                  annotation_position="bottom right", annotation_bgcolor=label)
-    fig.add_hline(y=PD_INCREASE_PCT, line=REFERENCE_LINE, annotation_text=f"+{PD_INCREASE_PCT:.0f}% (PD)",
-                  annotation_position="top right", annotation_bgcolor=label)
+    add_overlays(fig, [*shapes, hline(-PR_DECREASE_PCT, line=REFERENCE_LINE),
+                       hline(PD_INCREASE_PCT, line=REFERENCE_LINE)],
+                 [hline_label(f"−{PR_DECREASE_PCT:.0f}% (PR)", -PR_DECREASE_PCT, below=True, bgcolor=label),
+                  hline_label(f"+{PD_INCREASE_PCT:.0f}% (PD)", PD_INCREASE_PCT, bgcolor=label)])
 
 
 def waterfall(subjects: pd.DataFrame, levels: dict[int, str], title: str) -> go.Figure:
@@ -118,8 +121,7 @@ def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title:
                            "%{customdata[1]}<br>sum %{customdata[2]:.0f} mm, %{y:+.1f}% from baseline"
                            "<br>data issue: %{customdata[4]}<extra></extra>")))
     fig = unchecked_figure(traces)
-    fig.add_hline(y=0, line=dict(color="#636363", width=1))
-    _response_lines(fig)
+    _response_lines(fig, ZERO_LINE)
     base_layout(fig, title, height=460)
     fig.update_layout(margin=dict(t=90), legend_title_text="Dose level ")
     fig.update_xaxes(title_text=f"Days from first dose of {agent}")
@@ -206,7 +208,7 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
                 hovertemplate=(f"<b>{label} median</b><br>week of day %{{x:.0f}}: %{{y:.4g}} {shown_unit} "
                                "(n=%{customdata})<extra></extra>")))
     if measure == "pct_change":
-        fig.add_hline(y=0, line=dict(color="#636363", width=1))
+        add_overlays(fig, [ZERO_LINE])
         y_title = f"{test}: change from baseline (%)"
     else:
         y_title = f"{test} ({unit})" if unit else test
@@ -249,7 +251,7 @@ def marker_best_change(best: pd.DataFrame, test: str, levels: dict[int, str], ti
             customdata=mine[["baseline_value", "value", "day"]].to_numpy(float),
             hovertemplate=(f"<b>%{{x}}</b> · {label}<br>best change %{{y:+.1f}}%: "
                            "%{customdata[0]:.4g} → %{customdata[1]:.4g} on day %{customdata[2]:.0f}<extra></extra>")))
-    fig.add_hline(y=0, line=dict(color="#636363", width=1))
+    add_overlays(fig, [ZERO_LINE])
     base_layout(fig, title, height=420)
     side_legend(fig, 150, "Dose level", l=70)
     _subject_bar_axis(fig, best["subject_id"])

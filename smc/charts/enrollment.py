@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import base_layout, side_legend
+from smc.charts.style import add_overlays, base_layout, hline, hline_label, side_legend
 from smc.enrollment import Projection
 
 COUNT_COLORS = {"screened": "#969696", "screen_failures": "#d7191c", "enrolled": "#2b83ba", "dosed": "#1a9850"}
@@ -29,8 +29,8 @@ def cumulative_enrollment(cumulative: pd.DataFrame, plan: pd.DataFrame | None, p
                                  line=dict(color=PLAN_COLOR, dash="dash"),
                                  hovertemplate="Plan: %{y} by %{x|%Y-%m-%d}<extra></extra>"))
     elif planned:
-        fig.add_hline(y=planned, line=dict(color=PLAN_COLOR, dash="dash"), annotation_text=f"Planned: {planned}",
-                      annotation_position="top left")
+        add_overlays(fig, [hline(planned, line=dict(color=PLAN_COLOR, dash="dash"))],
+                     [hline_label(f"Planned: {planned}", planned, left=True)])
     if projected and projected.projected:
         start = cumulative["date"].iloc[-1]
         fig.add_trace(go.Scatter(x=[start, pd.Timestamp(projected.projected)],

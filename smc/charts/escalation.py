@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc.charts.style import (ACTION_COLORS, DLT_COLOR, GRADE_COLORS, RESPONSE_COLORS, STATE_COLORS,
-                              base_layout, level_colors)
+                              add_overlays, base_layout, hline, hrect, level_colors, vline)
 from smc.decisions import Decision
 
 LANE_PX = 26
@@ -120,21 +120,23 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
                           "(day %{customdata[3]})<br>%{customdata[2]}<extra></extra>")
 
     # Level bands and labels.
+    shapes, labels = [], []
     for level, group in lanes.groupby("level", sort=True):
         lo, hi = y_of[group.subject_id.iloc[0]], y_of[group.subject_id.iloc[-1]]
-        fig.add_hrect(y0=lo - 0.5, y1=hi + 0.5, fillcolor=colors[level], opacity=0.07, line_width=0, layer="below")
-        fig.add_hline(y=lo - 0.5, line=dict(color="#737373", width=1))
-        fig.add_annotation(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2,
+        shapes += [hrect(lo - 0.5, hi + 0.5, fillcolor=colors[level], opacity=0.07, line=dict(width=0), layer="below"),
+                   hline(lo - 0.5, line=dict(color="#737373", width=1))]
+        labels.append(dict(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2,
                            text=f"<span style='color:{colors[level]}'>■</span> <b>{group.label.iloc[0]}</b>",
-                           showarrow=False, font=dict(color="#252525", size=12))
+                           showarrow=False, font=dict(color="#252525", size=12)))
     if calendar:
-        fig.add_vline(x=pd.Timestamp(as_of).value / 1e6, line=dict(color=DLT_COLOR, dash="dash", width=2))
-        fig.add_annotation(x=pd.Timestamp(as_of), y=1.0, yref="paper", text=f"as of {as_of:%Y-%m-%d}",
-                           showarrow=False, yanchor="bottom", font=dict(color=DLT_COLOR))
+        shapes.append(vline(pd.Timestamp(as_of).value / 1e6, line=dict(color=DLT_COLOR, dash="dash", width=2)))
+        labels.append(dict(x=pd.Timestamp(as_of), y=1.0, yref="paper", text=f"as of {as_of:%Y-%m-%d}",
+                           showarrow=False, yanchor="bottom", font=dict(color=DLT_COLOR)))
         fig.update_xaxes(title="Calendar date", type="date")
     else:
-        fig.add_vline(x=dlt_window_days, line=dict(color="#737373", dash="dot", width=1))
+        shapes.append(vline(dlt_window_days, line=dict(color="#737373", dash="dot", width=1)))
         fig.update_xaxes(title="Days from first dose of the agent", zeroline=True)
+    add_overlays(fig, shapes, labels)
     fig.update_yaxes(tickmode="array", tickvals=list(range(len(lanes))), ticktext=_lane_text(lanes),
                      range=[-0.7, len(lanes) - 0.3], title=None, showgrid=False, fixedrange=True)
     height = max(420, 230 + LANE_PX * len(lanes))

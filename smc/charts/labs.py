@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc import ctcae
-from smc.charts.style import (DLT_WINDOW_FILL, base_layout, level_colors, lines_by_level, points_trace, quartile_traces,
-                              unchecked_figure)
+from smc.charts.style import (DLT_WINDOW_FILL, add_overlays, base_layout, hline, hline_label, level_colors,
+                              lines_by_level, points_trace, quartile_traces, unchecked_figure, vline, vrect)
 from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN, course_as_quartiles, course_days, course_quartiles
 
 QUADRANT_LABELS = (  # (horizontal side, vertical side, label) of each eDISH quadrant
@@ -39,16 +39,16 @@ def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title:
     values = pd.concat([peaks[x_column], peaks["peak_bili_xuln"]]).dropna()
     high = max(10.0, float(values.max()) * 1.5) if len(values) else 10.0
     low = min(0.1, float(values[values > 0].min()) / 1.5) if (values > 0).any() else 0.1
-    fig.add_vline(x=HY_LAW_ALT_XULN, line=dict(dash="dash", color="#636363", width=1))
-    fig.add_hline(y=HY_LAW_BILI_XULN, line=dict(dash="dash", color="#636363", width=1))
-    for side, height, text in QUADRANT_LABELS:
-        fig.add_annotation(x=np.log10(high) if side == "right" else np.log10(low),
-                           y=np.log10(high) if height == "top" else np.log10(low), text=text, showarrow=False,
-                           xanchor=side, yanchor=height, font=dict(size=12, color="#636363"))
-    fig.add_annotation(x=np.log10(HY_LAW_ALT_XULN), y=np.log10(high), text="3×ULN", showarrow=False,
-                       xanchor="left", yanchor="top", yshift=-18, font=dict(size=10, color="#636363"))
-    fig.add_annotation(x=np.log10(high), y=np.log10(HY_LAW_BILI_XULN), text="2×ULN", showarrow=False,
-                       xanchor="right", yanchor="bottom", xshift=-4, font=dict(size=10, color="#636363"))
+    limit = dict(dash="dash", color="#636363", width=1)
+    add_overlays(fig, [vline(HY_LAW_ALT_XULN, line=limit), hline(HY_LAW_BILI_XULN, line=limit)], [
+        *(dict(x=np.log10(high) if side == "right" else np.log10(low),
+               y=np.log10(high) if height == "top" else np.log10(low), text=text, showarrow=False,
+               xanchor=side, yanchor=height, font=dict(size=12, color="#636363"))
+          for side, height, text in QUADRANT_LABELS),
+        dict(x=np.log10(HY_LAW_ALT_XULN), y=np.log10(high), text="3×ULN", showarrow=False,
+             xanchor="left", yanchor="top", yshift=-18, font=dict(size=10, color="#636363")),
+        dict(x=np.log10(high), y=np.log10(HY_LAW_BILI_XULN), text="2×ULN", showarrow=False,
+             xanchor="right", yanchor="bottom", xshift=-4, font=dict(size=10, color="#636363"))])
     base_layout(fig, title, height=520)
     fig.update_layout(margin=dict(t=90))
     ticks = dict(type="log", range=[np.log10(low), np.log10(high)], tickvals=EDISH_TICKS,
@@ -82,17 +82,19 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
                 customdata=np.stack([shown["subject_id"], shown["recovery"]], axis=1),
                 hovertemplate="<b>%{customdata[0]}</b> nadir %{y:.2f} on day %{x}<br>recovery to grade ≤1: "
                               "%{customdata[1]}<extra></extra>"))
-    fig.add_vrect(x0=0, x1=dlt_window_days, fillcolor=DLT_WINDOW_FILL, line_width=0,
-                  annotation_text=f"DLT window ({dlt_window_days} d)", annotation_position="top left")
+    shapes = [vrect(0, dlt_window_days, fillcolor=DLT_WINDOW_FILL, line=dict(width=0))]
+    labels = [dict(text=f"DLT window ({dlt_window_days} d)", showarrow=False, x=0, xanchor="left", xref="x", y=1,
+                   yanchor="top", yref="y domain")]
     rule = ctcae.GRADINGS.get(test)
     lln = series["ref_low"].median()
     if pd.notna(lln):
-        fig.add_hline(y=lln, line=dict(color="#1a9850", dash="dot", width=1), annotation_text="LLN",
-                      annotation_position="top right")
+        shapes.append(hline(lln, line=dict(color="#1a9850", dash="dot", width=1)))
+        labels.append(hline_label("LLN", lln))
     if rule is not None and rule.direction == "low":
         for grade, cut in enumerate(rule.cuts, start=2):
-            fig.add_hline(y=cut, line=dict(color="#a50026", dash="dash", width=1),
-                          annotation_text=f"G{grade} < {cut:g}", annotation_position="top right")
+            shapes.append(hline(cut, line=dict(color="#a50026", dash="dash", width=1)))
+            labels.append(hline_label(f"G{grade} < {cut:g}", cut))
+    add_overlays(fig, shapes, labels)
     base_layout(fig, title, height=460)
     fig.update_layout(margin=dict(t=90))
     fig.update_xaxes(title_text=f"Days from first dose of {agent}")

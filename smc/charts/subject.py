@@ -9,7 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from smc.charts.style import DLT_COLOR, DLT_WINDOW_FILL, GRADE_COLORS, RESPONSE_COLORS, base_layout
+from smc.charts.style import (DLT_COLOR, DLT_WINDOW_FILL, GRADE_COLORS, RESPONSE_COLORS, add_overlays, base_layout,
+                              hrect, panel_axes, vline, vrect)
 
 AGENT_COLOR = "#3b528b"
 OTHER_AGENT_COLOR = "#8c8c8c"
@@ -88,18 +89,21 @@ def subject_timeline(administrations: pd.DataFrame, adverse_events: pd.DataFrame
         fig.add_annotation(text="No tumor assessment by this date", showarrow=False, xref="x3 domain",
                            yref="y3 domain", x=0.5, y=0.5)
 
+    drawn = {trace.xaxis or "x" for trace in fig.data}  # as add_vrect(row="all"): only panels with data
+    panels = [(x, y) for x, y in (panel_axes(fig, row, 1) for row in range(1, len(heights) + 1)) if x in drawn]
+    shapes, notes = [], []
     if dlt_window:
-        fig.add_vrect(x0=dlt_window[0], x1=dlt_window[1], fillcolor=DLT_WINDOW_FILL, line_width=0,
-                      row="all", col=1)
-        fig.add_annotation(x=dlt_window[0], y=1.0, xref="x", yref="y domain", text="DLT window", showarrow=False,
-                           xanchor="left", yanchor="bottom", font=dict(size=11, color=DLT_COLOR))
+        shapes += [vrect(*dlt_window, xref=x, yref=y, fillcolor=DLT_WINDOW_FILL, line=dict(width=0)) for x, y in panels]
+        notes.append(dict(x=dlt_window[0], y=1.0, xref="x", yref="y domain", text="DLT window", showarrow=False,
+                          xanchor="left", yanchor="bottom", font=dict(size=11, color=DLT_COLOR)))
     on_day: dict[int, list[str]] = {}
     for label, day in (milestones or {}).items():
         on_day.setdefault(day, []).append(label)
     for day, labels in on_day.items():
-        fig.add_vline(x=day, line=dict(color="#1a1a1a", dash="dot", width=1), row="all", col=1)
-        fig.add_annotation(x=day, y=1.0, yref="y domain", text=" · ".join(labels), showarrow=False,
-                           textangle=-90, xanchor="right", yanchor="top", font=dict(size=11))
+        shapes += [vline(day, xref=x, yref=y, line=dict(color="#1a1a1a", dash="dot", width=1)) for x, y in panels]
+        notes.append(dict(x=day, y=1.0, yref="y domain", text=" · ".join(labels), showarrow=False,
+                          textangle=-90, xanchor="right", yanchor="top", font=dict(size=11)))
+    add_overlays(fig, shapes, notes)
 
     base_layout(fig, title, height=sum(heights) + 160)
     fig.update_layout(barmode="overlay", legend=dict(title_text="AE ", orientation="h", x=0, y=-0.07,
@@ -127,6 +131,7 @@ def subject_labs(labs: pd.DataFrame, title: str, columns: int = 3) -> go.Figure:
              for (test, spec), frame in panels]
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=names, horizontal_spacing=0.06,
                         vertical_spacing=0.5 / rows)
+    ranges = []  # each panel's normal range, added together after the panels
     for index, (_, frame) in enumerate(panels):
         row, col = index // columns + 1, index % columns + 1
         below = frame["value"].isna()
@@ -147,11 +152,13 @@ def subject_labs(labs: pd.DataFrame, title: str, columns: int = 3) -> go.Figure:
             hovertext=hover, hoverinfo="text"), row=row, col=col)
         low, high = frame["ref_low"].dropna(), frame["ref_high"].dropna()
         if not high.empty:
-            fig.add_hrect(y0=low.iloc[0] if not low.empty else 0, y1=high.iloc[0], fillcolor=NORMAL_RANGE_FILL,
-                          line_width=0, row=row, col=col)
+            x, y = panel_axes(fig, row, col)
+            ranges.append(hrect(low.iloc[0] if not low.empty else 0, high.iloc[0], xref=x, yref=y,
+                                fillcolor=NORMAL_RANGE_FILL, line=dict(width=0)))
         positive = shown[shown > 0]
         if len(positive) and positive.max() / positive.min() > 100:
             fig.update_yaxes(type="log", row=row, col=col)
+    add_overlays(fig, ranges)
     base_layout(fig, title, height=110 + 230 * rows)
     fig.update_annotations(font_size=12)
     fig.update_xaxes(title_text="Days from first dose", title_font_size=11)
