@@ -38,11 +38,15 @@ class Page:
     name: str
     script: str  # as app.py's st.Page has it
     url_path: str  # "" for the default page
+    view: tuple[str, str] | None = None  # (query parameter, tab label) of a page's other view; None: the default
 
 
 PAGES = [Page("overview", "views/overview.py", ""), Page("escalation", "views/escalation.py", "escalation"),
          Page("safety", "views/safety.py", "safety"), Page("labs", "views/labs.py", "labs"),
-         Page("efficacy", "views/efficacy.py", "efficacy"), Page("biomarkers", "views/biomarkers.py", "biomarkers"),
+         Page("efficacy", "views/efficacy.py", "efficacy"),
+         Page("efficacy-time", "views/efficacy.py", "efficacy", ("efficacy_view", "Over time")),
+         Page("efficacy-markers", "views/efficacy.py", "efficacy", ("efficacy_view", "Tumor markers")),
+         Page("biomarkers", "views/biomarkers.py", "biomarkers"),
          Page("survival", "views/survival.py", "survival"), Page("enrollment", "views/enrollment.py", "enrollment"),
          Page("explore", "views/explore.py", "explore"), Page("import", "views/import_sdtm.py", "import"),
          Page("subject", "views/subject.py", "subject")]
@@ -96,9 +100,9 @@ def _median(values: list[float]) -> float:
 
 
 def _query(page: Page, study: BenchStudy) -> dict[str, str]:
-    """The link's parameters: the study, and for the profile page an enrolled subject."""
+    """The link's parameters: the study, for the profile page an enrolled subject, and the view (tab)."""
     subject = {"subject": study.first_subject} if page.name == "subject" and study.first_subject else {}
-    return {"study": study.study_id, **subject}
+    return {"study": study.study_id, **subject, **dict([page.view] if page.view else [])}
 
 
 def _app(page: Page, study: BenchStudy):

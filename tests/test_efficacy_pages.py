@@ -110,7 +110,9 @@ def test_efficacy_page_matches_sql(app_env, sql, study_id):
             assert colours == {s: subjects[s][2] for s in measured}
         else:
             assert not waterfall
-        swimmer = [c for t, c in charts.items() if t.startswith("Time on study")]
+        assert not any(t.startswith("Time on study") for t in charts)  # in the "Over time" view
+        over_time = run_app(study_id, as_of, "views/efficacy.py", efficacy_view="Over time")
+        swimmer = [fig for fig in figures(over_time) if fig["layout"]["title"]["text"].startswith("Time on study")]
         if subjects:
             lanes = {y for trace in swimmer[0]["data"] if trace["type"] == "bar" for y in trace["y"]}
             assert lanes == subjects.keys()

@@ -132,8 +132,8 @@ def test_bench_picks_the_biggest_and_the_median_study(sql, demo_db):
 
 
 # Charts each page draws for a study with enrolled subjects (as the browser tests expect).
-CHARTS = {"overview": 1, "escalation": 2, "safety": 1, "labs": 2, "efficacy": 5, "survival": 1, "enrollment": 3,
-          "subject": 2}
+CHARTS = {"overview": 1, "escalation": 2, "safety": 1, "labs": 2, "efficacy": 1, "efficacy-time": 2,
+          "efficacy-markers": 2, "survival": 1, "enrollment": 3, "subject": 2}
 
 
 def test_bench_smoke_on_the_small_demo(demo_db, sql):

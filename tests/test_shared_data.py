@@ -73,10 +73,10 @@ def shared_results(app_env, monkeypatch):
 def test_no_page_changes_the_data_charts_or_summaries_it_shares(shared_results, sql):
     for study_id in STUDIES:
         for as_of in as_of_dates(sql, study_id)[:2]:
-            for page in PAGES:
-                run_app(study_id, as_of, page.script)
+            for page in PAGES:  # each view (tab) of a page too
+                run_app(study_id, as_of, page.script, **dict([page.view] if page.view else []))
     functions = {function.rsplit(".", 1)[-1] for function, *_ in shared_results.values()}
     assert {"dose_decision", "swimlanes", "load_efficacy", "biomarker_view", "load_survival", "survival_table",
-            "waterfall", "escalation_history"} <= functions
+            "waterfall", "spider", "marker_trends", "escalation_history"} <= functions
     for function, args, kwargs, result in shared_results.values():
         assert_same(result, ui._function(function)(*args, **dict(kwargs)), function)

@@ -18,106 +18,128 @@ phase = (st.segmented_control("Phase", ["All", "Escalation", "Expansion"], defau
          or "All").lower()
 data = ui.cached(efficacy.load_efficacy, ctx.db, study, ctx.as_of).for_phase(phase)
 no_baseline = data.subjects[data.subjects["baseline_date"].isna()]
-
-st.subheader("Best overall response by dose level")
-table = efficacy.response_table(data)
-st.dataframe(efficacy.response_table_display(table), hide_index=True, key="response_table")
-st.caption("Evaluable: dosed subjects with a baseline assessment (the ORR and DCR denominator); those without a "
-           "post-baseline assessment count as NE. ORR = (CR + PR) / evaluable, DCR = (CR + PR + SD) / evaluable, "
-           "with exact Clopper–Pearson 95% CIs."
-           + (f" Not evaluable (no baseline scan): {', '.join(no_baseline['subject_id'])}." if len(no_baseline)
-              else ""))
-ui.download_csv(efficacy.response_table_display(table), f"{study.study_id}_response_{ctx.as_of}.csv",
-                key="response_csv")
-
-issues = efficacy.data_issues(data)
-if not issues.empty:
-    st.warning(f"{len(issues)} time point(s) where the investigator's response disagrees with the measurements. "
-               "They are shown as recorded and count as recorded; query them with the site.",
-               icon=":material/report:")
-    st.dataframe(ui.with_subject_links(issues, ctx), hide_index=True, key="data_issues", column_config={
-        "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level",
-        "assessment_date": st.column_config.DateColumn("Assessed"), "day": "Day", "overall_response": "Response",
-        "target_sum_mm": st.column_config.NumberColumn("Sum (mm)", format="%.0f"),
-        "pct_change": st.column_config.NumberColumn("vs baseline", format="%+.1f%%"),
-        "nadir_mm": st.column_config.NumberColumn("Nadir (mm)", format="%.0f"),
-        "change_from_nadir_mm": st.column_config.NumberColumn("vs nadir (mm)", format="%+.0f"),
-        "new_lesions": "New lesions", "nontarget_response": "Non-target", "data_issue": "Issue"})
-
-st.subheader("Waterfall")
 unmeasured = data.subjects[data.subjects["best_pct_change"].isna()]
-if len(unmeasured) == len(data.subjects):
-    st.info("No post-baseline tumor measurement by this date.")
-else:
-    ui.open_clicked_subject(st.plotly_chart(
-        ui.figure(waterfall, data.subjects, levels,
-                  "Best change in target-lesion sum per subject, coloured by best response"),
-        key="waterfall", on_select="rerun", selection_mode="points"), ctx)
-    st.caption("Best change: the most negative % change from baseline at any post-baseline assessment. Click a bar "
-               "to open the subject profile." + (f" No post-baseline measurement: {len(unmeasured)} subject(s)."
-                                                if len(unmeasured) else ""))
 
-    st.subheader("Spider plot")
-    shown = ui.paged(data.subjects.sort_values(["level", "subject_id"]), key="spider_page", size=MAX_SUBJECT_LINES)
-    ui.open_clicked_subject(st.plotly_chart(
-        ui.figure(spider, data.time_points[data.time_points["subject_id"].isin(shown["subject_id"])], levels,
-                  study.agent, "Change in target-lesion sum over time, per subject"),
-        key="spider", on_select="rerun", selection_mode="points"), ctx)
-    st.caption("Marker fill: the investigator's time-point response (white: baseline)."
-               + (f" {MAX_SUBJECT_LINES} subjects at a time, by dose level." if len(shown) < len(data.subjects)
+
+def best_response() -> None:
+    """BOR table with ORR and DCR, the investigator's misreads, the waterfall."""
+    st.subheader("Best overall response by dose level")
+    table = efficacy.response_table(data)
+    st.dataframe(efficacy.response_table_display(table), hide_index=True, key="response_table")
+    st.caption("Evaluable: dosed subjects with a baseline assessment (the ORR and DCR denominator); those without a "
+               "post-baseline assessment count as NE. ORR = (CR + PR) / evaluable, DCR = (CR + PR + SD) / evaluable, "
+               "with exact Clopper–Pearson 95% CIs."
+               + (f" Not evaluable (no baseline scan): {', '.join(no_baseline['subject_id'])}." if len(no_baseline)
                   else ""))
+    ui.download_csv(efficacy.response_table_display(table), f"{study.study_id}_response_{ctx.as_of}.csv",
+                    key="response_csv")
 
-st.subheader("Swimmer plot")
-if data.subjects.empty:
-    st.info(f"No subject dosed with {study.agent} by this date.")
-else:
-    ui.open_clicked_subject(st.plotly_chart(
-        ui.figure(swimmer, ui.paged(swimmer_order(data.subjects), key="swimmer_page"), levels, study.agent, as_of,
-                  "Time on study per subject, with response and progression"),
-        key="swimmer", on_select="rerun", selection_mode="points"), ctx)
+    issues = efficacy.data_issues(data)
+    if not issues.empty:
+        st.warning(f"{len(issues)} time point(s) where the investigator's response disagrees with the measurements. "
+                   "They are shown as recorded and count as recorded; query them with the site.",
+                   icon=":material/report:")
+        st.dataframe(ui.with_subject_links(issues, ctx), hide_index=True, key="data_issues", column_config={
+            "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level",
+            "assessment_date": st.column_config.DateColumn("Assessed"), "day": "Day", "overall_response": "Response",
+            "target_sum_mm": st.column_config.NumberColumn("Sum (mm)", format="%.0f"),
+            "pct_change": st.column_config.NumberColumn("vs baseline", format="%+.1f%%"),
+            "nadir_mm": st.column_config.NumberColumn("Nadir (mm)", format="%.0f"),
+            "change_from_nadir_mm": st.column_config.NumberColumn("vs nadir (mm)", format="%+.0f"),
+            "new_lesions": "New lesions", "nontarget_response": "Non-target", "data_issue": "Issue"})
 
-st.subheader("Responders: time to and duration of response")
-responders = efficacy.responders(data)
-if responders.empty:
-    st.info("No confirmed responder by this date.")
-else:
-    st.dataframe(ui.with_subject_links(responders, ctx), hide_index=True, key="responders", column_config={
-        "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
-        "bor": "BOR", "response_date": st.column_config.DateColumn("First CR/PR"),
-        "confirmed_on": st.column_config.DateColumn("Confirmed"),
-        "ttr_days": st.column_config.NumberColumn("Time to response (d)"),
-        "dor_days": st.column_config.NumberColumn("Duration of response (d)"),
-        "dor_event": st.column_config.CheckboxColumn("Ended (PD/death)", help="Unticked: censored at the last "
-                                                     "assessment"),
-        "progression_date": st.column_config.DateColumn("PD"), "death_date": st.column_config.DateColumn("Death")})
+    st.subheader("Waterfall")
+    if len(unmeasured) == len(data.subjects):
+        st.info("No post-baseline tumor measurement by this date.")
+    else:
+        ui.open_clicked_subject(st.plotly_chart(
+            ui.figure(waterfall, data.subjects, levels,
+                      "Best change in target-lesion sum per subject, coloured by best response"),
+            key="waterfall", on_select="rerun", selection_mode="points"), ctx)
+        st.caption("Best change: the most negative % change from baseline at any post-baseline assessment. Click a bar "
+                   "to open the subject profile." + (f" No post-baseline measurement: {len(unmeasured)} subject(s)."
+                                                    if len(unmeasured) else ""))
 
-st.subheader("Tumor markers")
-markers = ui.cached(tumor_markers.load_tumor_markers, ctx.db, study, ctx.as_of)
-markers = markers if phase == "all" else markers[markers["phase"] == phase]
-tests = tumor_markers.marker_tests(markers)
-if not tests:
-    st.info("No tumor-marker result by this date.")
-else:
-    test_col, measure_col, log_col = st.columns([3, 3, 1])
-    test = test_col.segmented_control("Marker", tests, default=tests[0], key="marker_test") or tests[0]
-    measure = {"Value": "plot_value", "% change from baseline": "pct_change"}[
-        measure_col.segmented_control("Show", ["Value", "% change from baseline"], default="Value",
-                                      key="marker_measure") or "Value"]
-    log_y = log_col.toggle("Log scale", value=True, key="marker_log", disabled=measure == "pct_change")
-    medians = tumor_markers.level_medians(markers, test, measure)
-    summarised = too_many_subjects(tumor_markers.measured(markers, test, measure))
-    st.plotly_chart(ui.figure(marker_trends, markers, medians, test, measure, levels, study.agent, log_y,
-                              f"{test}: median and 25th–75th percentiles per dose level and week" if summarised
-                              else f"{test} per subject, with the median per dose level"), key="marker_trends")
-    below = int(markers[markers["test"] == test]["below_lloq"].sum())
-    st.caption("Baseline: last result on or before the first dose. "
-               + (f"Over {MAX_SUBJECT_LINES} subjects: each level's median (line) and 25th–75th percentiles "
-                  "(band) per week with at least two subjects." if summarised else
-                  "Dashed: median per level and week.")
-               + (f" {below} result(s) below the LLOQ "
-                  + ("count at LLOQ/2." if summarised else "are drawn at LLOQ/2 as open circles.") if below else ""))
-    best = tumor_markers.best_change(markers, test)
-    if not best.empty:
-        st.plotly_chart(ui.figure(marker_best_change, best, test, levels,
-                                  f"Best change in {test} from baseline, per subject"),
-                        key="marker_best")
+
+def over_time() -> None:
+    """Spider and swimmer plots, and the responders' time to and duration of response."""
+    if len(unmeasured) < len(data.subjects):
+        st.subheader("Spider plot")
+        shown = ui.paged(data.subjects.sort_values(["level", "subject_id"]), key="spider_page",
+                         size=MAX_SUBJECT_LINES)
+        ui.open_clicked_subject(st.plotly_chart(
+            ui.figure(spider, data.time_points[data.time_points["subject_id"].isin(shown["subject_id"])], levels,
+                      study.agent, "Change in target-lesion sum over time, per subject"),
+            key="spider", on_select="rerun", selection_mode="points"), ctx)
+        st.caption("Marker fill: the investigator's time-point response (white: baseline)."
+                   + (f" {MAX_SUBJECT_LINES} subjects at a time, by dose level." if len(shown) < len(data.subjects)
+                      else ""))
+
+    st.subheader("Swimmer plot")
+    if data.subjects.empty:
+        st.info(f"No subject dosed with {study.agent} by this date.")
+    else:
+        ui.open_clicked_subject(st.plotly_chart(
+            ui.figure(swimmer, ui.paged(swimmer_order(data.subjects), key="swimmer_page"), levels, study.agent, as_of,
+                      "Time on study per subject, with response and progression"),
+            key="swimmer", on_select="rerun", selection_mode="points"), ctx)
+
+    st.subheader("Responders: time to and duration of response")
+    responders = efficacy.responders(data)
+    if responders.empty:
+        st.info("No confirmed responder by this date.")
+    else:
+        st.dataframe(ui.with_subject_links(responders, ctx), hide_index=True, key="responders", column_config={
+            "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
+            "bor": "BOR", "response_date": st.column_config.DateColumn("First CR/PR"),
+            "confirmed_on": st.column_config.DateColumn("Confirmed"),
+            "ttr_days": st.column_config.NumberColumn("Time to response (d)"),
+            "dor_days": st.column_config.NumberColumn("Duration of response (d)"),
+            "dor_event": st.column_config.CheckboxColumn("Ended (PD/death)", help="Unticked: censored at the last "
+                                                         "assessment"),
+            "progression_date": st.column_config.DateColumn("PD"), "death_date": st.column_config.DateColumn("Death")})
+
+
+def tumor_marker_trends() -> None:
+    """Each marker's course per level and each subject's best change."""
+    st.subheader("Tumor markers")
+    markers = ui.cached(tumor_markers.load_tumor_markers, ctx.db, study, ctx.as_of)
+    markers = markers if phase == "all" else markers[markers["phase"] == phase]
+    tests = tumor_markers.marker_tests(markers)
+    if not tests:
+        st.info("No tumor-marker result by this date.")
+    else:
+        test_col, measure_col, log_col = st.columns([3, 3, 1])
+        test = test_col.segmented_control("Marker", tests, default=tests[0], key="marker_test") or tests[0]
+        measure = {"Value": "plot_value", "% change from baseline": "pct_change"}[
+            measure_col.segmented_control("Show", ["Value", "% change from baseline"], default="Value",
+                                          key="marker_measure") or "Value"]
+        log_y = log_col.toggle("Log scale", value=True, key="marker_log", disabled=measure == "pct_change")
+        medians = tumor_markers.level_medians(markers, test, measure)
+        summarised = too_many_subjects(tumor_markers.measured(markers, test, measure))
+        st.plotly_chart(ui.figure(marker_trends, markers, medians, test, measure, levels, study.agent, log_y,
+                                  f"{test}: median and 25th–75th percentiles per dose level and week" if summarised
+                                  else f"{test} per subject, with the median per dose level"), key="marker_trends")
+        below = int(markers[markers["test"] == test]["below_lloq"].sum())
+        st.caption("Baseline: last result on or before the first dose. "
+                   + (f"Over {MAX_SUBJECT_LINES} subjects: each level's median (line) and 25th–75th percentiles "
+                      "(band) per week with at least two subjects." if summarised else
+                      "Dashed: median per level and week.")
+                   + (f" {below} result(s) below the LLOQ "
+                      + ("count at LLOQ/2." if summarised else "are drawn at LLOQ/2 as open circles.")
+                      if below else ""))
+        best = tumor_markers.best_change(markers, test)
+        if not best.empty:
+            st.plotly_chart(ui.figure(marker_best_change, best, test, levels,
+                                      f"Best change in {test} from baseline, per subject"),
+                            key="marker_best")
+
+
+# One view at a time: only the open tab's code runs and its charts are drawn (the five charts of a 2,000-subject
+# study together took 4-5 s to draw in the browser). ?efficacy_view=<tab label> links to a view.
+views = st.tabs(["Best response", "Over time", "Tumor markers"], key="efficacy_view", on_change="rerun",
+                bind="query-params")
+for tab, draw in zip(views, (best_response, over_time, tumor_marker_trends)):
+    with tab:
+        if tab.open:
+            draw()
