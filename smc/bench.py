@@ -38,7 +38,9 @@ class Page:
     name: str
     script: str  # as app.py's st.Page has it
     url_path: str  # "" for the default page
-    view: tuple[str, str] | None = None  # (query parameter, tab label) of a page's other view; None: the default
+    # (query parameter, tab label) of another view of a page; None: the default. A study without that view
+    # (no T-cell data, say) is shown the default one.
+    view: tuple[str, str] | None = None
 
 
 PAGES = [Page("overview", "views/overview.py", ""), Page("escalation", "views/escalation.py", "escalation"),
@@ -47,6 +49,9 @@ PAGES = [Page("overview", "views/overview.py", ""), Page("escalation", "views/es
          Page("efficacy-time", "views/efficacy.py", "efficacy", ("efficacy_view", "Over time")),
          Page("efficacy-markers", "views/efficacy.py", "efficacy", ("efficacy_view", "Tumor markers")),
          Page("biomarkers", "views/biomarkers.py", "biomarkers"),
+         Page("biomarkers-tcells", "views/biomarkers.py", "biomarkers", ("biomarkers_view", "T-cell subsets")),
+         Page("biomarkers-exposure", "views/biomarkers.py", "biomarkers", ("biomarkers_view", "Exposure")),
+         Page("biomarkers-shedding", "views/biomarkers.py", "biomarkers", ("biomarkers_view", "Shedding")),
          Page("survival", "views/survival.py", "survival"), Page("enrollment", "views/enrollment.py", "enrollment"),
          Page("explore", "views/explore.py", "explore"), Page("import", "views/import_sdtm.py", "import"),
          Page("subject", "views/subject.py", "subject")]

@@ -81,7 +81,11 @@ def test_biomarkers_page_matches_sql(app_env, sql, study_id):
             assert open_circles == blq
             assert any(c.value.startswith(f"{blq} of {n} results below the LLOQ") for c in at.caption)
 
+        assert not [df for df in at.dataframe if "cmax" in df.value.columns]  # in the Exposure tab
+        tabs = [tab.label for tab in at.tabs]
         expected_cmax = cmax_by_subject(sql, study_id, as_of)
+        assert ("Exposure" in tabs) == bool(expected_cmax)
+        at = run_app(study_id, as_of, "views/biomarkers.py", biomarkers_view="Exposure")
         exposure = [df.value for df in at.dataframe if "cmax" in df.value.columns]
         if expected_cmax:
             table = exposure[0]
@@ -90,8 +94,10 @@ def test_biomarkers_page_matches_sql(app_env, sql, study_id):
             first_test = at.selectbox(key="exposure_series").value
             expected = {s: v for (s, t, sp), v in expected_cmax.items() if f"{t} · {sp}" == first_test}
             assert shown == pytest.approx(expected)
+        at = run_app(study_id, as_of, "views/biomarkers.py", biomarkers_view="Shedding")
         shed = [df.value for df in at.dataframe if "n_detected" in df.value.columns]
         expected_shed = shedding_counts(sql, study_id, as_of)
+        assert ("Shedding" in tabs) == bool(expected_shed)
         if expected_shed:
             assert {(r["specimen"], r["level"]): (r["n_tested"], r["n_detected"])
                     for _, r in shed[0].iterrows()} == expected_shed

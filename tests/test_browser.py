@@ -20,7 +20,8 @@ pytestmark = pytest.mark.browser
 
 # Page path (with the view of a page with tabs) -> number of charts it draws for a study with enrolled subjects.
 PAGES = {"": 1, "escalation": 2, "safety": 1, "labs": 2, "efficacy": 1, "efficacy?efficacy_view=Over+time": 2,
-         "efficacy?efficacy_view=Tumor+markers": 2, "biomarkers": 3, "survival": 1, "enrollment": 3, "subject": 2}
+         "efficacy?efficacy_view=Tumor+markers": 2, "biomarkers": 1, "biomarkers?biomarkers_view=Exposure": 1,
+         "survival": 1, "enrollment": 3, "subject": 2}
 CHART = '[data-testid="stPlotlyChart"] .main-svg'
 
 
