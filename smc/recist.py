@@ -20,6 +20,7 @@ Rules (non-randomised trial, so responses need confirmation)
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -138,6 +139,9 @@ def data_issue(response: str | None, pct_change: float, rise_pct: float, rise_mm
         return f"PR with a {-pct_change:.1f}% decrease from baseline (PR needs ≥{PR_DECREASE_PCT:.0f}%)"
     if response == "PD" and new_lesions != "Y" and nontarget_response != "PD" and pd.notna(rise_mm):
         if not (rise_pct >= PD_INCREASE_PCT and rise_mm >= PD_INCREASE_MM):
-            return (f"PD with {rise_pct:+.1f}% / {rise_mm:+.0f} mm from the nadir (PD needs ≥{PD_INCREASE_PCT:.0f}% "
-                    f"and ≥{PD_INCREASE_MM:.0f} mm), no new lesion, non-target not PD")
+            # a nadir of 0 mm (target lesions gone) has no % change: 0 / 0, or any rise / 0
+            rise = (f"{rise_pct:+.1f}% / {rise_mm:+.0f} mm from the nadir" if math.isfinite(rise_pct)
+                    else f"{rise_mm:+.0f} mm from a nadir of 0 mm")
+            return (f"PD with {rise} (PD needs ≥{PD_INCREASE_PCT:.0f}% and ≥{PD_INCREASE_MM:.0f} mm), no new lesion, "
+                    "non-target not PD")
     return ""

@@ -300,6 +300,12 @@ def test_data_issue_directly():
     assert recist.data_issue("PD", 0.0, 0.0, 0.0, "Y", "NON-CR/NON-PD") == ""
     assert recist.data_issue("PD", 0.0, 0.0, 0.0, "N", "PD") == ""
     assert recist.data_issue("SD", 50.0, 50.0, 50.0, "N", "NON-CR/NON-PD") == ""
+    # Target lesions gone (nadir 0 mm): no % from the nadir; a 3 mm regrowth is under the 5 mm, 6 mm is PD.
+    assert recist.data_issue("PD", -100.0, float("nan"), 0.0, "N", "NON-CR/NON-PD") == (
+        "PD with +0 mm from a nadir of 0 mm (PD needs ≥20% and ≥5 mm), no new lesion, non-target not PD")
+    assert recist.data_issue("PD", -90.0, float("inf"), 3.0, "N", "NON-CR/NON-PD").startswith(
+        "PD with +3 mm from a nadir of 0 mm")
+    assert recist.data_issue("PD", -85.0, float("inf"), 6.0, "N", "NON-CR/NON-PD") == ""
 
 
 # --------------------------------------------------------------------------- exact confidence intervals
