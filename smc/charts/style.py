@@ -87,6 +87,15 @@ def add_overlays(fig: go.Figure, shapes: list[dict] = (), annotations: list[dict
     return fig
 
 
+def fixed_margins(fig: go.Figure, left: int, bottom: int) -> go.Figure:
+    """Outer margins set rather than computed, for axes whose tick labels are short numbers: plotly's automargin
+    lays a chart out a second time to fit them, 0.15-0.35 s more to draw in Chromium."""
+    fig.update_layout(margin=dict(l=left, b=bottom))
+    fig.update_xaxes(automargin=False)
+    fig.update_yaxes(automargin=False)
+    return fig
+
+
 def log_ticks(values) -> dict:
     """Axis settings for a log scale: a tick per decade (10^n) when the values span two decades or more,
     else 1-2-5 ticks."""

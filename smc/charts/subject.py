@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from smc.charts.style import (DLT_COLOR, DLT_WINDOW_FILL, GRADE_COLORS, RESPONSE_COLORS, add_overlays, base_layout,
-                              hrect, panel_axes, vline, vrect)
+                              fixed_margins, hrect, panel_axes, vline, vrect)
 
 AGENT_COLOR = "#3b528b"
 OTHER_AGENT_COLOR = "#8c8c8c"
@@ -160,6 +160,7 @@ def subject_labs(labs: pd.DataFrame, title: str, columns: int = 3) -> go.Figure:
             fig.update_yaxes(type="log", row=row, col=col)
     add_overlays(fig, ranges)
     base_layout(fig, title, height=110 + 230 * rows)
+    fixed_margins(fig, left=60, bottom=60)  # a dozen panels: 0.7 s -> 0.35 s to draw
     fig.update_annotations(font_size=12)
     fig.update_xaxes(title_text="Days from first dose", title_font_size=11)
     return fig
