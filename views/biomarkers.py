@@ -138,15 +138,8 @@ def draw_immunogenicity() -> None:
 if series.empty:
     st.info("No biomarker result (T cells, virology, PK, cytokines, immunogenicity) by this date.")
 else:
-    # One view at a time, of those with data: only the open tab's code runs and its charts are drawn (four charts
-    # of a 2,000-subject study together took 3.6 s to draw in the browser). ?biomarkers_view=<tab label> links one.
     sections = {"Over time": draw_course, "T-cell subsets": None if view.t_cell_fold_changes.empty else draw_t_cells,
                 "Exposure": None if view.exposure.empty else draw_exposure,
                 "Shedding": None if view.shedding.empty else draw_shedding,
                 "Immunogenicity": None if view.immunogenicity.empty else draw_immunogenicity}
-    shown = {label: draw for label, draw in sections.items() if draw}
-    for tab, draw in zip(st.tabs(list(shown), key="biomarkers_view", on_change="rerun", bind="query-params"),
-                         shown.values()):
-        with tab:
-            if tab.open:
-                draw()
+    ui.lazy_tabs({label: draw for label, draw in sections.items() if draw}, key="biomarkers_view")  # those with data

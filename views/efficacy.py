@@ -135,11 +135,5 @@ def tumor_marker_trends() -> None:
                             key="marker_best")
 
 
-# One view at a time: only the open tab's code runs and its charts are drawn (the five charts of a 2,000-subject
-# study together took 4-5 s to draw in the browser). ?efficacy_view=<tab label> links to a view.
-views = st.tabs(["Best response", "Over time", "Tumor markers"], key="efficacy_view", on_change="rerun",
-                bind="query-params")
-for tab, draw in zip(views, (best_response, over_time, tumor_marker_trends)):
-    with tab:
-        if tab.open:
-            draw()
+ui.lazy_tabs({"Best response": best_response, "Over time": over_time, "Tumor markers": tumor_marker_trends},
+             key="efficacy_view")
