@@ -215,8 +215,8 @@ def status_counts(data: Enrollment) -> pd.DataFrame:
 
 def portfolio(db: Database) -> pd.DataFrame:
     """One row per study at its own data cut (today without one): design, levels opened, enrolled /
-    planned, DLTs, the protocol rule's recommendation. Two queries for the ladders and one for every
-    study's subject facts, however many studies: a sponsor's database holds dozens."""
+    planned, DLTs, the protocol rule's recommendation. Three queries however many studies (the studies,
+    their ladders, every study's subject facts at its cut): a sponsor's database holds dozens."""
     studies = load_studies(db)
     cuts = {study_id: default_as_of(study) for study_id, study in studies.items()}
     facts = subject_facts_by_study(db, cuts)
