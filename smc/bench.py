@@ -42,6 +42,11 @@ class Page:
     # (no T-cell data, say) is shown the default one.
     view: tuple[str, str] | None = None
 
+    @property
+    def view_query(self) -> dict[str, str]:
+        """The link parameter that opens this view: {} for the default."""
+        return dict([self.view]) if self.view else {}
+
 
 PAGES = [Page("overview", "views/overview.py", ""), Page("escalation", "views/escalation.py", "escalation"),
          Page("safety", "views/safety.py", "safety"), Page("labs", "views/labs.py", "labs"),
@@ -107,7 +112,7 @@ def _median(values: list[float]) -> float:
 def _query(page: Page, study: BenchStudy) -> dict[str, str]:
     """The link's parameters: the study, for the profile page an enrolled subject, and the view (tab)."""
     subject = {"subject": study.first_subject} if page.name == "subject" and study.first_subject else {}
-    return {"study": study.study_id, **subject, **dict([page.view] if page.view else [])}
+    return {"study": study.study_id, **subject, **page.view_query}
 
 
 def _app(page: Page, study: BenchStudy):

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from smc.biomarkers import PowerFit
 from smc.charts.style import (add_overlays, base_layout, hline, level_colors, lines_by_level, log_ticks,
-                              markers_trace, panel_axes, points_trace, side_legend, too_many_subjects, unchecked_figure)
+                              panel_axes, points_trace, side_legend, too_many_subjects, unchecked_figure)
 
 BELOW_LLOQ_SYMBOL = "circle-open"
 NO_CHANGE_LINE = dict(color="#636363", width=1, dash="dot")  # fold change 1
@@ -112,7 +112,7 @@ def exposure_vs_dose(exposure: pd.DataFrame, measure: str, measure_label: str, f
         mine = measured[measured["level"] == level]
         if mine.empty:
             continue
-        fig.add_trace(markers_trace(len(mine))(
+        fig.add_trace(points_trace(len(mine),
             x=mine["dose"], y=mine[measure], mode="markers", name=label,
             marker=dict(size=10, color=colours[level], line=dict(width=1, color="white")),
             customdata=np.stack([mine["subject_id"], mine["tmax_h"]], axis=1),

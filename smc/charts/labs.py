@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from smc import ctcae
 from smc.charts.style import (DLT_WINDOW_FILL, add_overlays, base_layout, hline, hline_label, level_colors,
-                              lines_by_level, markers_trace, points_trace, quartile_traces, unchecked_figure, vline,
+                              lines_by_level, points_trace, quartile_traces, unchecked_figure, vline,
                               vrect)
 from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN, course_as_quartiles, course_days, course_quartiles
 
@@ -31,7 +31,7 @@ def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title:
         mine = peaks[peaks["level"] == level]
         if mine.empty:
             continue
-        fig.add_trace(markers_trace(len(mine))(
+        fig.add_trace(points_trace(len(mine),
             x=mine[x_column], y=mine["peak_bili_xuln"], mode="markers", name=label,
             marker=dict(size=11, color=colours[level], line=dict(width=1, color="white")),
             customdata=np.stack([mine["subject_id"], mine["hys_law_quadrant"], mine["phase"]], axis=1),
