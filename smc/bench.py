@@ -12,6 +12,7 @@ With ``--browser``, also the server's resident memory after 5 sessions have each
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -115,10 +116,23 @@ def _query(page: Page, study: BenchStudy) -> dict[str, str]:
     return {"study": study.study_id, **subject, **page.view_query}
 
 
+@functools.cache
+def _components():
+    """The registry of installed Streamlit components, scanned once as a server does at start."""
+    from streamlit.components.v2.component_manager import BidiComponentManager
+
+    components = BidiComponentManager()
+    components.discover_and_register_components(start_file_watching=False)
+    return components
+
+
 def _app(page: Page, study: BenchStudy):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    # A new AppTest scans every installed package's metadata for components on its first run (0.2 s on this
+    # machine). A server does that once at start, not per session, so it is no part of a page's cold time.
+    at._bidi_component_manager = _components()
     at.query_params.update(_query(page, study))
     at.switch_page(page.script)
     return at
