@@ -64,6 +64,27 @@ def test_page_draws_its_charts_without_error(server, page, study_id, path):
     assert f"study={study_id}" in page.url and "as_of=" in page.url
 
 
+# Views whose charts set their margins instead of plotly's automargin (style.fixed_margins).
+SET_MARGINS = {"escalation": 2, "efficacy?efficacy_view=Over+time": 2, "subject": 2}
+OUTSIDE_ITS_CHART = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .svg-container')].flatMap(chart => {
+    const box = chart.getBoundingClientRect();
+    return [...chart.querySelectorAll('.ytick text, .xtick text, .g-ytitle text, .g-xtitle text')]
+        .filter(label => { const r = label.getBoundingClientRect();
+                           return r.width && (r.left < box.left - 0.5 || r.bottom > box.bottom + 0.5); })
+        .map(label => label.textContent); })"""
+
+
+@pytest.mark.parametrize("study_id", STUDIES)
+@pytest.mark.parametrize("path", SET_MARGINS)
+def test_set_margins_leave_room_for_every_axis_label(server, page, study_id, path):
+    """No tick label or axis title is cut off at a chart's left or bottom edge (subject ids in lanes, dose
+    labels, a subject's lab panels), in the fonts Chromium draws them with."""
+    page.goto(f"{server}/{path}{'&' if '?' in path else '?'}study={study_id}")
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= {SET_MARGINS[path]}", timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate(OUTSIDE_ITS_CHART) == []
+
+
 def test_switching_pages_keeps_study_and_date(server, page):
     page.goto(f"{server}/?study=IX001&as_of=2024-12-01")
     page.wait_for_selector(CHART, timeout=60_000)

@@ -9,7 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc.charts.style import (ACTION_COLORS, DLT_COLOR, GRADE_COLORS, RESPONSE_COLORS, STATE_COLORS,
-                              add_overlays, base_layout, hline, hrect, level_colors, vline)
+                              add_overlays, base_layout, fixed_margins, hline, hrect, label_margin, level_colors,
+                              vline)
 from smc.decisions import Decision
 
 LANE_PX = 26
@@ -137,14 +138,16 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
         shapes.append(vline(dlt_window_days, line=dict(color="#737373", dash="dot", width=1)))
         fig.update_xaxes(title="Days from first dose of the agent", zeroline=True)
     add_overlays(fig, shapes, labels)
-    fig.update_yaxes(tickmode="array", tickvals=list(range(len(lanes))), ticktext=_lane_text(lanes),
+    lane_text = _lane_text(lanes)
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(lanes))), ticktext=lane_text,
                      range=[-0.7, len(lanes) - 0.3], title=None, showgrid=False, fixedrange=True)
     height = max(420, 230 + LANE_PX * len(lanes))
     base_layout(fig, "Subject swimlanes by dose level (lowest dose at the bottom)", height=height)
     # Legend under the plot: above it, it would cover the title on narrow screens.
-    fig.update_layout(barmode="overlay", bargap=0, margin=dict(l=10, r=130, t=50, b=150),
+    fig.update_layout(barmode="overlay", bargap=0, margin=dict(r=130, t=50),
                       legend=dict(orientation="h", yanchor="top", y=-95 / (height - 200), x=0))
-    return fig
+    # Set margins: plotly's automargin laid the chart out twice for the lane labels (0.1-0.15 s in Chromium).
+    return fixed_margins(fig, left=label_margin(lane_text), bottom=150)
 
 
 def _hover_text(text: str, width: int = 70) -> str:
@@ -208,11 +211,12 @@ def escalation_history(steps: pd.DataFrame, lanes: pd.DataFrame, dlts: pd.DataFr
                 hovertemplate="Data to %{x|%Y-%m-%d}: the SMC decided <b>%{customdata[1]}</b> at %{customdata[2]} "
                               "(record #%{customdata[0]})<br>meeting %{customdata[4]}; the rule said "
                               "%{customdata[3]}<br>%{customdata[5]}<br>recorded by %{customdata[6]}<extra></extra>")
-    fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))),
-                     ticktext=[level_labels[lv] for lv in order], range=[-0.5, len(order) - 0.5],
-                     title="Dose level")
+    level_text = [level_labels[lv] for lv in order]
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))), ticktext=level_text,
+                     range=[-0.5, len(order) - 0.5], title="Dose level")
     fig.update_xaxes(title="Date", type="date")
     base_layout(fig, "Escalation history: the protocol rule replayed at every change, and the SMC's decisions",
                 height=440)
     # Legend under the plot: with decisions it is two rows long and would cover the title.
-    return fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, x=0), margin=dict(b=110))
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
+    return fixed_margins(fig, left=label_margin(level_text, axis_title=True), bottom=110)  # 0.1 s less to draw

@@ -96,6 +96,14 @@ def fixed_margins(fig: go.Figure, left: int, bottom: int) -> go.Figure:
     return fig
 
 
+def label_margin(labels, font_size: int = 12, axis_title: bool = False) -> int:
+    """A left margin, in pixels, wide enough for the longest tick label (and a rotated axis title) without
+    plotly's automargin pass. 0.6 em a character is wider than the sans-serif fonts labels are drawn in
+    (DejaVu Sans, the widest of them here, takes 0.52 em for a subject id)."""
+    longest = max((len(str(label)) for label in labels), default=0)
+    return round(longest * font_size * 0.6) + 12 + (30 if axis_title else 0)
+
+
 def log_ticks(values) -> dict:
     """Axis settings for a log scale: a tick per decade (10^n) when the values span two decades or more,
     else 1-2-5 ticks."""
