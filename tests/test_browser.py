@@ -65,7 +65,7 @@ def test_page_draws_its_charts_without_error(server, page, study_id, path):
 
 
 # Views whose charts set their margins instead of plotly's automargin (style.fixed_margins).
-SET_MARGINS = {"escalation": 2, "efficacy?efficacy_view=Over+time": 2, "subject": 2}
+SET_MARGINS = {"escalation": 2, "labs": 2, "efficacy?efficacy_view=Over+time": 2, "survival": 1, "subject": 2}
 OUTSIDE_ITS_CHART = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .svg-container')].flatMap(chart => {
     const box = chart.getBoundingClientRect();
     return [...chart.querySelectorAll('.ytick text, .xtick text, .g-ytitle text, .g-xtitle text')]
@@ -78,7 +78,7 @@ OUTSIDE_ITS_CHART = """() => [...document.querySelectorAll('[data-testid="stPlot
 @pytest.mark.parametrize("path", SET_MARGINS)
 def test_set_margins_leave_room_for_every_axis_label(server, page, study_id, path):
     """No tick label or axis title is cut off at a chart's left or bottom edge (subject ids in lanes, dose
-    labels, a subject's lab panels), in the fonts Chromium draws them with."""
+    labels, AE terms, at-risk groups, numbers), in the fonts Chromium draws them with."""
     page.goto(f"{server}/{path}{'&' if '?' in path else '?'}study={study_id}")
     page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= {SET_MARGINS[path]}", timeout=60_000)
     page.wait_for_load_state("networkidle")

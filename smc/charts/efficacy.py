@@ -7,9 +7,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc import tumor_markers
-from smc.charts.style import (RESPONSE_COLORS, add_overlays, base_layout, fixed_margins, hline, hline_label, level_colors,
-                              lines_by_level, log_ticks, points_trace, quartile_traces, side_legend,
-                              too_many_subjects, unchecked_figure)
+from smc.charts.style import (RESPONSE_COLORS, add_overlays, base_layout, fixed_margins, hline, hline_label,
+                              label_margin, level_colors, lines_by_level, log_ticks, points_trace, quartile_traces,
+                              side_legend, too_many_subjects, unchecked_figure)
 from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
 
 REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
@@ -183,7 +183,7 @@ def swimmer(subjects: pd.DataFrame, levels: dict[int, str], agent: str, as_of_la
     side_legend(fig, 170)
     fig.update_xaxes(title_text=f"Days from first dose of {agent}", rangemode="tozero")
     fig.update_yaxes(title_text="Subject", categoryorder="array", categoryarray=list(order["subject_id"]))
-    return fig
+    return fixed_margins(fig, left=label_margin(order["subject_id"], axis_title=True), bottom=60)
 
 
 def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measure: str, levels: dict[int, str],

@@ -6,9 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc import ctcae
-from smc.charts.style import (DLT_WINDOW_FILL, add_overlays, base_layout, hline, hline_label, level_colors,
-                              lines_by_level, points_trace, quartile_traces, unchecked_figure, vline,
-                              vrect)
+from smc.charts.style import (DLT_WINDOW_FILL, NUMERIC_TICK, add_overlays, base_layout, fixed_margins, hline,
+                              hline_label, label_margin, level_colors, lines_by_level, points_trace,
+                              quartile_traces, unchecked_figure, vline, vrect)
 from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN, course_as_quartiles, course_days, course_quartiles
 
 QUADRANT_LABELS = (  # (horizontal side, vertical side, label) of each eDISH quadrant
@@ -57,7 +57,7 @@ def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title:
     fig.update_xaxes(title_text=f"Peak {transaminase} (×ULN)", **ticks)
     fig.update_yaxes(title_text="Peak total bilirubin (×ULN)", **ticks)
     fig.update_layout(legend_title_text="Dose level ")
-    return fig
+    return fixed_margins(fig, left=label_margin([NUMERIC_TICK], axis_title=True), bottom=60)
 
 
 def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: dict[int, str],
@@ -101,7 +101,7 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
     fig.update_xaxes(title_text=f"Days from first dose of {agent}")
     fig.update_yaxes(title_text=f"{test} ({unit})" if unit else test, rangemode="tozero")
     fig.update_layout(legend_title_text="Dose level ")
-    return fig
+    return fixed_margins(fig, left=label_margin([NUMERIC_TICK], axis_title=True), bottom=60)
 
 
 def _subject_traces(series: pd.DataFrame, levels: dict[int, str]) -> list[dict]:

@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from smc.charts.style import (DLT_COLOR, DLT_WINDOW_FILL, GRADE_COLORS, RESPONSE_COLORS, add_overlays, base_layout,
-                              fixed_margins, hrect, panel_axes, vline, vrect)
+from smc.charts.style import (DLT_COLOR, DLT_WINDOW_FILL, GRADE_COLORS, NUMERIC_TICK, RESPONSE_COLORS, add_overlays,
+                              base_layout, fixed_margins, hrect, label_margin, panel_axes, vline, vrect)
 
 AGENT_COLOR = "#3b528b"
 OTHER_AGENT_COLOR = "#8c8c8c"
@@ -112,7 +112,8 @@ def subject_timeline(administrations: pd.DataFrame, adverse_events: pd.DataFrame
     fig.update_yaxes(autorange="reversed", type="category", row=1, col=1)
     fig.update_yaxes(autorange="reversed", type="category", row=2, col=1)
     fig.update_yaxes(title_text="mm", rangemode="tozero", row=3, col=1)
-    return fig
+    left = max(label_margin([*agents, *terms]), label_margin([NUMERIC_TICK], axis_title=True))
+    return fixed_margins(fig, left=left, bottom=110)
 
 
 def subject_labs(labs: pd.DataFrame, title: str, columns: int = 3) -> go.Figure:

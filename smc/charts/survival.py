@@ -6,7 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from smc.charts.style import PHASE_COLORS, base_layout, level_colors, side_legend, translucent
+from smc.charts.style import (NUMERIC_TICK, PHASE_COLORS, base_layout, fixed_margins, label_margin, level_colors,
+                              side_legend, translucent)
 from smc.survival import (DAYS_PER_MONTH, ENDPOINTS, GROUPINGS, Y_TITLES, GroupCurve, Survival, group_curves,
                           time_ticks)
 
@@ -72,7 +73,7 @@ def km_plot(curves: list[GroupCurve], colors: dict, unit: str, ticks: list[float
     fig.update_yaxes(title_text=y_title, range=[0, 1.03], tickformat=".0%", row=1, col=1)
     fig.update_yaxes(title_text="At risk", categoryorder="array", categoryarray=labels[::-1], showgrid=False,
                      row=2, col=1)
-    return fig
+    return fixed_margins(fig, left=label_margin([*labels, NUMERIC_TICK], axis_title=True), bottom=60)
 
 
 def endpoint_plot(data: Survival, endpoint: str, by: str, unit: str, show_ci: bool, levels: list[int]) -> go.Figure:
