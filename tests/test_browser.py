@@ -85,6 +85,27 @@ def test_set_margins_leave_room_for_every_axis_label(server, page, study_id, pat
     assert page.evaluate(OUTSIDE_ITS_CHART) == []
 
 
+OVERLAPPING_NOTES = """() => {
+    const timeline = document.querySelector('[data-testid="stPlotlyChart"] .svg-container');
+    const notes = [...timeline.querySelectorAll('.annotation-text')].map(t => [t.textContent, t.getBoundingClientRect()]);
+    const titles = notes.filter(([text]) => ['Treatment', 'Adverse events', 'Target lesions'].some(t => text.startsWith(t)));
+    const milestones = notes.filter(([text]) => /Off treatment|Off study|Death/.test(text));
+    const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+    return [milestones.length, milestones.flatMap(([m, r]) => titles.filter(([, t]) => overlap(r, t)).map(([t]) => `${m} / ${t}`))];
+}"""
+
+
+@pytest.mark.parametrize("subject", ["IDOV-SAFE-004", "IX001-005"])
+def test_subject_milestone_notes_clear_the_panel_titles(server, page, subject):
+    """Off treatment, off study and death notes run down a panel tall enough for them, not across the titles
+    of the panels below (subjects who went off study and died)."""
+    page.goto(f"{server}/subject?study={subject.rsplit('-', 1)[0]}&subject={subject}")
+    page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    milestones, overlaps = page.evaluate(OVERLAPPING_NOTES)
+    assert milestones >= 1 and overlaps == []
+
+
 def test_switching_pages_keeps_study_and_date(server, page):
     page.goto(f"{server}/?study=IX001&as_of=2024-12-01")
     page.wait_for_selector(CHART, timeout=60_000)

@@ -80,6 +80,7 @@ def subject_timeline(administrations: pd.DataFrame, adverse_events: pd.DataFrame
         fig.add_trace(go.Scatter(
             x=assessments["day"], y=assessments["target_sum_mm"], mode="lines+markers+text", name="Target sum",
             text=responses.where(responses != "Baseline", "BL"), textposition="top center", showlegend=False,
+            cliponaxis=False,  # the response over the highest sum would be cut at the panel's top
             line=dict(color="#636363"), marker=dict(size=10, color=[RESPONSE_COLORS.get(x, "#bdbdbd") for x in responses]),
             customdata=np.stack([responses, assessments["assessment_date"].map(_date),
                                  assessments["new_lesions"].fillna("—")], axis=1),
@@ -90,7 +91,11 @@ def subject_timeline(administrations: pd.DataFrame, adverse_events: pd.DataFrame
                            yref="y3 domain", x=0.5, y=0.5)
 
     drawn = {trace.xaxis or "x" for trace in fig.data}  # as add_vrect(row="all"): only panels with data
-    panels = [(x, y) for x, y in (panel_axes(fig, row, 1) for row in range(1, len(heights) + 1)) if x in drawn]
+    height_of = {panel_axes(fig, row, 1): height for row, height in enumerate(heights, start=1)}
+    panels = [(x, y) for x, y in height_of if x in drawn]
+    # Milestone notes run down the tallest drawn panel: the treatment panel is often too short for
+    # "Off study · Death".
+    note_x, note_y = max(panels, key=height_of.get, default=("x", "y"))
     shapes, notes = [], []
     if dlt_window:
         shapes += [vrect(*dlt_window, xref=x, yref=y, fillcolor=DLT_WINDOW_FILL, line=dict(width=0)) for x, y in panels]
@@ -101,8 +106,9 @@ def subject_timeline(administrations: pd.DataFrame, adverse_events: pd.DataFrame
         on_day.setdefault(day, []).append(label)
     for day, labels in on_day.items():
         shapes += [vline(day, xref=x, yref=y, line=dict(color="#1a1a1a", dash="dot", width=1)) for x, y in panels]
-        notes.append(dict(x=day, y=1.0, yref="y domain", text=" · ".join(labels), showarrow=False,
-                          textangle=-90, xanchor="right", yanchor="top", font=dict(size=11)))
+        notes.append(dict(x=day, y=1.0, xref=note_x, yref=f"{note_y} domain", text=" · ".join(labels),
+                          showarrow=False, textangle=-90, xanchor="right", yanchor="top", font=dict(size=11),
+                          bgcolor="rgba(255,255,255,0.85)"))
     add_overlays(fig, shapes, notes)
 
     base_layout(fig, title, height=sum(heights) + 160)
