@@ -133,7 +133,7 @@ def shift_matrix(shift: pd.DataFrame, test: str, study: Study) -> pd.DataFrame:
     table.columns = [f"Worst {g}" for g in range(5)]
     table["Subjects"] = table.sum(axis=1)
     table = table[table["Subjects"] > 0].reset_index()
-    table.insert(0, "Dose level", table.pop("level").map(study.label))
+    table.insert(0, "Dose level", study.labels(table.pop("level")))
     table["baseline_grade"] = table["baseline_grade"].map(lambda g: "missing" if g < 0 else str(int(g)))
     return table.rename(columns={"baseline_grade": "Baseline grade"})
 
@@ -157,11 +157,6 @@ def nadir_recoveries(labs: SafetyLabs, tests: tuple[str, ...] = CYTOPENIA_TESTS)
     found = labs.query("safety_lab_nadir", tests=list(tests)).astype(
         {"nadir_grade": "Int64", "recovery_day": "float"})
     return {test: found[found["test"] == test].drop(columns="test").reset_index(drop=True) for test in tests}
-
-
-def nadir_recovery(labs: SafetyLabs, test: str) -> pd.DataFrame:
-    """:func:`nadir_recoveries` of one test."""
-    return nadir_recoveries(labs, (test,))[test]
 
 
 def high_grade_listing(labs: SafetyLabs, min_grade: int = 3) -> pd.DataFrame:

@@ -284,7 +284,7 @@ def test_liver_peaks_take_the_highest_xuln_from_the_first_dose_day_on(data):
 def nadirs(data, test="Neutrophils"):
     return {n.subject_id: (n.baseline_value if pd.notna(n.baseline_value) else None, n.nadir_value,
                            int(n.nadir_day), None if pd.isna(n.nadir_grade) else int(n.nadir_grade), n.recovery)
-            for n in labs.nadir_recovery(data, test).itertuples()}
+            for n in labs.nadir_recoveries(data, (test,))[test].itertuples()}
 
 
 def test_nadir_is_from_the_agents_first_dose_and_recovery_is_the_first_later_grade_1_or_less(data):
@@ -293,7 +293,7 @@ def test_nadir_is_from_the_agents_first_dose_and_recovery_is_the_first_later_gra
         "102": (1.8, 0.9, 2, 2, "not recovered"),  # tie 0.9 on d2/d9: first occurrence; 1.3 on d22 is G2
         "201": (None, 1.5, 14, 1, "no grade ≥2"),  # nadir exactly 1.5 is G1
     }  # 103 never dosed, 203 dosed after as-of
-    recovered = labs.nadir_recovery(data, "Neutrophils").set_index("subject_id")
+    recovered = labs.nadir_recoveries(data)["Neutrophils"].set_index("subject_id")
     assert recovered.loc["101", "recovery_day"] == 17 and pd.isna(recovered.loc["102", "recovery_day"])
     assert nadirs(data, "Hemoglobin") == {"102": (13.0, 7.9, 5, 3, "not recovered")}
 
@@ -326,7 +326,7 @@ def test_as_of_cut_drops_later_results_subjects_and_recoveries(trial):
 def test_a_subject_given_only_lymphodepletion_by_as_of_has_shifts_but_no_agent_nadir(trial):
     data = labs.load_safety_labs(*trial, D("2025-01-07"))  # 101: cyclophosphamide 01-05, VIRUS (01-08) not yet
     assert shifts(data) == {("Neutrophils", 1, 0, 4): 1}  # 2.5 on 01-05 -> 0.4 on 01-07
-    assert labs.nadir_recovery(data, "Neutrophils").empty
+    assert labs.nadir_recoveries(data)["Neutrophils"].empty
 
 
 # ---------------------------------------------------------------------------------------------------- labs_json
@@ -351,7 +351,7 @@ def test_labs_json_has_the_shift_and_liver_sections_with_plain_values(data):
 
 def check_empty(data):
     assert labs.shift_table(data).empty and labs.liver_peaks(data).empty
-    assert labs.nadir_recovery(data, "Neutrophils").empty and labs.high_grade_listing(data).empty
+    assert labs.nadir_recoveries(data)["Neutrophils"].empty and labs.high_grade_listing(data).empty
     assert labs.labs_json(data) == {"shift": [], "liver": []}
     labs.shift_matrix(labs.shift_table(data), "Neutrophils", data.study)
 
