@@ -1,11 +1,11 @@
-# Two commands for a fresh machine: `make run` and `make test`.
+# Two commands for a fresh machine: `make run` and `make test`. `make check` lints and checks the layers.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 DB     := data/demo.duckdb
 PORT   ?= 8501
 
-.PHONY: run test demo clean
+.PHONY: run test check demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: $(VENV)/.runtime  ## rebuild the demo database
 # with 5 sessions open (docs/performance.md).
 run: $(VENV)/.runtime $(DB)  ## serve the app on the demo data at http://localhost:$(PORT)
 	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+check: $(VENV)/.dev  ## ruff, and the import contracts of pyproject.toml (the layers of docs/architecture.md)
+	$(BIN)/ruff check .
+	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 
 test: $(VENV)/.dev  ## the whole suite, browser tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -2,22 +2,12 @@
 import streamlit as st
 
 from smc import ui
+from smc.ui import pages
 
 st.set_page_config(page_title="SMC Dashboard", page_icon=":material/monitor_heart:", layout="wide")
 
-PAGES = [
-    st.Page("views/overview.py", title="Overview", icon=":material/summarize:", default=True),
-    st.Page("views/escalation.py", title="Escalation", icon=":material/stacked_line_chart:", url_path="escalation"),
-    st.Page("views/safety.py", title="Safety", icon=":material/health_and_safety:", url_path="safety"),
-    st.Page("views/labs.py", title="Safety labs", icon=":material/biotech:", url_path="labs"),
-    st.Page("views/efficacy.py", title="Efficacy", icon=":material/trending_down:", url_path="efficacy"),
-    st.Page("views/biomarkers.py", title="Biomarkers", icon=":material/science:", url_path="biomarkers"),
-    st.Page("views/survival.py", title="Survival", icon=":material/timeline:", url_path="survival"),
-    st.Page("views/enrollment.py", title="Enrollment", icon=":material/group_add:", url_path="enrollment"),
-    st.Page("views/explore.py", title="Explore", icon=":material/query_stats:", url_path="explore"),
-    st.Page("views/import_sdtm.py", title="Import SDTM", icon=":material/upload_file:", url_path="import"),
-    st.Page("views/subject.py", title="Subject profile", icon=":material/person:", url_path=ui.SUBJECT_PAGE),
-]
+PAGES = [st.Page(p.script, title=p.title, icon=p.icon, url_path=p.url_path or None, default=not p.url_path)
+         for p in pages.PAGES]
 
 navigation = st.navigation(PAGES)
 try:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m smc import | build-demo | report | decisions``."""
+"""Command line: ``python -m smc import | build-demo | report | decisions | bench | bench-import | settings``."""
 from __future__ import annotations
 
 import argparse
@@ -9,8 +9,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from smc import load
-from smc.db import DEFAULT_DB
+from smc.ingest import load
+from smc.settings import DEMO_DB
 
 EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_BROKEN = 0, 1, 2, 3
 
@@ -37,7 +37,7 @@ def cmd_import(args) -> int:
     source = args.csv or args.sdtm
     try:
         if args.sdtm:
-            from smc.sdtm import import_sdtm
+            from smc.ingest.sdtm import import_sdtm
 
             warnings, counts = import_sdtm(args.sdtm, args.db, args.mapping)
         else:
@@ -56,7 +56,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_build_demo(args) -> int:
-    from smc.demo import build_demo
+    from smc.demo.build import build_demo
 
     try:
         warnings = build_demo(args.db, args.seed, args.scale)
@@ -70,8 +70,8 @@ def cmd_build_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from smc.db import Database
-    from smc.report import build_report
+    from smc.outputs.report import build_report
+    from smc.store.db import Database
 
     if not Path(args.db).is_file():
         print(f"error: no database at {args.db}", file=sys.stderr)
@@ -83,7 +83,7 @@ def cmd_report(args) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     if args.html:
-        from smc.packet import build_packet
+        from smc.outputs.packet import build_packet
 
         text = build_packet(db, args.study, args.as_of)
         try:
@@ -111,8 +111,8 @@ def cmd_report(args) -> int:
 
 def _open_study(db_path: str, study_id: str):
     """The database and study, or a message saying which is missing."""
-    from smc.db import Database
-    from smc.study import load_study
+    from smc.store.db import Database
+    from smc.store.study import load_study
 
     if not Path(db_path).is_file():
         raise LookupError(f"no database at {db_path}")
@@ -124,34 +124,34 @@ def _open_study(db_path: str, study_id: str):
 
 
 def cmd_decisions_add(args) -> int:
-    from smc import decisions
-    from smc.dose_decision import dose_decision
-    from smc.study import default_as_of
+    from smc.analysis.dose_decision import load_dose_decision
+    from smc.decision_log import ledger
+    from smc.store.study import default_as_of
 
     try:
         db, study = _open_study(args.db, args.study)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    log = decisions.log_path(args.db)
+    log = ledger.log_path(args.db)
     as_of = args.as_of or default_as_of(study)
     if args.supersedes and not args.as_of:  # a correction restates a decision on the same data
-        as_of = next((dt.date.fromisoformat(r.data_cut_date) for r in decisions.read_log(log, study.study_id)
+        as_of = next((dt.date.fromisoformat(r.data_cut_date) for r in ledger.read_log(log, study.study_id)
                       if r.id == args.supersedes), as_of)
-    dose = dose_decision(db, study, as_of)
-    draft = decisions.Draft(
-        study_id=study.study_id, meeting_date=args.meeting_date or dt.datetime.now(dt.timezone.utc).date(),
+    dose = load_dose_decision(db, study, as_of)
+    draft = ledger.Draft(
+        study_id=study.study_id, meeting_date=args.meeting_date or dt.datetime.now(dt.UTC).date(),
         data_cut_date=as_of, level=args.level, decision=args.decision, rationale=args.rationale,
         attendees=args.attendees, recorded_by=args.by, follows_recommendation=False if args.deviation else None,
         supersedes=args.supersedes)
     try:
-        record = decisions.append(log, draft, dose, decisions.data_source(db))
-    except decisions.Refused as refused:
+        record = ledger.append(log, draft, dose, ledger.data_source(db))
+    except ledger.Refused as refused:
         for error in refused.errors:
             print(f"error: {error}", file=sys.stderr)
         print("decision not recorded", file=sys.stderr)
         return EXIT_INVALID
-    except (decisions.LogUnreadable, sqlite3.Error) as exc:
+    except (ledger.LogUnreadable, sqlite3.Error) as exc:
         print(f"error: {exc}; decision not recorded", file=sys.stderr)
         return EXIT_USAGE
     kind = "follows the protocol recommendation" if record.follows_recommendation else "a deviation"
@@ -161,19 +161,19 @@ def cmd_decisions_add(args) -> int:
 
 
 def cmd_decisions_list(args) -> int:
-    from smc import decisions
+    from smc.decision_log import ledger
 
     try:
         _, study = _open_study(args.db, args.study)
-        records = decisions.read_log(decisions.log_path(args.db), study.study_id)
-    except (LookupError, decisions.LogUnreadable) as exc:
+        records = ledger.read_log(ledger.log_path(args.db), study.study_id)
+    except (LookupError, ledger.LogUnreadable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
         json.dump([asdict(r) for r in records], sys.stdout, indent=2, ensure_ascii=False)
         print()
         return EXIT_OK
-    corrected = decisions.superseded_by(records)
+    corrected = ledger.superseded_by(records)
     for r in records:
         note = f"; superseded by #{corrected[r.id]}" if r.id in corrected else ""
         note += f"; supersedes #{r.supersedes}" if r.supersedes else ""
@@ -185,15 +185,15 @@ def cmd_decisions_list(args) -> int:
 
 
 def cmd_decisions_verify(args) -> int:
-    from smc import decisions
+    from smc.decision_log import ledger
 
-    path = decisions.log_path(args.db)
+    path = ledger.log_path(args.db)
     if not path.is_file():
         print(f"no decision log at {path}: nothing recorded yet", file=sys.stderr)
         return EXIT_OK
     try:
-        records, broken = decisions.check(path)
-    except decisions.LogUnreadable as exc:
+        records, broken = ledger.check(path)
+    except ledger.LogUnreadable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BROKEN
     if broken:
@@ -201,7 +201,7 @@ def cmd_decisions_verify(args) -> int:
             print(f"broken: {problem}", file=sys.stderr)
         print(f"{path}: the chain is broken in {len(broken)} place(s)", file=sys.stderr)
         return EXIT_BROKEN
-    for study_id, (n, head) in decisions.chain_heads(records).items():
+    for study_id, (n, head) in ledger.chain_heads(records).items():
         print(f"{study_id}: {n} record(s), chain head {head}")
     print(f"{path}: intact ({len(records)} record(s))", file=sys.stderr)
     return EXIT_OK
@@ -212,7 +212,7 @@ def cmd_bench_import(args) -> int:
     import tempfile
     import time
 
-    from smc.sdtm import import_sdtm, synthetic
+    from smc.ingest.sdtm import import_sdtm, synthetic
 
     with tempfile.TemporaryDirectory(prefix="smc-bench-") as folder:
         started = time.perf_counter()
@@ -230,7 +230,7 @@ def cmd_bench_import(args) -> int:
 
 def cmd_bench(args) -> int:
     """Time every page for the biggest and a typical study; exit 2 when a page showed an error."""
-    from smc.bench import PAGES, run_bench, write_json
+    from smc.tools.bench import PAGES, run_bench, write_json
 
     if not Path(args.db).is_file():
         print(f"error: no database at {args.db} (build one with python -m smc build-demo --scale 100 --db {args.db})",
@@ -254,6 +254,26 @@ def cmd_bench(args) -> int:
     return EXIT_INVALID if any(m.errors for m in result.measurements) else EXIT_OK
 
 
+def cmd_settings(args) -> int:
+    """Every setting with its current value, unit (in its name), environment variable and help."""
+    from smc import settings
+
+    try:
+        values = settings.current()
+    except ValueError as exc:  # an environment variable that does not parse
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        json.dump({name: str(v) if isinstance(v, Path) else v for name, v in values.items()}, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    width = max(len(s.name) for s in settings.SETTINGS)
+    for s in settings.SETTINGS:
+        override = f"  [{s.env}]" if s.env else ""
+        print(f"{s.name:<{width}}  {values[s.name]}{override}\n{'':<{width}}  {s.help}")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m smc", description="SMC Dashboard data tools")
     sub = p.add_subparsers(dest="command", required=True)
@@ -262,10 +282,10 @@ def parser() -> argparse.ArgumentParser:
     source.add_argument("--csv", help="directory of <table>.csv files")
     source.add_argument("--sdtm", help="directory of SDTM datasets (.xpt or .csv: DM, EX, AE, ...)")
     imp.add_argument("--mapping", help="SDTM mapping file (TOML; default DIR/mapping.toml)")
-    imp.add_argument("--db", default=str(DEFAULT_DB), help="database file to create or replace")
+    imp.add_argument("--db", default=str(DEMO_DB), help="database file to create or replace")
     imp.set_defaults(func=cmd_import)
     demo = sub.add_parser("build-demo", help="simulate the three seed trials into a database")
-    demo.add_argument("--db", default=str(DEFAULT_DB))
+    demo.add_argument("--db", default=str(DEMO_DB))
     demo.add_argument("--seed", type=int, default=2024)
     demo.add_argument("--scale", type=_positive, default=1,
                       help="add portfolio studies: about 0.37×N studies and 100×N subjects (1: the three seed trials)")
@@ -275,7 +295,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--format", choices=("xpt", "csv"), default="xpt")
     bench.set_defaults(func=cmd_bench_import)
     perf = sub.add_parser("bench", help="time every page for the biggest and a typical study")
-    perf.add_argument("--db", default=str(DEFAULT_DB))
+    perf.add_argument("--db", default=str(DEMO_DB))
     perf.add_argument("--runs", type=_positive, default=5, help="runs per measurement; the median is shown")
     perf.add_argument("--browser", action="store_true",
                       help="also time Chromium from navigation to every chart drawn, and server memory")
@@ -284,16 +304,19 @@ def parser() -> argparse.ArgumentParser:
     perf.add_argument("--pages", help="comma-separated page names (default: all)")
     perf.set_defaults(func=cmd_bench)
     rep = sub.add_parser("report", help="print a study's numbers as of a date")
-    rep.add_argument("--db", default=str(DEFAULT_DB))
+    rep.add_argument("--db", default=str(DEMO_DB))
     rep.add_argument("--study", required=True)
     rep.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default: the study's data cut)")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
     rep.add_argument("--html", metavar="OUT.html", help="also write the meeting packet: one self-contained HTML file")
     rep.set_defaults(func=cmd_report)
+    sets = sub.add_parser("settings", help="print every path and limit with its current value")
+    sets.add_argument("--json", action="store_true", help="print one JSON object {name: value}")
+    sets.set_defaults(func=cmd_settings)
     dec = sub.add_parser("decisions", help="record, list and verify the SMC's dose decisions")
     dec_sub = dec.add_subparsers(dest="action", required=True)
     add = dec_sub.add_parser("add", help="record one decision (validated as on the Escalation page)")
-    add.add_argument("--db", default=str(DEFAULT_DB), help="the trial database the decision was taken on")
+    add.add_argument("--db", default=str(DEMO_DB), help="the trial database the decision was taken on")
     add.add_argument("--study", required=True)
     add.add_argument("--level", type=int, required=True, help="dose level number")
     add.add_argument("--decision", required=True, help="enroll, wait, escalate, de-escalate, declare_mtd, "
@@ -309,12 +332,12 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--supersedes", type=int, default=None, help="id of the record this one corrects")
     add.set_defaults(func=cmd_decisions_add)
     lst = dec_sub.add_parser("list", help="a study's decisions, oldest first")
-    lst.add_argument("--db", default=str(DEFAULT_DB))
+    lst.add_argument("--db", default=str(DEMO_DB))
     lst.add_argument("--study", required=True)
     lst.add_argument("--json", action="store_true", help="print the records as a JSON list")
     lst.set_defaults(func=cmd_decisions_list)
     ver = dec_sub.add_parser("verify", help="check every study's hash chain (exit 3 when broken)")
-    ver.add_argument("--db", default=str(DEFAULT_DB))
+    ver.add_argument("--db", default=str(DEMO_DB))
     ver.set_defaults(func=cmd_decisions_verify)
     return p
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from smc.db import READ_ONLY_CONFIG
-from smc.demo import build_demo
+from smc.demo.build import build_demo
+from smc.store.db import READ_ONLY_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDIES = ("IDOV-SAFE", "BIOTTT001", "IX001")
@@ -56,9 +56,9 @@ def one_study_db(path: Path, **tables: list[dict]):
     returns (Database, Study of S1)."""
     import pandas as pd
 
-    from smc.db import Database
-    from smc.load import as_text, import_tables
-    from smc.study import load_study
+    from smc.ingest.load import as_text, import_tables
+    from smc.store.db import Database
+    from smc.store.study import load_study
     tables = dict(
         studies=[dict(study_id="S1", design="3+3", agent="VIRUS", dlt_window_days=28, data_cut_date="2025-03-15")],
         dose_levels=[dict(study_id="S1", level=lv, label=f"1e{7 + lv} PFU") for lv in (1, 2, 3)]) | tables

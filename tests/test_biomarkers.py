@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from smc import biomarkers as bmk
+from smc.analysis import biomarkers as bmk
 from tests.conftest import one_study_db
 
 AS_OF = dt.date.fromisoformat("2025-03-15")

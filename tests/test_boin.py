@@ -10,7 +10,7 @@ import math
 import pytest
 from scipy.stats import beta
 
-from smc import boin, stats
+from smc.rules import boin, stats
 
 PHI = 0.30
 

@@ -10,10 +10,10 @@ import shutil
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from smc import server as server_module
-from smc.db import Database
-from smc.packet import SECTIONS, build_packet
-from smc.server import CHROMIUM_ARGS, ERRORS, chromium_path
+from smc.outputs.packet import SECTIONS, build_packet
+from smc.store.db import Database
+from smc.tools import server as server_module
+from smc.tools.server import CHROMIUM_ARGS, ERRORS, chromium_path
 from tests.conftest import STUDIES
 
 pytestmark = pytest.mark.browser
@@ -185,7 +185,7 @@ def test_explore_console_runs_a_query_and_draws_its_chart(server, page):
 
 
 def test_import_page_imports_uploaded_sdtm_files(server, page, tmp_path):
-    from smc.sdtm import synthetic
+    from smc.ingest.sdtm import synthetic
 
     synthetic.write(tmp_path, 12, seed=3, fmt="xpt")
     page.goto(f"{server}/import")

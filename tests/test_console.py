@@ -2,7 +2,7 @@
 
 Console safety: a list of hostile or broken inputs must each come back as a result with ok == False and a
 message (never an exception), leave the database file byte-identical, create no file, and leave the next
-ordinary query working. They run on a private copy of the demo database (opened through smc.db.Database,
+ordinary query working. They run on a private copy of the demo database (opened through smc.store.db.Database,
 the app's read-only configuration), so the session database is never at risk.
 
 Explore: the schema browser is checked against the data contract document itself
@@ -24,11 +24,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from smc import console, explore
-from smc.contract import columns
-from smc.console import run_console
-from smc.db import Database
-from smc.explore import EMPTY, PivotSpec
+from smc import settings
+from smc.analysis import console, explore
+from smc.analysis.console import run_console
+from smc.analysis.explore import EMPTY, PivotSpec
+from smc.store.contract import columns
+from smc.store.db import Database
 from tests.conftest import one_study_db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,7 +270,7 @@ def test_the_whole_hostile_list_leaves_the_file_byte_identical(demo_db, tmp_path
     ("SELECT 1; SELECT 2; SELECT 3", ["3 statements"]),
     ("", ["empty"]),
     ("   ", ["empty"]),
-    ("SELECT '" + "x" * 30_000 + "'", [f"{console.MAX_STATEMENT_CHARS:,}"]),
+    ("SELECT '" + "x" * 30_000 + "'", [f"{settings.CONSOLE_STATEMENT_MAX_CHARS:,}"]),
     ("SELEC 1", ["syntax"]),
 ], ids=["drop", "delete", "attach", "two-statements", "three-statements", "empty", "blank", "too-long", "syntax"])
 def test_refusal_messages_name_the_problem(demo, text, words):
@@ -292,12 +293,12 @@ def test_the_database_configuration_is_read_only_and_locked(demo):
 
 def test_named_settings_have_the_documented_defaults():
     if "SMC_CONSOLE_TIME_LIMIT_SECONDS" not in os.environ:
-        assert console.TIME_LIMIT_SECONDS == 5
+        assert settings.CONSOLE_TIME_LIMIT_S == 5
     if "SMC_CONSOLE_ROW_CAP" not in os.environ:
-        assert console.ROW_CAP == 10_000
+        assert settings.CONSOLE_ROW_CAP_ROWS == 10_000
     defaults = inspect.signature(run_console).parameters
-    assert defaults["time_limit"].default == console.TIME_LIMIT_SECONDS
-    assert defaults["row_cap"].default == console.ROW_CAP
+    assert defaults["time_limit"].default == settings.CONSOLE_TIME_LIMIT_S
+    assert defaults["row_cap"].default == settings.CONSOLE_ROW_CAP_ROWS
 
 
 def test_runaway_cross_join_stops_at_the_time_limit_and_says_so(demo, n_subjects):
@@ -469,7 +470,7 @@ def test_unicode_in_a_select(demo):
 
 
 def test_the_statement_length_limit_boundary(demo):
-    limit = console.MAX_STATEMENT_CHARS
+    limit = settings.CONSOLE_STATEMENT_MAX_CHARS
     head = "SELECT 1 AS one -- "
     at_limit = head + "x" * (limit - len(head))
     assert len(at_limit) == limit
@@ -482,7 +483,7 @@ def test_the_statement_length_limit_boundary(demo):
 
 def test_schema_lists_every_contract_table_and_column_with_its_description(demo):
     contract = contract_tables()
-    columns = explore.schema(demo)
+    columns = explore.load_schema(demo)
     for table, cols in contract.items():
         mine = columns[columns["table_name"] == table]
         assert not mine.empty, table
@@ -501,7 +502,7 @@ def test_schema_lists_every_contract_table_and_column_with_its_description(demo)
 
 def test_schema_puts_contract_tables_first_in_load_order(demo):
     contract = list(contract_tables())  # document order: a table only references tables before it
-    order = list(dict.fromkeys(explore.schema(demo)["table_name"]))
+    order = list(dict.fromkeys(explore.load_schema(demo)["table_name"]))
     assert order[:len(contract)] == contract
     assert "load_info" in order[len(contract):]
 
@@ -618,7 +619,7 @@ def test_pivot_tables_are_the_study_tables():
 
 def test_pivot_counts_rows_by_dose_level_and_phase(pivot_db):
     spec = PivotSpec("subjects", rows="dose_level", columns="phase")
-    long = explore.pivot(pivot_db, "S1", spec)
+    long = explore.load_pivot(pivot_db, "S1", spec)
     assert as_dict(long, "dose_level", "phase") == {
         (1, "escalation"): 2, (1, "expansion"): 1, (2, "escalation"): 1, (2, "expansion"): 2,
         (3, "escalation"): 1, (EMPTY, "escalation"): 1}
@@ -626,7 +627,7 @@ def test_pivot_counts_rows_by_dose_level_and_phase(pivot_db):
 
 def test_pivot_wide_puts_phases_across(pivot_db):
     spec = PivotSpec("subjects", rows="phase", columns="sex")
-    wide = explore.pivot_wide(explore.pivot(pivot_db, "S1", spec), spec)
+    wide = explore.pivot_wide(explore.load_pivot(pivot_db, "S1", spec), spec)
     # escalation: 101 M, 102 F, 201 F, 301 F, 901 empty; expansion: 103 M, 202 M, 203 empty
     assert wide.columns[0] == "phase" and sorted(wide.columns[1:]) == sorted(["F", "M", EMPTY])
     table = wide.set_index("phase")
@@ -639,68 +640,68 @@ def test_pivot_wide_column_headings_of_dose_levels_are_the_levels(pivot_db):
     """Dose levels across: headings '1', '2', '3' and '(empty)' for the screen failure, as the data say
     (not '1.0', which is how a NULL in an integer column can come back from pandas)."""
     spec = PivotSpec("subjects", rows="phase", columns="dose_level")
-    wide = explore.pivot_wide(explore.pivot(pivot_db, "S1", spec), spec)
+    wide = explore.pivot_wide(explore.load_pivot(pivot_db, "S1", spec), spec)
     assert wide.columns.tolist() == ["phase", "1", "2", "3", EMPTY]
     assert wide.set_index("phase").loc["escalation"].tolist() == [2, 1, 1, 1]
 
 
 def test_pivot_rows_only_is_renamed_for_the_page(pivot_db):
     spec = PivotSpec("adverse_events", rows="grade")
-    wide = explore.pivot_wide(explore.pivot(pivot_db, "S1", spec), spec)
+    wide = explore.pivot_wide(explore.load_pivot(pivot_db, "S1", spec), spec)
     assert wide.columns.tolist() == ["grade", explore.AGGREGATES["count"]]
     assert dict(zip(wide["grade"].astype(int), wide[explore.AGGREGATES["count"]])) == {1: 3, 2: 1, 3: 3, 4: 1}
 
 
 def test_pivot_counts_distinct_subjects_of_adverse_events_by_grade(pivot_db):
-    long = explore.pivot(pivot_db, "S1", PivotSpec("adverse_events", rows="grade", aggregate="subjects"))
+    long = explore.load_pivot(pivot_db, "S1", PivotSpec("adverse_events", rows="grade", aggregate="subjects"))
     assert as_dict(long, "grade") == {1: 2, 2: 1, 3: 2, 4: 1}
-    rows = explore.pivot(pivot_db, "S1", PivotSpec("adverse_events", rows="grade"))
+    rows = explore.load_pivot(pivot_db, "S1", PivotSpec("adverse_events", rows="grade"))
     assert as_dict(rows, "grade") == {1: 3, 2: 1, 3: 3, 4: 1}
 
 
 def test_pivot_mean_and_max_of_lab_values_by_test(pivot_db):
-    mean = as_dict(explore.pivot(pivot_db, "S1", PivotSpec("lab_results", rows="test", aggregate="mean",
+    mean = as_dict(explore.load_pivot(pivot_db, "S1", PivotSpec("lab_results", rows="test", aggregate="mean",
                                                             value="value")), "test")
     assert mean == pytest.approx({"ALT": 50.0, "CA19-9": 100.0, "Neutrophils": 1.2})
-    high = as_dict(explore.pivot(pivot_db, "S1", PivotSpec("lab_results", rows="test", aggregate="max",
+    high = as_dict(explore.load_pivot(pivot_db, "S1", PivotSpec("lab_results", rows="test", aggregate="max",
                                                             value="value")), "test")
     assert high == pytest.approx({"ALT": 70.0, "CA19-9": 100.0, "Neutrophils": 2.0})
-    count = as_dict(explore.pivot(pivot_db, "S1", PivotSpec("lab_results", rows="test")), "test")
+    count = as_dict(explore.load_pivot(pivot_db, "S1", PivotSpec("lab_results", rows="test")), "test")
     assert count == {"ALT": 3, "CA19-9": 2, "Neutrophils": 3}
 
 
 def test_pivot_filters_keep_only_the_chosen_values(pivot_db):
-    expansion = explore.pivot(pivot_db, "S1", PivotSpec("subjects", rows="dose_level",
+    expansion = explore.load_pivot(pivot_db, "S1", PivotSpec("subjects", rows="dose_level",
                                                          filters=(("phase", ("expansion",)),)))
     assert as_dict(expansion, "dose_level") == {1: 1, 2: 2}
     # numbers are filtered by their text; two filters combine (levels 1 and 3, women: 102, 301)
     spec = PivotSpec("subjects", rows="phase", filters=(("dose_level", ("1", "3")), ("sex", ("F",))))
-    assert as_dict(explore.pivot(pivot_db, "S1", spec), "phase") == {"escalation": 2}
+    assert as_dict(explore.load_pivot(pivot_db, "S1", spec), "phase") == {"escalation": 2}
     # lab results of one category: chemistry only
     spec = PivotSpec("lab_results", rows="test", filters=(("category", ("chemistry",)),))
-    assert as_dict(explore.pivot(pivot_db, "S1", spec), "test") == {"ALT": 3}
+    assert as_dict(explore.load_pivot(pivot_db, "S1", spec), "test") == {"ALT": 3}
 
 
 def test_pivot_filter_values_are_parameters(pivot_db):
     evil = "x' OR '1'='1"
     spec = PivotSpec("subjects", rows="dose_level", filters=(("sex", (evil,)),))
-    assert explore.pivot(pivot_db, "S1", spec).empty
+    assert explore.load_pivot(pivot_db, "S1", spec).empty
     text, params = explore.pivot_sql(pivot_db, spec)
     assert evil not in text and ["x' OR '1'='1"] in params.values()
     # a value with quotes that does exist is matched exactly
-    assert as_dict(explore.pivot(pivot_db, "S1", PivotSpec("adverse_events", rows="grade", filters=(
+    assert as_dict(explore.load_pivot(pivot_db, "S1", PivotSpec("adverse_events", rows="grade", filters=(
         ("term", ("Cytokine release syndrome", "it's")),))), "grade") == {3: 1}
 
 
 def test_pivot_reads_only_the_chosen_study(pivot_db):
-    assert explore.pivot(pivot_db, "NO-SUCH-STUDY", PivotSpec("subjects", rows="dose_level")).empty
+    assert explore.load_pivot(pivot_db, "NO-SUCH-STUDY", PivotSpec("subjects", rows="dose_level")).empty
 
 
 def test_filter_values_are_the_distinct_texts(pivot_db):
-    assert explore.filter_values(pivot_db, "S1", "subjects", "sex") == ["F", "M"]
-    assert explore.filter_values(pivot_db, "S1", "subjects", "dose_level") == ["1", "2", "3"]
+    assert explore.load_filter_values(pivot_db, "S1", "subjects", "sex") == ["F", "M"]
+    assert explore.load_filter_values(pivot_db, "S1", "subjects", "dose_level") == ["1", "2", "3"]
     with pytest.raises(ValueError, match="nope"):
-        explore.filter_values(pivot_db, "S1", "subjects", "nope")
+        explore.load_filter_values(pivot_db, "S1", "subjects", "nope")
 
 
 @pytest.mark.parametrize("spec, named", [
@@ -729,6 +730,6 @@ def test_pivot_refuses_bad_specs_with_a_message(pivot_db, spec, named):
         explore.pivot_sql(pivot_db, spec)
     assert named.lower() in str(refused.value).lower()
     with pytest.raises(ValueError):
-        explore.pivot(pivot_db, "S1", spec)
+        explore.load_pivot(pivot_db, "S1", spec)
     # nothing was dropped
     assert int(pivot_db.sql("SELECT count(*) AS n FROM subjects")["n"].iloc[0]) == len(PIVOT_TRIAL["subjects"])

@@ -8,8 +8,8 @@ import sys
 import duckdb
 import pytest
 
-from smc.db import Database
-from smc.demo import build_demo
+from smc.demo.build import build_demo
+from smc.store.db import Database
 from tests.conftest import ROOT, STUDIES
 
 

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from smc import decisions
+from smc.decision_log import ledger
 from tests.conftest import ROOT, STUDIES, as_of_dates, data_cut
 from tests.test_pages import figures, run_app
 
@@ -136,7 +136,7 @@ def test_recorded_decisions_show_in_table_chart_and_file(fresh_db, sql):
     assert rows[0]["level"] == level and rows[1]["level"] != level
     assert rows[1]["rationale"] == "Sponsor asked <b>to wait</b> for PK" and rows[0]["attendees"] == "A, B, C"
     assert rows[1]["prev_hash"] == rows[0]["hash"] and rows[0]["data_cut_date"] == cut.isoformat()
-    assert rows[0]["meeting_date"] == dt.datetime.now(dt.timezone.utc).date().isoformat()
+    assert rows[0]["meeting_date"] == dt.datetime.now(dt.UTC).date().isoformat()
 
     table = decision_table(at)
     assert list(table["Record"]) == [2, 1]  # newest first
@@ -154,7 +154,7 @@ def test_recorded_decisions_show_in_table_chart_and_file(fresh_db, sql):
     assert table.set_index("Record").loc[2, "Superseded by"] == "#3"
     shown = [x for t in history_decision_traces(at) for x in t["customdata"]]
     assert sorted(c[0] for c in shown) == [1, 3]
-    assert decisions.verify(decisions.log_path(fresh_db)) == []
+    assert ledger.verify(ledger.log_path(fresh_db)) == []
 
 
 def test_decisions_on_later_data_are_not_drawn_on_an_earlier_view(fresh_db, sql):

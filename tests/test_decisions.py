@@ -1,4 +1,4 @@
-"""The SMC decision log (smc.decisions and ``python -m smc decisions``).
+"""The SMC decision log (smc.decision_log.ledger and ``python -m smc decisions``).
 
 The hand-made trial has S1 (3+3, levels 1-3, cut 2025-03-15) and S2 (same levels, nobody enrolled).
 S1: 101-103 at level 1 dosed 2025-01-06 (DLT window ends 02-03), no DLT; 201-203 at level 2 dosed 2025-02-06
@@ -26,19 +26,20 @@ from pathlib import Path
 
 import pytest
 
+from smc import settings
+from smc.analysis.dose_decision import load_dose_decision
 from smc.cli import main
-from smc.db import QUERIES, Database
-from smc.decisions import Draft, Refused, append, in_force, log_path, log_table, read_log, verify
-from smc.dose_decision import dose_decision
-from smc.escalation import recommended_level
-from smc.study import load_study
+from smc.decision_log.ledger import Draft, Refused, append, in_force, log_path, log_table, read_log, verify
+from smc.rules.escalation import recommended_level
+from smc.store.db import Database
+from smc.store.study import load_study
 from tests.conftest import ROOT, one_study_db
 
 D = dt.date.fromisoformat
 CUT, ESCALATE_CUT, WAIT_CUT = D("2025-03-15"), D("2025-02-05"), D("2025-01-20")
-NOW = dt.datetime(2025, 4, 1, 12, 0, tzinfo=dt.timezone.utc)  # "today" is 2025-04-01 UTC
+NOW = dt.datetime(2025, 4, 1, 12, 0, tzinfo=dt.UTC)  # "today" is 2025-04-01 UTC
 MEETING, GENESIS = D("2025-03-20"), "0" * 64
-SCHEMA = (QUERIES / "sqlite" / "decision_log_schema.sql").read_text()
+SCHEMA = (settings.QUERIES_DIR / "sqlite" / "decision_log_schema.sql").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def trial(tmp_path_factory) -> Path:
 def dose(trial):
     """(study_id, as_of) -> the rule's DoseDecision on the hand-made trial."""
     db = Database(trial)
-    return functools.cache(lambda study_id, as_of: dose_decision(db, load_study(db, study_id), as_of))
+    return functools.cache(lambda study_id, as_of: load_dose_decision(db, load_study(db, study_id), as_of))
 
 
 def draft(study="S1", cut=CUT, level=2, decision="enroll", meeting=MEETING, by="Dr Ada", **kw) -> Draft:
@@ -300,20 +301,23 @@ def test_a_bad_supersedes_is_reported_with_the_other_problems(chain, dose):
 
 WORKER = """
 import sys, time, pathlib
-from smc import decisions, db as smc_db, dose_decision as dd, study as smc_study
+from smc.decision_log import ledger
+from smc.store import db as smc_db
+from smc.analysis import dose_decision as dd
+from smc.store import study as smc_study
 db_path, log, folder, proc, n = sys.argv[1:6]
 db, folder = smc_db.Database(db_path), pathlib.Path(folder)
-doses = [dd.dose_decision(db, s, s.data_cut_date) for s in map(lambda i: smc_study.load_study(db, i),
+doses = [dd.load_dose_decision(db, s, s.data_cut_date) for s in map(lambda i: smc_study.load_study(db, i),
                                                                 ("IDOV-SAFE", "BIOTTT001"))]
 (folder / f"ready{proc}").touch()
 while not (folder / "start").exists():
     time.sleep(0.002)
 for i in range(int(n)):  # alternate studies so both chains grow from every process
     dose = doses[(int(proc) + i) % 2]
-    decisions.append(log, decisions.Draft(
+    ledger.append(log, ledger.Draft(
         study_id=dose.study.study_id, meeting_date=dose.as_of, data_cut_date=dose.as_of, level=dose.study.level_order[0],
         decision="other", rationale=f"marker {proc}:{i}", attendees=f"process {proc}", recorded_by=f"worker {proc}"),
-        dose, decisions.data_source(db))
+        dose, ledger.data_source(db))
 """
 
 

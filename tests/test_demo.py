@@ -2,8 +2,8 @@
 
 The demo database is built once per module (``build_demo(path, seed=2024)``) and read with a
 read-only DuckDB connection. Every expectation is computed here, independently, with SQL and plain
-Python on the tables: smc.escalation and smc.ctcae are never used to derive an expected value.
-smc.report.build_report is only run to compare its output with these independent counts.
+Python on the tables: smc.rules.escalation and smc.rules.ctcae are never used to derive an expected value.
+smc.outputs.report.build_report is only run to compare its output with these independent counts.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smc.db import Database
-from smc.demo import build_demo, demo_tables
-from smc.report import build_report
+from smc.demo.build import build_demo, demo_tables
+from smc.outputs.report import build_report
+from smc.store.db import Database
 
 IDOV, BIOTTT, IX001 = "IDOV-SAFE", "BIOTTT001", "IX001"
 STUDIES = (IDOV, BIOTTT, IX001)

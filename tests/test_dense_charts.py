@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import streamlit as st
 
-from smc import biomarkers, tumor_markers
-from smc.charts import style
+from smc import settings
+from smc.analysis import biomarkers, tumor_markers
 from smc.charts.biomarkers import biomarker_course
 from smc.charts.efficacy import marker_best_change, marker_trends, waterfall
-from smc.charts.style import MAX_SUBJECT_LINES, level_colors, too_many_subjects
+from smc.charts.style import level_colors
+from smc.settings import MAX_SUBJECT_LINES, too_many_subjects
 from tests.conftest import STUDIES, as_of_dates
 from tests.test_pages import figures, run_app
 
@@ -140,7 +141,7 @@ def few_lines(app_env, monkeypatch):
     """The demo studies drawn as if they were past the limit: at most 4 subjects a line each (charts cached
     under the real limit are cleared first and after)."""
     st.cache_resource.clear()
-    monkeypatch.setattr(style, "MAX_SUBJECT_LINES", 4)
+    monkeypatch.setattr(settings, "MAX_SUBJECT_LINES", 4)
     yield 4
     st.cache_resource.clear()
 

@@ -1,4 +1,4 @@
-"""Enrollment for the sponsor (smc.enrollment and queries/enrollment_subjects.sql).
+"""Enrollment for the sponsor (smc.analysis.enrollment and queries/enrollment_subjects.sql).
 
 Every expected value is worked out by hand from the module docstring's rules, or by an independent method
 in this file (SQL counts written here, scipy's gamma form of the exact Poisson interval), never copied from
@@ -32,10 +32,10 @@ import pandas as pd
 import pytest
 from scipy.stats import gamma
 
-from smc import enrollment
-from smc.db import Database
-from smc.dose_decision import subject_facts_by_study
-from smc.study import load_study
+from smc.analysis import enrollment
+from smc.analysis.dose_decision import load_subject_facts_by_study
+from smc.store.db import Database
+from smc.store.study import load_study
 from tests import conftest
 from tests.conftest import STUDIES, as_of_dates
 
@@ -514,7 +514,7 @@ def test_portfolio_one_row_per_study_at_its_own_cut(two_studies):
     """S1 at 2025-03-15: 6 of 8 enrolled, levels 1 and 2 opened of -1, 1, 2, 3, no DLT. S2 at 2025-01-31: 101
     and 202 enrolled at level 1 (203 enrolls on 02-10), planned 12, levels 1 of 2, one DLT by the cut (101's;
     202's is after it)."""
-    got = enrollment.portfolio(two_studies)
+    got = enrollment.load_portfolio(two_studies)
     assert got["study_id"].tolist() == ["S1", "S2"]
     rows = got.set_index("study_id")
     assert rows.loc["S1", ["enrolled", "planned", "levels_opened"]].tolist() == [6, 8, "2 of 4"]
@@ -538,11 +538,11 @@ def test_studies_sharing_subject_ids_stay_apart(two_studies):
 def test_subject_facts_of_several_studies_come_from_one_query_each_at_its_own_cut(two_studies):
     """S1 at 01-07: only 101 enrolled (01-06), not yet dosed (01-08). S2 at 01-31: its own 101, dosed 01-06,
     and 202, dosed 01-12; 203 enrolls after the cut. The shared id 101 keeps each study's first dose."""
-    facts = subject_facts_by_study(two_studies, {"S1": D("2025-01-07"), "S2": D("2025-01-31")})
+    facts = load_subject_facts_by_study(two_studies, {"S1": D("2025-01-07"), "S2": D("2025-01-31")})
     assert [(f.subject_id, f.first_dose_date, f.dlt_onsets) for f in facts["S1"]] == [("101", None, ())]
     assert [(f.subject_id, f.first_dose_date, f.dlt_onsets) for f in facts["S2"]] == [
         ("101", D("2025-01-06"), (D("2025-01-15"),)), ("202", D("2025-01-12"), ())]
-    assert subject_facts_by_study(two_studies, {}) == {}
+    assert load_subject_facts_by_study(two_studies, {}) == {}
 
 
 # --------------------------------------------------------------------------- demo data against SQL

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from smc.escalation import (
+from smc.rules.escalation import (
     DoseLevel,
     SubjectFacts,
     assess,
@@ -592,7 +592,7 @@ class TestHistory:
         assert [a.as_of for a in h] == sorted({a.as_of for a in h})
 
     def test_rule_steps_give_the_date_level_and_action_of_each_replayed_call(self):
-        from smc.dose_decision import rule_steps
+        from smc.analysis.dose_decision import rule_steps
         # '1NNN 2N': level 1 dosed on days 0, 7, 14 (windows end 28, 35, 42), level 2 on day 21 (ends 49).
         # Days 0 and 7: level 1 has 1 then 2 of its 3 pending -> enroll; day 14: all 3 in the window -> wait;
         # from day 21 the rule reads level 2, the highest started: 1 of its 3 pending, then evaluable -> enroll.

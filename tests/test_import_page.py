@@ -8,7 +8,7 @@ import hashlib
 import duckdb
 import pytest
 
-from smc.sdtm import synthetic
+from smc.ingest.sdtm import synthetic
 from tests.conftest import data_cut
 from tests.test_pages import run_app
 

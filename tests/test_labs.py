@@ -15,9 +15,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from smc import labs
-from smc.charts.style import MAX_SUBJECT_LINES
-from smc.ctcae import grade
+from smc.analysis import labs
+from smc.rules.ctcae import grade
+from smc.settings import MAX_SUBJECT_LINES
 from tests.conftest import one_study_db
 
 D = dt.date.fromisoformat

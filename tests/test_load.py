@@ -19,8 +19,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from smc import load
-from smc.load import ImportFailed, import_csv_dir, read_csv_dir, validate
+from smc.ingest import load
+from smc.ingest.load import ImportFailed, import_csv_dir, read_csv_dir, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "smc.duckdb"

@@ -12,11 +12,11 @@ from html.parser import HTMLParser
 import pytest
 from plotly.offline import get_plotlyjs
 
-from smc import decisions
-from smc.db import Database
-from smc.dose_decision import dose_decision
-from smc.packet import SECTIONS, build_packet
-from smc.study import load_study
+from smc.analysis.dose_decision import load_dose_decision
+from smc.decision_log import ledger
+from smc.outputs.packet import SECTIONS, build_packet
+from smc.store.db import Database
+from smc.store.study import load_study
 from tests.conftest import ROOT, STUDIES, as_of_dates
 from tests.test_pages import enrolled_per_level, in_window_dlt_subjects
 
@@ -114,12 +114,12 @@ def test_packet_before_any_enrollment_still_builds(demo_db, sql):
 def test_packet_decision_log_is_escaped_and_shows_a_broken_chain(cut_db):
     db = Database(cut_db)
     study = load_study(db, "IX001")
-    dose = dose_decision(db, study, study.data_cut_date)
-    log = decisions.log_path(cut_db)
+    dose = load_dose_decision(db, study, study.data_cut_date)
+    log = ledger.log_path(cut_db)
     for rationale in ("<script>alert('x')</script> kept as text", "second"):
-        decisions.append(log, decisions.Draft("IX001", study.data_cut_date, study.data_cut_date, 2, "other",
+        ledger.append(log, ledger.Draft("IX001", study.data_cut_date, study.data_cut_date, 2, "other",
                                               rationale=rationale, recorded_by="Dr Chair"), dose, "test")
-    text = build_packet(db, "IX001", now=dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
+    text = build_packet(db, "IX001", now=dt.datetime(2025, 3, 1, tzinfo=dt.UTC))
     assert "<script>alert" not in text and "&lt;script&gt;alert('x')&lt;/script&gt; kept as text" in text
     head = sqlite3.connect(log).execute("SELECT hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()[0]
     assert f"chain verified. Chain head: {head}" in text
@@ -149,11 +149,11 @@ def test_report_html_writes_the_packet_and_names_a_bad_path(demo_db, tmp_path):
 def test_packet_shows_a_deleted_only_record_of_the_study(cut_db):
     """Deleting a study's only record leaves it no records, but the gap in the ids is still shown."""
     db = Database(cut_db)
-    log = decisions.log_path(cut_db)
+    log = ledger.log_path(cut_db)
     for study_id in ("IX001", "BIOTTT001"):
         study = load_study(db, study_id)
-        dose = dose_decision(db, study, study.data_cut_date)
-        decisions.append(log, decisions.Draft(study_id, study.data_cut_date, study.data_cut_date,
+        dose = load_dose_decision(db, study, study.data_cut_date)
+        ledger.append(log, ledger.Draft(study_id, study.data_cut_date, study.data_cut_date,
                                               study.level_order[0], "other", rationale="r", recorded_by="Dr"),
                          dose, "test")
     con = sqlite3.connect(log)

@@ -1,4 +1,4 @@
-"""RECIST 1.1 (smc.recist) and tumor response on a tiny study (smc.efficacy, smc.stats.exact_ci).
+"""RECIST 1.1 (smc.recist) and tumor response on a tiny study (smc.efficacy, smc.rules.stats.exact_ci).
 
 Every expected value below is worked out by hand from the rules (RECIST 1.1 with confirmation,
 non-randomised trial), never copied from the code's output:
@@ -21,8 +21,9 @@ import pandas as pd
 import pytest
 from scipy.stats import beta
 
-from smc import efficacy, recist
-from smc.stats import exact_ci
+from smc.analysis import efficacy
+from smc.rules import recist
+from smc.rules.stats import exact_ci
 from tests.conftest import one_study_db
 
 D = dt.date.fromisoformat

@@ -16,9 +16,9 @@ import json
 import pandas as pd
 import pytest
 
-from smc import safety
-from smc.safety import AeFilters, apply_filters, load_safety
-from smc.subject_profile import subject_profile
+from smc.analysis import safety
+from smc.analysis.safety import AeFilters, apply_filters, load_safety
+from smc.analysis.subject_profile import load_subject_profile
 from tests.conftest import one_study_db
 
 D = dt.date.fromisoformat
@@ -319,14 +319,14 @@ def test_before_any_dose_everything_is_empty_but_the_any_teae_row_shows_zeros(tr
 
 def test_profile_is_none_before_enrollment_and_for_an_unknown_subject(trial):
     db, study = trial
-    assert subject_profile(db, study, D("2025-03-09"), "301") is None
-    assert subject_profile(db, study, AS_OF, "999") is None
-    undosed = subject_profile(db, study, AS_OF, "301")
+    assert load_subject_profile(db, study, D("2025-03-09"), "301") is None
+    assert load_subject_profile(db, study, AS_OF, "999") is None
+    undosed = load_subject_profile(db, study, AS_OF, "301")
     assert undosed.status == "Enrolled, not yet dosed" and undosed.dlt_window is None
 
 
 def test_profile_dlt_window_starts_at_the_study_agent_and_days_at_any_treatment(trial):
-    p = subject_profile(*trial, AS_OF, "101")
+    p = load_subject_profile(*trial, AS_OF, "101")
     assert p.status == "In follow-up (off treatment)" and p.label == "1e8 PFU"
     assert p.dlt_window == (D("2025-01-08"), D("2025-02-05"))
     assert p.dlt_state == "dlt"
@@ -338,12 +338,12 @@ def test_profile_dlt_window_starts_at_the_study_agent_and_days_at_any_treatment(
 
 def test_profile_status_and_dlt_state_follow_phase_and_as_of(trial):
     db, study = trial
-    assert subject_profile(db, study, AS_OF, "102").status == "On treatment"
-    assert subject_profile(db, study, AS_OF, "102").dlt_state == "evaluable"  # window ended 02-07
-    expansion = subject_profile(db, study, AS_OF, "202")
+    assert load_subject_profile(db, study, AS_OF, "102").status == "On treatment"
+    assert load_subject_profile(db, study, AS_OF, "102").dlt_state == "evaluable"  # window ended 02-07
+    expansion = load_subject_profile(db, study, AS_OF, "202")
     assert expansion.status == "Died 2025-03-05" and expansion.dlt_state is None
     assert expansion.dlt_window == (D("2025-02-12"), D("2025-03-12"))
-    assert subject_profile(db, study, D("2025-03-04"), "202").status == "On treatment"
-    late = subject_profile(db, study, AS_OF, "203")  # dosed only after as-of
+    assert load_subject_profile(db, study, D("2025-03-04"), "202").status == "On treatment"
+    late = load_subject_profile(db, study, AS_OF, "203")  # dosed only after as-of
     assert late.status == "Enrolled, not yet dosed" and late.dlt_window is None
     assert list(late.adverse_events["term"]) == [NAU] and not late.adverse_events["treatment_emergent"].any()

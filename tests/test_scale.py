@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smc import bench, load
-from smc.demo import build_demo, demo_tables
-from smc.demo_portfolio import portfolio_specs
+from smc.demo.build import build_demo, demo_tables
+from smc.demo.portfolio import portfolio_specs
+from smc.ingest import load
+from smc.tools import bench
 from tests.conftest import ROOT
 
 
@@ -122,7 +123,7 @@ def test_bench_pages_are_the_apps_pages():
 
 
 def test_bench_picks_the_biggest_and_the_median_study(sql, demo_db):
-    from smc.db import Database
+    from smc.store.db import Database
 
     enrolled = dict(sql("SELECT study_id, count(enrollment_date) FROM subjects GROUP BY 1"))
     chosen = bench.bench_studies(Database(demo_db))

@@ -29,9 +29,9 @@ import pyreadstat
 import pytest
 
 from smc import cli
-from smc.load import ERROR, WARNING, ImportFailed, Problem
-from smc.sdtm import REQUIRED_DOMAINS, dates, import_sdtm
-from smc.sdtm.mapping import TEMPLATE, parse_mapping
+from smc.ingest.load import ERROR, WARNING, ImportFailed, Problem
+from smc.ingest.sdtm import REQUIRED_DOMAINS, dates, import_sdtm
+from smc.ingest.sdtm.mapping import TEMPLATE, parse_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "sdtm_sample"

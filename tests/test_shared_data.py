@@ -13,7 +13,7 @@ import pytest
 import streamlit as st
 
 from smc import ui
-from smc.bench import PAGES
+from smc.tools.bench import PAGES
 from tests.conftest import STUDIES, as_of_dates
 from tests.test_pages import run_app
 

@@ -27,9 +27,9 @@ from lifelines import KaplanMeierFitter
 from lifelines.utils import median_survival_times
 from scipy.stats import chi2, norm
 
-from smc import survival
-from smc.escalation import DoseLevel
-from smc.study import Study
+from smc.analysis import survival
+from smc.rules.escalation import DoseLevel
+from smc.store.study import Study
 from tests.conftest import one_study_db
 
 D = dt.date.fromisoformat

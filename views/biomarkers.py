@@ -1,15 +1,21 @@
 """Biomarkers: courses by dose level, T-cell subsets, exposure and dose proportionality, shedding, immunogenicity."""
 import streamlit as st
 
-from smc import biomarkers, ui
-from smc.charts.biomarkers import (biomarker_course, exposure_vs_dose, immunogenicity_chart, shedding_chart,
-                                   subset_panels)
-from smc.charts.style import MAX_SUBJECT_LINES, too_many_subjects
+from smc import ui
+from smc.analysis import biomarkers
+from smc.charts.biomarkers import (
+    biomarker_course,
+    exposure_vs_dose,
+    immunogenicity_chart,
+    shedding_chart,
+    subset_panels,
+)
+from smc.settings import MAX_SUBJECT_LINES, too_many_subjects
 
 ctx = ui.context()
 study = ctx.study
 levels = {lv.level: lv.label for lv in study.levels}
-view = ui.cached(biomarkers.biomarker_view, ctx.db, study, ctx.as_of)
+view = ui.cached(biomarkers.load_biomarker_view, ctx.db, study, ctx.as_of)
 data, series = view.data, view.series
 
 st.title(f"{study.study_id} · Biomarkers")

@@ -1,9 +1,11 @@
 """Efficacy: RECIST 1.1 best response with ORR/DCR, waterfall, spider and swimmer plots, tumor markers."""
 import streamlit as st
 
-from smc import efficacy, recist, tumor_markers, ui
+from smc import ui
+from smc.analysis import efficacy, tumor_markers
 from smc.charts.efficacy import marker_best_change, marker_trends, spider, swimmer, swimmer_order, waterfall
-from smc.charts.style import MAX_SUBJECT_LINES, too_many_subjects
+from smc.rules import recist
+from smc.settings import MAX_SUBJECT_LINES, too_many_subjects
 
 ctx = ui.context()
 study = ctx.study

@@ -1,7 +1,8 @@
 """Enrollment for the sponsor: against plan with a projection, by site, level and status; the portfolio."""
 import streamlit as st
 
-from smc import enrollment, ui
+from smc import ui
+from smc.analysis import enrollment
 from smc.charts.enrollment import cumulative_enrollment, site_counts, status_counts
 
 ctx = ui.context()
@@ -83,7 +84,7 @@ with right:
 st.subheader("Portfolio")
 st.caption("Every study in this database at its own data cut (the sidebar date does not apply). The "
            "recommendation is the protocol rule's, from the Escalation page.")
-portfolio = ui.cached(enrollment.portfolio, ctx.db)
+portfolio = ui.cached(enrollment.load_portfolio, ctx.db)
 st.dataframe(portfolio.drop(columns="title"), hide_index=True, key="portfolio", column_config={
     "study_id": "Study", "design": "Design", "agent": "Agent", "levels_opened": "Levels opened",
     "enrolled": "Enrolled", "planned": "Planned", "dlts": "DLTs", "recommendation": "Recommendation",

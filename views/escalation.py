@@ -2,15 +2,25 @@
 import pandas as pd
 import streamlit as st
 
-from smc import boin, decision_form, decisions, swimlane, ui
+from smc import settings, ui
+from smc.analysis.dose_decision import (
+    LEVEL_TABLE_NOTE,
+    counted_dlts,
+    decision_history,
+    level_table,
+    load_dose_decision,
+    rule_steps,
+)
+from smc.analysis.swimlanes import load_swimlanes
 from smc.charts.escalation import escalation_history, swimlanes
-from smc.dose_decision import (LEVEL_TABLE_NOTE, counted_dlts, decision_history, dose_decision, level_table,
-                               rule_steps)
-from smc.packet import build_packet
+from smc.decision_log import ledger
+from smc.outputs.packet import build_packet
+from smc.rules import boin
+from smc.ui import decision_log_form as decision_form
 
 ctx = ui.context()
 study = ctx.study
-decision = ui.cached(dose_decision, ctx.db, study, ctx.as_of)
+decision = ui.cached(load_dose_decision, ctx.db, study, ctx.as_of)
 rec, advice = decision.assessment.recommendation, decision.boin
 
 st.title(f"{study.study_id} · Escalation")
@@ -47,12 +57,12 @@ st.caption(LEVEL_TABLE_NOTE)
 st.subheader("Swimlanes")
 calendar = st.segmented_control("x axis", ["Days from first dose", "Calendar date"],
                                 default="Days from first dose", key="swimlane_axis") == "Calendar date"
-lanes = ui.cached(swimlane.swimlanes, ctx.db, study, ctx.as_of, decision.assessment.states)
+lanes = ui.cached(load_swimlanes, ctx.db, study, ctx.as_of, decision.assessment.states)
 if lanes.lanes.empty:
     st.info("No subject enrolled by this date.")
 else:
     shown = lanes.lanes
-    if len(shown) > ui.PAGE_SIZE and shown["phase"].nunique() > 1:
+    if len(shown) > settings.CHART_PAGE_LANES and shown["phase"].nunique() > 1:
         phase = st.segmented_control("Lanes", ["escalation", "expansion"], default="escalation",
                                      format_func=lambda p: f"{p.capitalize()} ({(shown['phase'] == p).sum()})",
                                      key="swimlane_phase") or "escalation"
@@ -94,7 +104,7 @@ records, intact = decision_form.decision_log(ctx)
 steps = rule_steps(decision_history(decision))
 labels = {lv.level: lv.label for lv in study.levels}
 st.plotly_chart(ui.figure(escalation_history, steps, lanes.lanes, counted_dlts(decision), labels, ctx.as_of,
-                          decisions.in_force(records, ctx.as_of)), key="history")
+                          ledger.in_force(records, ctx.as_of)), key="history")
 st.caption("Diamonds: the SMC's recorded decisions in force (not corrected), placed at the data cut they reviewed "
            "(up to the as-of date); a red outline marks a deviation from the rule.")
 

@@ -1,7 +1,8 @@
 """Explore: a read-only SQL console with a quick chart, a no-code pivot, and the schema with its descriptions."""
 import streamlit as st
 
-from smc import console, explore, ui
+from smc import settings, ui
+from smc.analysis import console, explore
 from smc.charts.explore import CHART_KINDS, quick_chart
 
 ctx = ui.context()
@@ -24,7 +25,7 @@ st.caption("The raw tables of this data cut, every study and every date (the sid
 
 st.subheader("SQL console")
 st.caption(f"One SELECT statement (WITH, FROM x, DESCRIBE and SUMMARIZE count). It stops after "
-           f"{console.TIME_LIMIT_SECONDS:g} s and shows at most {console.ROW_CAP:,} rows. Examples:")
+           f"{settings.CONSOLE_TIME_LIMIT_S:g} s and shows at most {settings.CONSOLE_ROW_CAP_ROWS:,} rows. Examples:")
 examples = explore.examples()
 for column, example in zip(st.columns(len(examples) or 1), examples):
     column.button(example.label, key=f"example_{example.name}", on_click=fill_box, args=(example.sql,),
@@ -61,7 +62,7 @@ st.caption("Pick a table, what goes down and across, and the aggregate; no SQL n
 table_col, rows_col, columns_col = st.columns(3)
 table = table_col.selectbox("Table", explore.pivot_tables(), index=explore.pivot_tables().index("subjects"),
                             key="pivot_table")
-types = explore.table_columns(ctx.db, table)
+types = explore.load_table_columns(ctx.db, table)
 columns = list(types)
 numeric = [c for c, kind in types.items() if kind.startswith(explore.NUMERIC_TYPES)]
 rows = rows_col.selectbox("Rows", columns, key=f"pivot_rows_{table}",
@@ -77,13 +78,13 @@ filter_column = filter_col.selectbox("Filter on", [NONE, *columns], key=f"pivot_
 allowed = ()
 if filter_column != NONE:
     allowed = tuple(values_col.multiselect(
-        "Keep", explore.filter_values(ctx.db, study.study_id, table, filter_column),
+        "Keep", explore.load_filter_values(ctx.db, study.study_id, table, filter_column),
         key=f"pivot_keep_{table}_{filter_column}"))
 spec = explore.PivotSpec(table, rows, None if across == NONE else across, aggregate,
                          value if aggregate in ("mean", "max") else None,
                          ((filter_column, allowed),) if allowed else ())
 try:
-    long = explore.pivot(ctx.db, study.study_id, spec)
+    long = explore.load_pivot(ctx.db, study.study_id, spec)
 except ValueError as exc:
     st.error(str(exc), icon=":material/block:")
 else:
@@ -97,7 +98,7 @@ else:
                         key="pivot_chart")
 
 st.subheader("Schema")
-schema = explore.schema(ctx.db)
+schema = explore.load_schema(ctx.db)
 with st.expander(f"{schema['table_name'].nunique()} tables, {len(schema)} columns, with the contract's "
                  "descriptions", expanded=False):
     for name, described in schema.drop_duplicates("table_name")[["table_name", "table_comment"]].itertuples(

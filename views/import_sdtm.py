@@ -2,9 +2,9 @@
 import streamlit as st
 
 from smc import ui
-from smc.load import ERROR, ImportFailed
-from smc.sdtm.mapping import TEMPLATE
-from smc.sdtm.upload import import_target, import_uploads, problems_table
+from smc.ingest.load import ERROR, ImportFailed
+from smc.ingest.sdtm.mapping import TEMPLATE
+from smc.ingest.sdtm.upload import import_target, import_uploads, problems_table
 
 st.title("Import SDTM")
 st.caption("CDISC SDTM datasets (SAS transport .xpt or CSV with SDTM variable names) and a mapping file become a "

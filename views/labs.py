@@ -1,13 +1,15 @@
 """Safety labs: liver signal (eDISH), grade shifts, cytopenia nadir and recovery, grade ≥3 results."""
 import streamlit as st
 
-from smc import ctcae, labs, ui
+from smc import ui
+from smc.analysis import labs
 from smc.charts.labs import edish, lab_course
-from smc.charts.style import MAX_SUBJECT_LINES
+from smc.rules import ctcae
+from smc.settings import MAX_SUBJECT_LINES
 
 ctx = ui.context()
 study = ctx.study
-summary = ui.cached(labs.lab_summary, ctx.db, study, ctx.as_of)
+summary = ui.cached(labs.load_lab_summary, ctx.db, study, ctx.as_of)
 levels = {lv.level: lv.label for lv in study.levels}
 
 st.title(f"{study.study_id} · Safety labs")

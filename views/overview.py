@@ -2,14 +2,14 @@
 import streamlit as st
 
 from smc import ui
+from smc.analysis.dose_decision import load_dose_decision
+from smc.analysis.overview import load_overview
 from smc.charts.overview import subjects_per_level
-from smc.dose_decision import dose_decision
-from smc.overview import overview
 
 ctx = ui.context()
 study = ctx.study
-decision = ui.cached(dose_decision, ctx.db, study, ctx.as_of)
-ov = overview(ctx.db, study, decision)
+decision = ui.cached(load_dose_decision, ctx.db, study, ctx.as_of)
+ov = load_overview(ctx.db, study, decision)
 
 st.title(f"{study.study_id} · Overview")
 st.caption(study.title or "")

@@ -1,7 +1,8 @@
 """Safety: what toxicity, at which dose, how bad (treatment-emergent AEs as of the sidebar date)."""
 import streamlit as st
 
-from smc import safety, ui
+from smc import ui
+from smc.analysis import safety
 from smc.charts.safety import ae_heatmap
 
 ctx = ui.context()
@@ -24,7 +25,7 @@ with st.container(border=True):
         serious_only=flags[2].checkbox("Serious only", key="ae_serious_only"),
         grade3_plus=flags[3].checkbox("Grade ≥3", key="ae_grade3"),
         term_search=term_col.text_input("Term contains", key="ae_term", placeholder="e.g. neutro"))
-safety_view = ui.cached(safety.safety_view, ctx.db, study, ctx.as_of, filters)
+safety_view = ui.cached(safety.load_safety_view, ctx.db, study, ctx.as_of, filters)
 shown, total = safety_view.shown, safety_view.total
 st.markdown(f"Filters leave **{shown['teae']} of {total['teae']} TEAEs** in **{shown['subjects_with_teae']} of "
             f"{total['subjects_with_teae']} subjects** with a TEAE; denominators: {shown['dosed']} of "

@@ -3,13 +3,13 @@
 import streamlit as st
 
 from smc import ui
+from smc.analysis.subject_profile import load_enrolled_subjects, load_subject_profile
 from smc.charts.subject import subject_labs, subject_timeline
-from smc.subject_profile import enrolled_subjects, subject_profile
 
 ctx = ui.context()
 study = ctx.study
 st.title(f"{study.study_id} · Subject profile")
-ids = enrolled_subjects(ctx.db, study, ctx.as_of)
+ids = load_enrolled_subjects(ctx.db, study, ctx.as_of)
 
 key = f"subject::{study.study_id}"
 wanted = st.query_params.get("subject")
@@ -27,7 +27,7 @@ else:
     subject_id = st.selectbox("Subject", ids, key=key)
     st.session_state["_subject_in_url"] = subject_id
     st.query_params["subject"] = subject_id
-    profile = ui.cached(subject_profile, ctx.db, study, ctx.as_of, subject_id)
+    profile = ui.cached(load_subject_profile, ctx.db, study, ctx.as_of, subject_id)
     s = profile.subject
 
     st.markdown(f"## {subject_id} · {profile.status}")

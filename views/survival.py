@@ -1,7 +1,8 @@
 """Survival: Kaplan–Meier curves of OS, PFS and duration of response by dose level, phase or pooled."""
 import streamlit as st
 
-from smc import survival, ui
+from smc import ui
+from smc.analysis import survival
 from smc.charts.survival import endpoint_plot
 
 ctx = ui.context()

@@ -9,9 +9,20 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from smc.biomarkers import PowerFit
-from smc.charts.style import (add_overlays, base_layout, hline, level_colors, lines_by_level, log_ticks,
-                              panel_axes, points_trace, side_legend, too_many_subjects, unchecked_figure)
+from smc.analysis.biomarkers import PowerFit
+from smc.charts.style import (
+    add_overlays,
+    base_layout,
+    hline,
+    level_colors,
+    lines_by_level,
+    log_ticks,
+    panel_axes,
+    points_trace,
+    side_legend,
+    unchecked_figure,
+)
+from smc.settings import too_many_subjects
 
 BELOW_LLOQ_SYMBOL = "circle-open"
 NO_CHANGE_LINE = dict(color="#636363", width=1, dash="dot")  # fold change 1

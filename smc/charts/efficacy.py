@@ -6,11 +6,25 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc import tumor_markers
-from smc.charts.style import (RESPONSE_COLORS, add_overlays, base_layout, fixed_margins, hline, hline_label,
-                              label_margin, level_colors, lines_by_level, log_ticks, points_trace, quartile_traces,
-                              side_legend, too_many_subjects, unchecked_figure)
-from smc.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
+from smc.analysis import tumor_markers
+from smc.charts.style import (
+    RESPONSE_COLORS,
+    add_overlays,
+    base_layout,
+    fixed_margins,
+    hline,
+    hline_label,
+    label_margin,
+    level_colors,
+    lines_by_level,
+    log_ticks,
+    points_trace,
+    quartile_traces,
+    side_legend,
+    unchecked_figure,
+)
+from smc.rules.recist import PD_INCREASE_PCT, PR_DECREASE_PCT, RESPONSES
+from smc.settings import too_many_subjects
 
 REFERENCE_LINE = dict(dash="dash", color="#636363", width=1)
 ZERO_LINE = hline(0, line=dict(color="#636363", width=1))

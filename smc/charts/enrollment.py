@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from smc.analysis.enrollment import Projection
 from smc.charts.style import add_overlays, base_layout, hline, hline_label, side_legend
-from smc.enrollment import Projection
 
 COUNT_COLORS = {"screened": "#969696", "screen_failures": "#d7191c", "enrolled": "#2b83ba", "dosed": "#1a9850"}
 COUNT_NAMES = {"screened": "Screened", "screen_failures": "Screen failures", "enrolled": "Enrolled",

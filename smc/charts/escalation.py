@@ -8,10 +8,22 @@ import textwrap
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import (ACTION_COLORS, DLT_COLOR, GRADE_COLORS, RESPONSE_COLORS, STATE_COLORS,
-                              add_overlays, base_layout, fixed_margins, hline, hrect, label_margin, level_colors,
-                              vline)
-from smc.decisions import Decision
+from smc.charts.style import (
+    ACTION_COLORS,
+    DLT_COLOR,
+    GRADE_COLORS,
+    RESPONSE_COLORS,
+    STATE_COLORS,
+    add_overlays,
+    base_layout,
+    fixed_margins,
+    hline,
+    hrect,
+    label_margin,
+    level_colors,
+    vline,
+)
+from smc.decision_log.ledger import Decision
 
 LANE_PX = 26
 

@@ -5,15 +5,15 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from smc import settings
 from smc.charts.style import base_layout, side_legend
 
 CHART_KINDS = {"bar": "Bar", "line": "Line", "scatter": "Scatter", "box": "Box"}
-MAX_COLOURS = 30  # more distinct colours than this is a smear: colour is dropped
 
 
 def quick_chart(frame: pd.DataFrame, kind: str, x: str, y: str | None, color: str | None, title: str) -> go.Figure:
     """One Plotly Express chart of ``frame``; ``y`` None counts rows per x (bar only)."""
-    if color and frame[color].nunique() > MAX_COLOURS:
+    if color and frame[color].nunique() > settings.QUICK_CHART_MAX_COLOURS:
         color = None
     data = frame.assign(**{color: frame[color].astype(str)}) if color else frame
     if y is None:

@@ -5,11 +5,25 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc import ctcae
-from smc.charts.style import (DLT_WINDOW_FILL, NUMERIC_TICK, add_overlays, base_layout, fixed_margins, hline,
-                              hline_label, label_margin, level_colors, lines_by_level, points_trace,
-                              quartile_traces, unchecked_figure, vline, vrect)
-from smc.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN, course_as_quartiles, course_days, course_quartiles
+from smc.analysis.labs import HY_LAW_ALT_XULN, HY_LAW_BILI_XULN, course_as_quartiles, course_days, course_quartiles
+from smc.charts.style import (
+    DLT_WINDOW_FILL,
+    NUMERIC_TICK,
+    add_overlays,
+    base_layout,
+    fixed_margins,
+    hline,
+    hline_label,
+    label_margin,
+    level_colors,
+    lines_by_level,
+    points_trace,
+    quartile_traces,
+    unchecked_figure,
+    vline,
+    vrect,
+)
+from smc.rules import ctcae
 
 QUADRANT_LABELS = (  # (horizontal side, vertical side, label) of each eDISH quadrant
     ("right", "top", "Possible Hy's law"), ("left", "top", "Hyperbilirubinemia"),

@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.colors import hex_to_rgb, sample_colorscale, unlabel_rgb
 
+from smc import settings
+
 # CTCAE grade 1..5: green, amber, orange, dark red, black.
 GRADE_COLORS = {1: "#4daf4a", 2: "#e6ab02", 3: "#f46d43", 4: "#a50026", 5: "#1a1a1a"}
 DLT_COLOR = "#d7191c"
@@ -126,16 +128,6 @@ def side_legend(fig: go.Figure, right_margin: int, title: str | None = None, **m
     return fig
 
 
-MAX_SUBJECT_LINES = 200  # past this many subjects a line (or labelled bar) per subject is a smear
-
-
-def too_many_subjects(points: pd.DataFrame | pd.Series) -> bool:
-    """Whether ``points`` (rows with a subject_id, or the ids) hold more than MAX_SUBJECT_LINES subjects: a chart
-    then summarises each dose level or shows a page of subjects at a time instead of one line per subject."""
-    subjects = points["subject_id"] if isinstance(points, pd.DataFrame) else points
-    return subjects.nunique() > MAX_SUBJECT_LINES
-
-
 def quartile_traces(quartiles: pd.DataFrame, x: str, levels: dict[int, str], x_hover: str, unit: str,
                     counted: str) -> list[go.Scatter]:
     """Per dose level of ``quartiles`` (columns level, ``x``, median, q1, q3, n): the interquartile band (drawn
@@ -159,14 +151,11 @@ def quartile_traces(quartiles: pd.DataFrame, x: str, levels: dict[int, str], x_h
     return traces
 
 
-WEBGL_ABOVE_POINTS = 1500  # a trace with more marks is drawn with WebGL (scattergl): SVG slows down past this
-
-
 def points_trace(n_points: int, **properties) -> dict:
     """A scatter trace as a plain dict for :func:`unchecked_figure` (or ``fig.add_trace``): "scattergl" (drawn on
-    a canvas) past WEBGL_ABOVE_POINTS marks, else "scatter". One eDISH point per subject of a 2,000-subject level
+    a canvas) past settings.WEBGL_ABOVE_POINTS marks, else "scatter". One eDISH point per subject of a 2,000-subject level
     took Chromium about 0.2 s longer to draw as SVG."""
-    return dict(type="scattergl" if n_points > WEBGL_ABOVE_POINTS else "scatter", **properties)
+    return dict(type="scattergl" if n_points > settings.WEBGL_ABOVE_POINTS else "scatter", **properties)
 
 
 def unchecked_figure(traces: list[dict]) -> go.Figure:

@@ -9,8 +9,21 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from smc.charts.style import (DLT_COLOR, DLT_WINDOW_FILL, GRADE_COLORS, NUMERIC_TICK, RESPONSE_COLORS, add_overlays,
-                              base_layout, fixed_margins, hrect, label_margin, panel_axes, vline, vrect)
+from smc.charts.style import (
+    DLT_COLOR,
+    DLT_WINDOW_FILL,
+    GRADE_COLORS,
+    NUMERIC_TICK,
+    RESPONSE_COLORS,
+    add_overlays,
+    base_layout,
+    fixed_margins,
+    hrect,
+    label_margin,
+    panel_axes,
+    vline,
+    vrect,
+)
 
 AGENT_COLOR = "#3b528b"
 OTHER_AGENT_COLOR = "#8c8c8c"

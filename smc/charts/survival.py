@@ -6,10 +6,26 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from smc.charts.style import (NUMERIC_TICK, PHASE_COLORS, base_layout, fixed_margins, label_margin, level_colors,
-                              side_legend, translucent)
-from smc.survival import (DAYS_PER_MONTH, ENDPOINTS, GROUPINGS, Y_TITLES, GroupCurve, Survival, group_curves,
-                          time_ticks)
+from smc.analysis.survival import (
+    DAYS_PER_MONTH,
+    ENDPOINTS,
+    GROUPINGS,
+    Y_TITLES,
+    GroupCurve,
+    Survival,
+    group_curves,
+    time_ticks,
+)
+from smc.charts.style import (
+    NUMERIC_TICK,
+    PHASE_COLORS,
+    base_layout,
+    fixed_margins,
+    label_margin,
+    level_colors,
+    side_legend,
+    translucent,
+)
 
 POOLED_COLOR = "#404040"
 

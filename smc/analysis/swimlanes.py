@@ -1,0 +1,50 @@
+"""The per-subject timeline behind the escalation swimlanes and subject detail."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+
+from smc.store.db import Database
+from smc.store.study import Study
+
+
+@dataclass(frozen=True)
+class Swimlanes:
+    lanes: pd.DataFrame  # one row per subject, in lane order, with state and window dates
+    administrations: pd.DataFrame
+    adverse_events: pd.DataFrame
+    assessments: pd.DataFrame
+
+
+def _days_from(frame: pd.DataFrame, column: str, first_dose: pd.Series) -> pd.Series:
+    return (frame[column] - frame["subject_id"].map(first_dose)).dt.days
+
+
+def load_swimlanes(db: Database, study: Study, as_of: dt.date, states: dict[str, str]) -> Swimlanes:
+    """Everything known on ``as_of``, with days from each subject's first dose; ``states`` are the escalation
+    subjects' DLT states of the rule's decision on that date (``DoseDecision.assessment.states``)."""
+    params = dict(study_id=study.study_id, as_of=as_of)
+    lanes = db.query("swimlane_subjects", **params)
+    lanes["state"] = [states.get(s, "expansion") if p == "escalation" else "expansion"
+                      for s, p in zip(lanes.subject_id, lanes.phase)]
+    lanes["label"] = study.labels(lanes["level"])
+    lanes["window_end"] = lanes["first_dose_date"] + pd.Timedelta(days=study.dlt_window_days)
+    lanes["followed_to"] = pd.concat(
+        [lanes["off_study_date"], lanes["death_date"]], axis=1).min(axis=1).fillna(pd.Timestamp(as_of))
+    lanes["followed_days"] = (lanes["followed_to"] - lanes["first_dose_date"]).dt.days
+    first_dose = lanes.set_index("subject_id")["first_dose_date"]
+
+    doses = db.query("swimlane_administrations", subject_id=None, **params)
+    doses["day"] = _days_from(doses, "admin_date", first_dose)
+    doses["end_day"] = _days_from(doses, "end_date", first_dose)
+    doses["is_agent"] = doses["agent"] == study.agent
+    aes = db.query("swimlane_adverse_events", **params)
+    aes["day"] = _days_from(aes, "onset_date", first_dose)
+    aes["end_day"] = _days_from(aes, "end_date", first_dose)
+    scans = db.query("swimlane_assessments", subject_id=None, **params)
+    scans["day"] = _days_from(scans, "assessment_date", first_dose)
+    for frame in (doses, aes, scans):
+        frame["label"] = frame["subject_id"].map(lanes.set_index("subject_id")["label"])
+    return Swimlanes(lanes, doses, aes, scans)

@@ -1,0 +1,407 @@
+"""The SMC's decision log: what the committee decided, why, and who recorded it.
+
+One small SQLite file beside the trial database (``demo.duckdb`` ->
+``demo.decisions.sqlite``), in WAL mode so several server processes can
+append at once while the trial DuckDB stays read-only. Records are only ever
+appended (triggers refuse UPDATE and DELETE); a correction is a new record
+that supersedes an earlier one. Each record carries a UTC timestamp and the
+SHA-256 of its contents chained to the study's previous record, so an edit or
+a deletion made to the file by other means is found by :func:`verify`.
+
+The Escalation page, ``python -m smc decisions`` and the meeting packet all go
+through this module; :func:`validate` is the one set of rules for a new record.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from smc import settings
+from smc.analysis.dose_decision import DoseDecision
+from smc.rules.escalation import ACTIONS, recommended_level
+from smc.store.db import Database
+
+VOCABULARY = (*ACTIONS, "stay", "other")
+STAYING_ACTIONS = ("enroll", "wait")  # the rule's actions that keep the current level: "stay" follows them
+LOG_SUFFIX = ".decisions.sqlite"
+GENESIS_HASH = "0" * 64
+
+
+class Refused(Exception):
+    """A decision that may not be recorded; ``errors`` says every reason."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class LogUnreadable(Exception):
+    """The log file exists but is not a decision log SQLite can read."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A decision as the form or the command line gives it, before validation."""
+
+    study_id: str
+    meeting_date: dt.date
+    data_cut_date: dt.date  # the as-of date of the data the SMC reviewed
+    level: int | None
+    decision: str
+    rationale: str = ""
+    attendees: str = ""
+    recorded_by: str = ""
+    follows_recommendation: bool | None = None  # None: work it out from the recommendation
+    supersedes: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One stored record, exactly as in the file (dates as ISO text)."""
+
+    id: int
+    study_id: str
+    seq: int
+    recorded_at_utc: str
+    meeting_date: str
+    data_cut_date: str
+    level: int
+    decision: str
+    follows_recommendation: int
+    recommended_action: str
+    recommended_level: int | None
+    rationale: str
+    attendees: str
+    recorded_by: str
+    supersedes: int | None
+    data_source: str
+    prev_hash: str
+    hash: str
+
+
+COLUMNS = tuple(f.name for f in fields(Decision))
+SCHEMA = (settings.QUERIES_DIR / "sqlite" / "decision_log_schema.sql").read_text()
+# The append-only triggers as SQLite stores them (it drops IF NOT EXISTS and the final ";"), whitespace folded,
+# so a guard removed or replaced by one that does nothing is found.
+GUARDS = {name: " ".join(f"CREATE TRIGGER {name}{body}".split())
+          for name, body in re.findall(r"CREATE TRIGGER IF NOT EXISTS (\w+)(.*?END);", SCHEMA, flags=re.S)}
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A place where the log's chain does not hold."""
+
+    study_id: str | None
+    record_id: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = " ".join(part for part in (self.study_id, f"record #{self.record_id}" if self.record_id else None)
+                         if part)
+        return f"{where}: {self.message}" if where else self.message
+
+
+def log_path(db_path: str | Path) -> Path:
+    """The decision log that belongs to a trial database: same folder, same name, ``.decisions.sqlite``."""
+    path = Path(db_path)
+    return path.with_name(path.name.removesuffix(".duckdb") + LOG_SUFFIX)
+
+
+def data_source(db: Database) -> str:
+    """What a record names as the data it was decided on: the trial database's file and load."""
+    return f"{db.path.name} (loaded {db.loaded_at})"
+
+
+def record_hash(values: dict) -> str:
+    """SHA-256 of every column but ``hash``, as canonical JSON."""
+    payload = {name: values[name] for name in COLUMNS if name != "hash"}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def follows(decision: str, level: int | None, dose: DoseDecision) -> bool:
+    """Whether a decision is the protocol rule's recommendation on the reviewed data.
+
+    ``stay`` follows an ``enroll`` or ``wait`` at the same level: both keep the current dose.
+    """
+    action, target = dose.assessment.recommendation.action, recommended_level(dose.assessment)
+    same_action = decision == action or (decision == "stay" and action in STAYING_ACTIONS)
+    return same_action and (target is None or level == target)
+
+
+def validate(draft: Draft, dose: DoseDecision, today: dt.date, records: list[Decision] = ()) -> list[str]:
+    """Every reason the draft may not be recorded (empty when it may). ``dose``: the rule on the reviewed data;
+    ``records``: the study's log so far; ``today``: the UTC date."""
+    study, errors = dose.study, []
+    if draft.study_id != study.study_id or dose.as_of != draft.data_cut_date:
+        raise ValueError("the dose decision must be the study's on the draft's data cut")
+    if draft.decision not in VOCABULARY:
+        errors.append(f'decision "{draft.decision}" is not one of: {", ".join(VOCABULARY)}')
+    if draft.level not in study.level_order:
+        errors.append(f"level {draft.level} is not a dose level of {study.study_id} "
+                      f"(it has {', '.join(map(str, study.level_order))})")
+    if study.data_cut_date and draft.data_cut_date > study.data_cut_date:
+        errors.append(f"data cut {draft.data_cut_date} is after the database's data cut {study.data_cut_date}")
+    if draft.meeting_date < draft.data_cut_date:
+        errors.append(f"meeting date {draft.meeting_date} is before the data cut {draft.data_cut_date} it reviewed")
+    # "Today" somewhere on Earth: up to a day ahead of UTC, so an SMC east of Greenwich can record today's meeting.
+    if draft.meeting_date > today + dt.timedelta(days=1):
+        errors.append(f"meeting date {draft.meeting_date} is in the future (today is {today} UTC)")
+    if not draft.recorded_by.strip():
+        errors.append("recorded by: give the name of who records the decision")
+    for name in ("rationale", "attendees", "recorded_by"):
+        text = getattr(draft, name)
+        if len(text) > settings.DECISION_TEXT_MAX_CHARS:
+            errors.append(f"{name.replace('_', ' ')} is longer than {settings.DECISION_TEXT_MAX_CHARS} characters")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            errors.append(f"{name.replace('_', ' ')} holds characters that are not valid text (UTF-8)")
+    if draft.follows_recommendation and not follows(draft.decision, draft.level, dose):
+        rec = dose.assessment.recommendation
+        errors.append(f'"{draft.decision}" at level {draft.level} is not the recommendation ({rec.action}'
+                      f"{_at(recommended_level(dose.assessment))}): record it as a deviation, with a rationale")
+    # "other" is never the rule's word, so it is always a deviation and always needs a rationale.
+    if _deviates(draft, dose) and not draft.rationale.strip():
+        errors.append("rationale: a decision that deviates from the protocol recommendation needs one")
+    if draft.supersedes is not None:
+        errors.extend(_supersede_problems(draft, [(r.id, r.supersedes, r.data_cut_date) for r in records]))
+    return errors
+
+
+def _supersede_problems(draft: Draft, study_log: list[tuple[int, int | None, str]]) -> list[str]:
+    """Why ``draft`` may not supersede its record, given the study's (id, supersedes, data_cut_date) rows."""
+    cuts = {record_id: cut for record_id, _, cut in study_log}
+    if draft.supersedes not in cuts:
+        return [f"supersedes: {draft.study_id} has no record #{draft.supersedes}"]
+    later = next((record_id for record_id, old, _ in study_log if old == draft.supersedes), None)
+    if later is not None:
+        return [f"supersedes: record #{draft.supersedes} is already superseded by #{later}; correct #{later} instead"]
+    # A correction restates the decision on the same data, so it is judged against the same recommendation.
+    if cuts[draft.supersedes] != draft.data_cut_date.isoformat():
+        return [f"supersedes: record #{draft.supersedes} was decided on the data cut {cuts[draft.supersedes]}; "
+                f"record its correction on that data cut, not {draft.data_cut_date}"]
+    return []
+
+
+def _deviates(draft: Draft, dose: DoseDecision) -> bool:
+    """Not the recommendation, or declared a deviation by whoever records it."""
+    return not follows(draft.decision, draft.level, dose) or draft.follows_recommendation is False
+
+
+def _at(level: int | None) -> str:
+    return "" if level is None else f" at level {level}"
+
+
+def _connect(path: Path, create: bool) -> sqlite3.Connection:
+    if not create and not path.is_file():
+        raise FileNotFoundError(path)
+    # mode=rw never creates a file: reading a log that is not there must not make one.
+    con = sqlite3.connect(f"file:{path}?mode={'rwc' if create else 'rw'}", uri=True, timeout=settings.DECISION_LOG_BUSY_TIMEOUT_S,
+                          isolation_level=None)
+    con.row_factory = sqlite3.Row
+    if create:
+        _use_wal(con)
+        con.execute("PRAGMA synchronous=FULL")  # a recorded decision survives a power cut
+        # Only a new file gets the schema: re-running it would silently restore a trigger someone removed.
+        if con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'decisions'").fetchone()[0] == 0:
+            con.executescript(SCHEMA)
+    return con
+
+
+def _use_wal(con: sqlite3.Connection) -> None:
+    """Switch to WAL; the switch does not wait on the busy timeout, so retry while another process
+    is creating the same new file."""
+    deadline = time.monotonic() + settings.DECISION_LOG_BUSY_TIMEOUT_S
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
+           now: dt.datetime | None = None) -> Decision:
+    """Validate and append one decision; raises :class:`Refused` with every reason when it may not be stored."""
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    errors = validate(draft, dose, now.date(), read_log(path, draft.study_id))
+    if errors:
+        raise Refused(errors)
+    try:
+        return _append(Path(path), draft, dose, data_source, now)
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise  # busy for longer than settings.DECISION_LOG_BUSY_TIMEOUT_S: not a damaged file
+        raise LogUnreadable(f"{path} cannot be written as a decision log: {exc}") from None
+
+
+def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now: dt.datetime) -> Decision:
+    with contextlib.closing(_connect(path, create=True)) as con:
+        # IMMEDIATE takes the write lock before reading the chain's end, so two writers never share a predecessor.
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            last = con.execute("SELECT seq, hash FROM decisions WHERE study_id = ? ORDER BY seq DESC LIMIT 1",
+                               (draft.study_id,)).fetchone()
+            if draft.supersedes is not None:  # again under the lock: another process may have corrected it
+                study_log = con.execute("SELECT id, supersedes, data_cut_date FROM decisions WHERE study_id = ?",
+                                        (draft.study_id,)).fetchall()
+                if problems := _supersede_problems(draft, [tuple(row) for row in study_log]):
+                    raise Refused(problems)
+            top = con.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0), "
+                              "coalesce((SELECT max(id) FROM decisions), 0))").fetchone()[0]
+            values = dict(
+                id=top + 1, study_id=draft.study_id, seq=(last["seq"] if last else 0) + 1,
+                recorded_at_utc=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                meeting_date=draft.meeting_date.isoformat(), data_cut_date=draft.data_cut_date.isoformat(),
+                level=draft.level, decision=draft.decision,
+                follows_recommendation=int(not _deviates(draft, dose)),
+                recommended_action=dose.assessment.recommendation.action,
+                recommended_level=recommended_level(dose.assessment),
+                rationale=draft.rationale.strip(), attendees=draft.attendees.strip(),
+                recorded_by=draft.recorded_by.strip(), supersedes=draft.supersedes, data_source=data_source,
+                prev_hash=last["hash"] if last else GENESIS_HASH)
+            values["hash"] = record_hash(values)
+            con.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                        [values[c] for c in COLUMNS])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return Decision(**values)
+
+
+def read_log(path: str | Path, study_id: str | None = None) -> list[Decision]:
+    """The stored records (of one study, or all), oldest first; none when there is no log yet."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        with contextlib.closing(_connect(path, create=False)) as con:
+            if con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                return []  # another process has just created the file and is writing the schema
+            rows = con.execute("SELECT * FROM decisions WHERE ? IS NULL OR study_id = ? ORDER BY id",
+                               (study_id, study_id)).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise LogUnreadable(f"{path} is not a readable decision log: {exc}") from None
+    return [_decision(row) for row in rows]
+
+
+def _decision(row) -> Decision:
+    return Decision(**{c: row[c] for c in COLUMNS})
+
+
+def verify(path: str | Path) -> list[Broken]:
+    """Every break in the log's chains: altered records, deleted records, changed guards. Empty: intact."""
+    return check(path)[1]
+
+
+def check(path: str | Path) -> tuple[list[Decision], list[Broken]]:
+    """The log's records and every break in its chains, from one snapshot (an append between two reads
+    is not a deletion); none of either when there is no log.
+
+    Not detectable here: deleting the newest records and rewinding SQLite's id counter, or rewriting every
+    later hash. Comparing :func:`chain_heads` with the head quoted in the minutes catches those.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [], []
+    try:
+        with contextlib.closing(_connect(path, create=False)) as con:
+            con.execute("BEGIN")
+            tables = {r[0]: r[1] for r in con.execute("SELECT name, sql FROM sqlite_master")}
+            if not tables:
+                return [], []  # created a moment ago by another process's first append
+            if "decisions" not in tables:
+                return [], [Broken(None, None, f"{path.name} holds no decision log")]
+            rows = [dict(r) for r in con.execute("SELECT * FROM decisions ORDER BY id")]
+            sequence = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'decisions'").fetchone() \
+                if "sqlite_sequence" in tables else None
+            con.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        raise LogUnreadable(f"{path} is not a readable decision log: {exc}") from None
+    problems: list[Broken] = []
+    ids = {r["id"] for r in rows}
+    top = max([*ids, sequence[0] if sequence else 0])
+    for missing in sorted(set(range(1, top + 1)) - ids):
+        problems.append(Broken(None, missing, "is missing: it was deleted from the file"))
+    for study_id in dict.fromkeys(r["study_id"] for r in rows):
+        previous_hash, expected_seq = GENESIS_HASH, 1
+        for r in sorted((r for r in rows if r["study_id"] == study_id), key=lambda r: r["seq"]):
+            if r["seq"] != expected_seq:
+                problems.append(Broken(study_id, r["id"], f"is the study's record {r['seq']} but {expected_seq} "
+                                       "was expected: a record before it was deleted"))
+            if r["prev_hash"] != previous_hash:
+                problems.append(Broken(study_id, r["id"], "does not chain to the study's previous record: "
+                                       "that record was altered or deleted"))
+            try:
+                intact = record_hash(r) == r["hash"]
+            except (TypeError, ValueError):  # a value no append writes, e.g. bytes
+                intact = False
+            if not intact:
+                problems.append(Broken(study_id, r["id"], "does not match its hash: it was altered after it was "
+                                       "recorded"))
+            previous_hash, expected_seq = r["hash"], r["seq"] + 1
+    for name, sql in GUARDS.items():
+        if " ".join(str(tables.get(name)).split()) != sql:
+            problems.append(Broken(None, None, f"the append-only guard {name} was removed or changed"))
+    return [_decision(r) for r in rows], problems
+
+
+def chain_heads(records: list[Decision]) -> dict[str, tuple[int, str]]:
+    """Study -> (number of records, hash of its newest record): what the minutes should quote."""
+    heads: dict[str, tuple[int, str]] = {}
+    for r in records:
+        heads[r.study_id] = (heads.get(r.study_id, (0, ""))[0] + 1, r.hash)
+    return heads
+
+
+def study_log(path: str | Path, study_id: str) -> tuple[list[Decision], list[Broken]]:
+    """One study's records, and the breaks that concern it: its own, and those no study can be named for."""
+    records, problems = check(path)
+    return ([r for r in records if r.study_id == study_id],
+            [b for b in problems if b.study_id in (None, study_id)])
+
+
+def superseded_by(records: list[Decision]) -> dict[int, int]:
+    """Record id -> the id of the record that corrects it."""
+    return {r.supersedes: r.id for r in records if r.supersedes is not None}
+
+
+def log_table(records: list[Decision], labels: dict[int, str]) -> pd.DataFrame:
+    """The history table the page, its CSV and the meeting packet show (newest first)."""
+    corrected = superseded_by(records)
+    rows = [{
+        "Record": r.id, "Meeting": r.meeting_date, "Data cut": r.data_cut_date,
+        "Dose level": f"{labels.get(r.level, r.level)} (level {r.level})", "Decision": r.decision,
+        "Follows the rule": "yes" if r.follows_recommendation else "no (deviation)",
+        "Rule recommended": r.recommended_action + _at(r.recommended_level),
+        "Rationale": r.rationale, "Attendees": r.attendees, "Recorded by": r.recorded_by,
+        "Recorded (UTC)": r.recorded_at_utc, "Supersedes": _ref(r.supersedes),
+        "Superseded by": _ref(corrected.get(r.id)),
+        "Hash": r.hash[:12]} for r in reversed(records)]
+    return pd.DataFrame(rows, columns=["Record", "Meeting", "Data cut", "Dose level", "Decision", "Follows the rule",
+                                       "Rule recommended", "Rationale", "Attendees", "Recorded by", "Recorded (UTC)",
+                                       "Supersedes", "Superseded by", "Hash"])
+
+
+def _ref(record_id: int | None) -> str:
+    return "" if record_id is None else f"#{record_id}"
+
+
+def in_force(records: list[Decision], as_of: dt.date) -> list[Decision]:
+    """Records on data up to ``as_of`` that no record corrects: the markers on the history chart.
+    (A correction is on the same data cut as the record it corrects.)"""
+    corrected = superseded_by(records)
+    return [r for r in records if r.id not in corrected and r.data_cut_date <= as_of.isoformat()]

@@ -1,0 +1,187 @@
+"""CDISC SDTM (XPT or CSV) -> contract tables -> one new data cut.
+
+The mapping rules live in one module per group of domains (subjects: DM, DS,
+SV, TS; events: EX, AE, SUPPAE; tumor: RS, TR, TU; findings: LB and friends).
+Their output passes the same validator as contract CSVs; every problem, from
+either step, names the SDTM domain, the record (USUBJID and sequence) and the
+variable. Nothing is written unless there is no error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from smc.ingest import load
+from smc.ingest.load import ERROR, Problem
+from smc.ingest.sdtm import events, findings, subjects, tumor
+from smc.ingest.sdtm.common import ORIGIN, SdtmImport, label_records
+from smc.ingest.sdtm.mapping import Mapping, parse_mapping
+from smc.ingest.sdtm.read import Dataset, read_sdtm_dir
+
+REQUIRED_DOMAINS = ("DM", "EX", "AE")
+# Variables a present domain must have; a tuple inside means "one of these".
+REQUIRED_VARIABLES: dict[str, tuple] = {
+    "DM": ("STUDYID", "USUBJID", "ARMCD"),
+    "EX": ("USUBJID", "EXTRT", "EXSTDTC"),
+    "AE": ("USUBJID", "AESEQ", "AESTDTC", ("AEDECOD", "AETERM"), ("AETOXGR", "AESEV")),
+    "SUPPAE": ("USUBJID", "IDVAR", "IDVARVAL", "QNAM", "QVAL"),
+    "DS": ("USUBJID", "DSDECOD", "DSSTDTC"),
+    "SV": ("USUBJID", "SVSTDTC"),
+    "TS": ("TSPARMCD", "TSVAL"),
+    "RS": ("USUBJID", "RSTESTCD", "RSDTC", ("RSSTRESC", "RSORRES")),
+    "TR": ("USUBJID", "TRTESTCD", "TRSTRESN", "TRDTC"),
+    "TU": ("USUBJID",),
+}
+
+
+def _findings_variables(domain: str) -> tuple:
+    return ("USUBJID", f"{domain}DTC", (f"{domain}TESTCD", f"{domain}TEST"), (f"{domain}STRESN", f"{domain}STRESC"))
+
+
+# Contract columns named as the SDTM variable they came from, for messages after validation.
+SOURCE_VARIABLES = {
+    ("subjects", "screening_date"): "RFICDTC", ("subjects", "enrollment_date"): "RFSTDTC",
+    ("subjects", "death_date"): "DTHDTC", ("subjects", "off_study_date"): "DSSTDTC",
+    ("subjects", "off_treatment_date"): "RFXENDTC", ("subjects", "last_contact_date"): "SVSTDTC",
+    ("subjects", "age"): "AGE", ("subjects", "site_id"): "SITEID", ("subjects", "subject_id"): "USUBJID",
+    ("administrations", "admin_date"): "EXSTDTC", ("administrations", "end_date"): "EXENDTC",
+    ("administrations", "dose"): "EXDOSE", ("administrations", "subject_id"): "USUBJID",
+    ("adverse_events", "onset_date"): "AESTDTC", ("adverse_events", "end_date"): "AEENDTC",
+    ("adverse_events", "grade"): "AETOXGR", ("adverse_events", "ae_seq"): "AESEQ",
+    ("tumor_assessments", "assessment_date"): "RSDTC", ("tumor_assessments", "target_sum_mm"): "TRSTRESN",
+    ("lab_results", "collected_at"): "LBDTC", ("lab_results", "value"): "LBSTRESN",
+}
+
+
+def _check_structure(datasets: dict[str, Dataset], mapping: Mapping) -> tuple[list[Problem], set[str]]:
+    """Missing domains and variables, and the domains that cannot be read for want of a variable."""
+    problems, broken = [], set()
+    for domain in REQUIRED_DOMAINS:
+        if domain not in datasets:
+            problems.append(Problem(ERROR, domain, None, None, None,
+                                    "is missing (a required domain: DM, EX and AE)", record=""))
+    for domain, dataset in datasets.items():
+        wanted = REQUIRED_VARIABLES.get(domain)
+        if wanted is None and domain in mapping.findings_domains:
+            wanted = _findings_variables(domain)
+        for variable in wanted or ():
+            options = variable if isinstance(variable, tuple) else (variable,)
+            if not any(v in dataset.frame.columns for v in options):
+                broken.add(domain)
+                problems.append(Problem(ERROR, domain, None, " or ".join(options), None,
+                                        f"is a required variable and is missing from {', '.join(dataset.files)}",
+                                        record=""))
+    for domain in mapping.findings_domains:
+        if domain != "LB" and domain not in datasets:
+            problems.append(Problem(load.WARNING, domain, None, None, None,
+                                    "is named in [findings] domains but no file holds it", record=""))
+    return problems, broken
+
+
+def convert(datasets: dict[str, Dataset], mapping: Mapping) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Contract tables (as text, each row with its SDTM origin) and every problem found.
+    A domain that lacks a required variable is skipped, so the others' problems are still found;
+    without a usable DM nothing can be checked."""
+    problems, broken = _check_structure(datasets, mapping)
+    if "DM" not in datasets or "DM" in broken:
+        return {}, problems
+    usable = {name: Dataset(name, label_records(name, ds.frame), ds.files)
+              for name, ds in datasets.items() if name not in broken}
+    ctx = SdtmImport(mapping, usable, problems)
+    tables = subjects.convert(ctx)
+    study_id = tables["studies"]["study_id"].iloc[0]
+    if "EX" in usable:
+        tables["administrations"] = events.administrations(ctx, study_id)
+    if "AE" in usable:
+        tables["adverse_events"] = events.adverse_events(ctx, study_id)
+    tables["tumor_assessments"] = tumor.tumor_assessments(ctx, study_id)
+    labs = [findings.lab_results(ctx, study_id, d) for d in mapping.findings_domains if d in usable]
+    if labs:
+        tables["lab_results"] = pd.concat(labs, ignore_index=True)
+    tables["subjects"]["last_contact_date"] = subjects.last_contact(ctx, tables["subjects"], tables)
+    _default_data_cut(ctx, tables)
+    return tables, ctx.problems
+
+
+def _default_data_cut(ctx: SdtmImport, tables: dict[str, pd.DataFrame]) -> None:
+    """Without a DCUTDTC in TS or data_cut_date in the mapping, the cut is the latest date in the data."""
+    studies = tables["studies"]
+    if studies.get("data_cut_date", pd.Series([""])).iloc[0]:
+        return
+    sources = (("subjects", "last_contact_date"), ("administrations", "admin_date"), ("adverse_events", "onset_date"))
+    dated = [tables[t][c].fillna("").astype(str).str[:10] for t, c in sources if t in tables]
+    latest = max((d for column in dated for d in column if d), default="")
+    studies["data_cut_date"] = latest
+    ctx.warn("mapping file", "", "study.data_cut_date", None,
+             f"is not given (nor TS DCUTDTC); the latest date in the data, {latest or '—'}, is the data cut")
+
+
+def _origins(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, list]]:
+    raw, where = {}, {}
+    for table, frame in tables.items():
+        frame = frame.reset_index(drop=True)
+        if ORIGIN in frame.columns:
+            where[table] = frame[ORIGIN].tolist()
+            frame = frame.drop(columns=ORIGIN)
+        raw[table] = frame.fillna("")
+    return raw, where
+
+
+def _in_sdtm_terms(problem: Problem, where: dict[str, list]) -> Problem:
+    """A validator problem about a contract row, restated for the SDTM record it came from."""
+    if problem.table not in where or problem.row is None:
+        return problem
+    domain, record = where[problem.table][problem.row - 2]
+    variable = SOURCE_VARIABLES.get((problem.table, problem.column), problem.column)
+    message = problem.message.replace("subjects.csv", "DM")  # the validator speaks of contract files
+    return Problem(problem.severity, domain, None, variable, problem.value, message, record=record)
+
+
+def import_datasets(datasets: dict[str, Dataset], mapping_text: str | None, db_path: str | Path, source: str,
+                    read_problems: list[Problem] | None = None) -> tuple[list[Problem], dict[str, int]]:
+    """Map, validate and write; return the warnings and each table's row count, or raise ImportFailed."""
+    problems = list(read_problems or [])
+    if mapping_text is None:
+        problems.append(Problem(ERROR, "mapping file", None, None, None,
+                                "is missing: SDTM does not say the design, agent, DLT window or dose "
+                                "ladder; give them in a mapping file (see the README's template)", record=""))
+        raise load.ImportFailed(problems)
+    mapping, mapping_problems = parse_mapping(mapping_text)
+    problems += mapping_problems
+    if mapping is None:
+        raise load.ImportFailed(problems)
+    tables, found = convert(datasets, mapping)
+    problems += found
+    if not tables:
+        raise load.ImportFailed(problems)
+    raw, where = _origins(tables)
+    result = load.validate(raw, clean=True)
+    # The contract's checks, restated for SDTM records; a record already in error is not reported twice.
+    in_error = {(p.table, p.record) for p in problems if p.severity == ERROR}
+    restated = [_in_sdtm_terms(p, where) for p in result.problems]
+    problems += [p for p in restated if (p.table, p.record) not in in_error]
+    if any(p.severity == ERROR for p in problems):
+        raise load.ImportFailed(problems)
+    warnings = [p for p in problems if p.severity != ERROR]
+    load.write_database(result.tables, db_path, source, len(warnings))
+    return warnings, {table: len(frame) for table, frame in result.tables.items()}
+
+
+def import_sdtm(directory: str | Path, db_path: str | Path,
+                mapping_path: str | Path | None = None) -> tuple[list[Problem], dict[str, int]]:
+    """``python -m smc import --sdtm DIR``: the mapping defaults to ``DIR/mapping.toml``."""
+    directory = Path(directory)
+    mapping_path = Path(mapping_path) if mapping_path else directory / "mapping.toml"
+    datasets, problems = read_sdtm_dir(directory)
+    try:
+        mapping_text = mapping_path.read_text(encoding="utf-8") if mapping_path.is_file() else None
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(ERROR, "mapping file", None, None, None,
+                                f"{mapping_path} is not UTF-8 text (byte {exc.start})", record=""))
+        raise load.ImportFailed(problems) from None
+    if mapping_text is None and mapping_path != directory / "mapping.toml":
+        problems.append(Problem(ERROR, "mapping file", None, None, None, f"{mapping_path} does not exist",
+                                record=""))
+        raise load.ImportFailed(problems)
+    return import_datasets(datasets, mapping_text, db_path, f"sdtm:{directory.resolve()}", problems)

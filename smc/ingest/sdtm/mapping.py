@@ -1,0 +1,224 @@
+"""The mapping file: what SDTM does not say (design, agent, DLT window, dose
+ladder, which arm is which level, where the DLT flag is), as TOML.
+
+Keys are checked strictly: a misspelt key is an error, not a silently ignored
+setting, because a dropped ``dlt_qnam`` would import every DLT as "no".
+"""
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+
+from smc.ingest.load import ERROR, Problem
+from smc.store import contract
+
+STUDY_KEYS = ("study_id", "title", "design", "agent", "dlt_window_days", "target_dlt_rate",
+              "planned_enrollment", "enrollment_target_date", "min_sd_days", "indication", "data_cut_date")
+REQUIRED_STUDY_KEYS = ("design", "agent", "dlt_window_days")
+LEVEL_KEYS = ("level", "label", "dose", "unit", "arms", "expansion_arms")
+DEFAULT_NOT_RELATED = ("NONE", "NOT RELATED", "UNLIKELY RELATED", "UNLIKELY", "REMOTE", "N")
+SECTIONS = {
+    "study": STUDY_KEYS,
+    "levels": LEVEL_KEYS,
+    "subjects": ("exclude_arms",),
+    "ae": ("dlt_qnam", "not_related"),
+    "lab_categories": None,  # any test code or name
+    "findings": ("domains",),
+    "tumor": ("evaluator", "rs_categories"),
+}
+LAB_CATEGORIES = contract.CODED[("lab_results", "category")].words
+
+
+@dataclass(frozen=True)
+class Level:
+    level: int
+    label: str
+    dose: float | None
+    unit: str | None
+    arms: tuple[str, ...]
+    expansion_arms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Mapping:
+    study: dict[str, str]  # studies-table column -> contract text
+    levels: tuple[Level, ...]
+    exclude_arms: tuple[str, ...] = ()
+    dlt_qnam: str | None = None
+    not_related: tuple[str, ...] = DEFAULT_NOT_RELATED
+    lab_categories: dict[str, str] = field(default_factory=dict)
+    findings_domains: tuple[str, ...] = ("LB",)
+    evaluator: str = "INVESTIGATOR"
+    rs_categories: tuple[str, ...] = ("RECIST 1.1",)
+
+    def arm_levels(self) -> dict[str, tuple[int, str]]:
+        """ARMCD -> (dose level, phase)."""
+        out = {}
+        for lv in self.levels:
+            out.update({arm: (lv.level, "escalation") for arm in lv.arms})
+            out.update({arm: (lv.level, "expansion") for arm in lv.expansion_arms})
+        return out
+
+
+def _problem(key: str, message: str, value=None) -> Problem:
+    return Problem(ERROR, "mapping file", None, key, None if value is None else str(value), message, record="")
+
+
+def _text(value) -> str:
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+
+def _strings(value, key: str, problems: list[Problem]) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(_problem(key, 'is not a list of text values (e.g. ["A", "B"])', value))
+        return ()
+    return tuple(value)
+
+
+def parse_mapping(text: str) -> tuple[Mapping | None, list[Problem]]:
+    """Read mapping TOML; return the mapping, or None and every problem found."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return None, [_problem(None, f"is not valid TOML: {exc}")]
+    problems: list[Problem] = []
+    for section, value in raw.items():
+        if section not in SECTIONS:
+            problems.append(_problem(f"[{section}]", f"is not a known section ({', '.join(SECTIONS)})"))
+            continue
+        known = SECTIONS[section]
+        entries = value if isinstance(value, list) else [value]
+        for entry in entries:
+            if not isinstance(entry, dict):
+                problems.append(_problem(f"[{section}]", "is not a table of keys"))
+                continue
+            for key in entry:
+                if known is not None and key not in known:
+                    problems.append(_problem(f"{section}.{key}", f"is not a known key of [{section}] "
+                                                                 f"({', '.join(known)})"))
+
+    study_raw = raw.get("study", {}) if isinstance(raw.get("study"), dict) else {}
+    for key in REQUIRED_STUDY_KEYS:
+        if key not in study_raw:
+            problems.append(_problem(f"study.{key}", "is missing (SDTM does not say it; the mapping must)"))
+    study = {k: _text(v) for k, v in study_raw.items() if k in STUDY_KEYS}
+
+    levels = _levels(raw.get("levels"), problems)
+    subjects = raw.get("subjects", {}) if isinstance(raw.get("subjects"), dict) else {}
+    exclude = _strings(subjects.get("exclude_arms", []), "subjects.exclude_arms", problems)
+    ae = raw.get("ae", {}) if isinstance(raw.get("ae"), dict) else {}
+    not_related = _strings(ae.get("not_related", list(DEFAULT_NOT_RELATED)), "ae.not_related", problems)
+    dlt_qnam = ae.get("dlt_qnam")
+    if dlt_qnam is not None and not (isinstance(dlt_qnam, str) and dlt_qnam.strip()):
+        problems.append(_problem("ae.dlt_qnam", "is not a SUPPAE QNAM (text)", dlt_qnam))
+        dlt_qnam = None
+
+    categories = raw.get("lab_categories", {}) if isinstance(raw.get("lab_categories"), dict) else {}
+    for test, category in categories.items():
+        if category not in LAB_CATEGORIES:
+            problems.append(_problem(f"lab_categories.{test}",
+                                     f"is not a lab category ({', '.join(LAB_CATEGORIES)})", category))
+    findings = raw.get("findings", {}) if isinstance(raw.get("findings"), dict) else {}
+    domains = _strings(findings.get("domains", ["LB"]), "findings.domains", problems)
+    tumor = raw.get("tumor", {}) if isinstance(raw.get("tumor"), dict) else {}
+    evaluator = tumor.get("evaluator", "INVESTIGATOR")
+    if not isinstance(evaluator, str):
+        problems.append(_problem("tumor.evaluator", "is not text (an RSEVAL/TREVAL value)", evaluator))
+    rs_categories = _strings(tumor.get("rs_categories", ["RECIST 1.1"]), "tumor.rs_categories", problems)
+
+    arms_seen: dict[str, int] = {}
+    for lv in levels:
+        for arm in lv.arms + lv.expansion_arms:
+            if arm in arms_seen:
+                problems.append(_problem("levels.arms", f"is given twice (levels {arms_seen[arm]} and {lv.level}); "
+                                         "an arm means one level and one phase", arm))
+            arms_seen[arm] = lv.level
+    for arm in exclude:
+        if arm in arms_seen:
+            problems.append(_problem("subjects.exclude_arms", f"is also an arm of level {arms_seen[arm]}", arm))
+    if problems:
+        return None, problems
+    return Mapping(
+        study=study, levels=levels, exclude_arms=exclude, dlt_qnam=dlt_qnam,
+        not_related=tuple(v.upper() for v in not_related),
+        lab_categories={str(k): v for k, v in categories.items()},
+        findings_domains=tuple(d.upper() for d in domains), evaluator=evaluator.upper(),
+        rs_categories=tuple(c.upper() for c in rs_categories),
+    ), []
+
+
+def _levels(raw_levels, problems: list[Problem]) -> tuple[Level, ...]:
+    if not isinstance(raw_levels, list) or not raw_levels:
+        problems.append(_problem("[[levels]]", "is missing: give one [[levels]] table per dose level"))
+        return ()
+    levels = []
+    for i, entry in enumerate(raw_levels, start=1):
+        if not isinstance(entry, dict):
+            continue
+        where = f"levels[{i}]"
+        level = entry.get("level")
+        if not isinstance(level, int) or isinstance(level, bool):
+            problems.append(_problem(f"{where}.level", "is missing or not a whole number", level))
+            continue
+        label = entry.get("label")
+        if not isinstance(label, str) or not label.strip():
+            problems.append(_problem(f"{where}.label", "is missing (a label such as \"54 mg\")", label))
+        dose = entry.get("dose")
+        if dose is not None and (isinstance(dose, bool) or not isinstance(dose, (int, float))):
+            problems.append(_problem(f"{where}.dose", "is not a number", dose))
+            dose = None
+        arms = _strings(entry.get("arms", []), f"{where}.arms", problems)
+        expansion = _strings(entry.get("expansion_arms", []), f"{where}.expansion_arms", problems)
+        if not arms and not expansion:
+            problems.append(_problem(f"{where}.arms", "is empty: name the ACTARMCD/ARMCD values of this level"))
+        levels.append(Level(level, str(label or ""), dose, entry.get("unit"), arms, expansion))
+    seen = [lv.level for lv in levels]
+    for level in {x for x in seen if seen.count(x) > 1}:
+        problems.append(_problem("levels.level", "is given twice", level))
+    return tuple(sorted(levels, key=lambda lv: lv.level))
+
+
+TEMPLATE = '''\
+# SDTM -> SMC Dashboard mapping. Keys are checked: a misspelt key is an error.
+[study]                      # fields of the studies table; study_id defaults to STUDYID
+design = "3+3"               # "3+3" or "ATD+3+3"
+agent = "XANOMELINE"         # EXTRT value of the escalated agent
+dlt_window_days = 28
+planned_enrollment = 60
+# title, indication, target_dlt_rate, min_sd_days, enrollment_target_date and
+# data_cut_date are optional; TS (TITLE, INDIC, PLANSUB, DCUTDTC) fills them when present.
+
+[[levels]]                   # one per dose level
+level = 1
+label = "54 mg"
+dose = 54
+unit = "mg"
+arms = ["Xan_Lo"]            # ACTARMCD (else ARMCD) values that mean this level
+# expansion_arms = ["Xan_Lo_EXP"]   # arms of this level's expansion cohort
+
+[[levels]]
+level = 2
+label = "81 mg"
+dose = 81
+unit = "mg"
+arms = ["Xan_Hi"]
+
+[subjects]
+exclude_arms = ["Pbo"]       # arms left out of the import (e.g. a placebo arm)
+
+[ae]
+dlt_qnam = "AEDLT"           # SUPPAE QNAM holding the DLT flag (Y/N); optional, but if named it must be there
+not_related = ["NONE", "NOT RELATED", "UNLIKELY RELATED", "UNLIKELY", "REMOTE", "N"]  # any other AEREL: related
+
+[lab_categories]             # LBTESTCD or LBTEST -> category
+CA199 = "tumor_marker"
+PSA = "tumor_marker"
+
+[findings]
+domains = ["LB"]             # findings domains read into lab_results
+
+[tumor]
+evaluator = "INVESTIGATOR"   # RSEVAL/TREVAL/TUEVAL whose assessments count
+rs_categories = ["RECIST 1.1"]  # RSCAT values read as RECIST overall responses
+'''

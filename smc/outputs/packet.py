@@ -1,0 +1,261 @@
+"""The meeting packet: one self-contained HTML file with what the SMC decided on, frozen for the minutes.
+
+Every number and chart comes from the functions the pages call, on the same as-of date. plotly.js is
+embedded once in the head, so the file opens with no network.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import html
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from smc.analysis import biomarkers, efficacy, safety, survival
+from smc.analysis.dose_decision import (
+    LEVEL_TABLE_NOTE,
+    counted_dlts,
+    decision_history,
+    level_table,
+    load_dose_decision,
+    rule_steps,
+)
+from smc.analysis.overview import load_overview
+from smc.analysis.swimlanes import load_swimlanes
+from smc.charts.biomarkers import exposure_vs_dose, immunogenicity_chart, shedding_chart, subset_panels
+from smc.charts.efficacy import waterfall
+from smc.charts.escalation import escalation_history, swimlanes
+from smc.charts.safety import ae_heatmap
+from smc.charts.survival import endpoint_plot
+from smc.decision_log import ledger
+from smc.rules import recist
+from smc.store.db import Database
+from smc.store.study import default_as_of, load_study
+
+# Section id -> heading, in packet order; the table of contents and the tests read this.
+SECTIONS = {
+    "study": "Study and data cut",
+    "recommendation": "Protocol recommendation and BOIN advice",
+    "levels": "Dose levels",
+    "swimlanes": "Swimlanes",
+    "history": "Escalation history",
+    "safety": "Safety: DLTs and adverse events",
+    "efficacy": "Efficacy",
+    "biomarkers": "Biomarkers",
+    "survival": "Survival",
+    "decisions": "SMC decision log",
+}
+PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0 auto;
+       max-width: 1180px; padding: 0 24px 48px; }
+header { border-bottom: 3px solid #3b528b; margin-bottom: 12px; }
+h1 { margin-bottom: 4px; } h2 { border-bottom: 1px solid #ccc; padding-top: 12px; } h3 { margin-bottom: 4px; }
+nav ol { columns: 2; } .note { color: #555; font-size: 0.9em; } .meta td { padding: 2px 16px 2px 0; }
+table.data { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
+table.data th, table.data td { border: 1px solid #d0d0d0; padding: 3px 6px; text-align: left; vertical-align: top; }
+.scroll { overflow-x: auto; }
+table.data th { background: #f0f2f6; }
+.call { font-size: 1.25em; font-weight: 600; } .box { border: 1px solid #ccc; border-radius: 6px; padding: 8px 14px;
+       margin: 8px 0; } .alert { border-color: #d7191c; background: #fdecea; }
+@media print { section { break-before: page; } nav { display: none; } }
+"""
+
+
+def _text(value) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+class _Packet:
+    """Collects the body; each figure becomes a div for the one embedded plotly.js."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.n_figures = 0
+
+    def add(self, markup: str) -> None:
+        self.parts.append(markup)
+
+    def para(self, text: str, css: str = "") -> None:
+        self.add(f'<p class="{css}">{_text(text)}</p>' if css else f"<p>{_text(text)}</p>")
+
+    def heading(self, text: str) -> None:
+        self.add(f"<h3>{_text(text)}</h3>")
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.add(f'<div class="scroll">{frame.to_html(index=False, na_rep="—", border=0, classes="data")}</div>')
+
+    def figure(self, fig: go.Figure) -> None:
+        self.n_figures += 1
+        self.add(pio.to_html(fig, full_html=False, include_plotlyjs=False, config=PLOT_CONFIG,
+                             div_id=f"figure-{self.n_figures}"))
+
+    def section(self, key: str) -> None:
+        if len(self.parts):
+            self.add("</section>")
+        self.add(f'<section id="{key}"><h2>{_text(SECTIONS[key])}</h2>')
+
+
+def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now: dt.datetime | None = None) -> str:
+    """The packet of ``study_id`` as of ``as_of`` (default: the data cut), as one HTML document."""
+    study = load_study(db, study_id)
+    as_of = as_of or default_as_of(study)
+    now = now or dt.datetime.now(dt.UTC)
+    labels = {lv.level: lv.label for lv in study.levels}
+    dose = load_dose_decision(db, study, as_of)
+    log = ledger.log_path(db.path)
+    out = _Packet()
+
+    out.section("study")
+    ov = load_overview(db, study, dose)
+    out.add('<table class="meta">' + "".join(f"<tr><td><b>{_text(k)}</b></td><td>{_text(v)}</td></tr>" for k, v in (
+        ("Title", study.title), ("Design", study.design), ("Agent", study.agent),
+        ("DLT window", f"{study.dlt_window_days} days from the first dose"),
+        ("Target DLT rate", f"{study.target_dlt_rate:.0%}"), ("Indication", study.indication),
+        ("Data cut of the database", study.data_cut_date), ("As of (data shown)", as_of),
+        ("Screened / screen failures", f"{ov.screened} / {ov.screen_failures}"),
+        ("Enrolled / planned", f"{ov.enrolled} / {ov.planned if ov.planned is not None else '—'}"),
+        ("Deaths", ov.deaths), ("Data source", ledger.data_source(db)),
+        ("Packet generated", f"{now:%Y-%m-%d %H:%M} UTC"))) + "</table>")
+    out.para("Everything in this packet but the decision log is what had happened by the as-of date; it was "
+             "computed by the same functions as the dashboard's pages.", "note")
+
+    out.section("recommendation")
+    rec, advice = dose.assessment.recommendation, dose.boin
+    target = f" {study.label(rec.to_level)}" if rec.to_level is not None else ""
+    out.add(f'<div class="box"><div class="call">Protocol rule ({_text(study.design)}): {_text(rec.action)}'
+            f"{_text(target)}</div><p>{_text(rec.reason)}</p>"
+            + (f"<p><b>MTD: {_text(study.label(rec.mtd_level))}</b></p>" if rec.mtd_level is not None else "")
+            + "</div>")
+    boin_target = f" {study.label(advice.to_level)}" if advice.to_level is not None else ""
+    out.add(f'<div class="box"><div class="call">BOIN advice (target {advice.target:.0%}, advice only): '
+            f"{_text(advice.advice)}{_text(boin_target)}</div><p>{_text(advice.reason)}</p>"
+            f'<p class="note">λe = {advice.lambda_e:.4f}, λd = {advice.lambda_d:.4f}. The protocol rule decides.</p>'
+            "</div>")
+
+    out.section("levels")
+    out.table(level_table(dose))
+    out.para(LEVEL_TABLE_NOTE, "note")
+
+    out.section("swimlanes")
+    lanes = load_swimlanes(db, study, as_of, dose.assessment.states)
+    if lanes.lanes.empty:
+        out.para("No subject enrolled by this date.")
+    else:
+        out.figure(swimlanes(lanes.lanes, lanes.administrations, lanes.adverse_events, lanes.assessments,
+                             study.dlt_window_days, as_of))
+
+    out.section("history")
+    try:
+        records, broken = ledger.study_log(log, study_id)
+    except ledger.LogUnreadable as exc:
+        records, broken = [], [ledger.Broken(None, None, f"the log cannot be read: {exc}")]
+    out.figure(escalation_history(rule_steps(decision_history(dose)), lanes.lanes, counted_dlts(dose), labels, as_of,
+                                  ledger.in_force(records, as_of)))
+
+    out.section("safety")
+    _safety(out, safety.load_safety(db, study, as_of))
+
+    out.section("efficacy")
+    data = efficacy.load_efficacy(db, study, as_of)
+    out.para("Best overall response, RECIST 1.1 as the investigator assessed it. "
+             + recist.rule_text(study.min_sd_days), "note")
+    out.table(efficacy.response_table_display(efficacy.response_table(data)))
+    if data.subjects["best_pct_change"].notna().any():
+        out.figure(waterfall(data.subjects, labels,
+                             "Best change in target-lesion sum per subject, coloured by best response"))
+    else:
+        out.para("No post-baseline tumor measurement by this date.")
+
+    out.section("biomarkers")
+    _biomarkers(out, biomarkers.load_biomarkers(db, study, as_of), labels, study.agent)
+
+    out.section("survival")
+    _survival(out, survival.load_survival(db, study, as_of, data), study.level_order)
+
+    out.section("decisions")
+    _decision_log(out, records, broken, labels, log)
+    out.add("</section>")
+
+    toc = "".join(f'<li><a href="#{key}">{_text(title)}</a></li>' for key, title in SECTIONS.items())
+    title = f"{study.study_id} SMC meeting packet, as of {as_of:%Y-%m-%d}"
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_text(title)}</title>'
+            f'<meta name="generator" content="SMC Dashboard"><style>{STYLE}</style>'
+            f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
+            f"<header><h1>{_text(title)}</h1></header><nav><ol>{toc}</ol></nav>{''.join(out.parts)}</body></html>")
+
+
+def _safety(out: _Packet, data: safety.SafetyData) -> None:
+    totals = safety.tally(data)
+    out.para(f"{totals['teae']} treatment-emergent AEs in {totals['subjects_with_teae']} of {totals['dosed']} dosed "
+             f"subjects; {totals['baseline']} baseline (pre-dose) events are not counted.")
+    cells = safety.heatmap_cells(data, "DLTs")
+    if cells.empty:
+        out.para("No DLT by this date.")
+    else:
+        rows = safety.heatmap_rows(safety.term_order(data.teae), cells)
+        out.figure(ae_heatmap(cells, rows, data.columns(), f"{safety.HEATMAP_TITLES['DLTs']}, by term and dose level",
+                              "count"))
+    for title, table in (("TEAEs by term: subjects at any grade and at grade ≥3", safety.ae_summary_table(data)),
+                         ("TEAEs by worst CTCAE grade", safety.grade_summary_table(data))):
+        out.heading(title)
+        out.table(table.drop(columns=["soc", "term"]))
+    out.para("A subject counts once per term and SOC, at their worst grade; % of subjects dosed at the level.", "note")
+
+
+def _biomarkers(out: _Packet, data: biomarkers.Biomarkers, labels: dict[int, str], agent: str) -> None:
+    shown = 0
+    fold = biomarkers.t_cell_fold_changes(data)
+    if not fold.empty:
+        out.figure(subset_panels(fold, labels, agent, "Geometric mean fold change from baseline per subset and "
+                                                      "dose level"))
+        shown += 1
+    exposure = biomarkers.exposure(data)
+    if not exposure.empty:
+        test, specimen = exposure[["test", "specimen"]].iloc[0]
+        mine = exposure[(exposure["test"] == test) & (exposure["specimen"] == specimen)]
+        fit = biomarkers.power_model(mine["dose"], mine["auc"])
+        out.figure(exposure_vs_dose(mine, "auc", "AUClast", fit, labels, data.dose_unit, f"{mine['unit'].iloc[0]} × h",
+                                    f"AUClast of {test} against dose, per subject (log–log)"))
+        shown += 1
+    shed = biomarkers.shedding(data)
+    if not shed.empty:
+        out.figure(shedding_chart(shed, labels, "Subjects with detectable virus by specimen, day and level"))
+        out.table(biomarkers.shedding_by_level(data).drop(columns="level"))
+        shown += 1
+    immunity = biomarkers.immunogenicity(data)
+    if not immunity.empty:
+        test = immunity["test"].iloc[0]
+        out.figure(immunogenicity_chart(immunity, test, labels, f"{test}: subjects positive by day and level"))
+        shown += 1
+    if not shown:
+        out.para("No T-cell, exposure, shedding or immunogenicity result by this date.")
+
+
+def _survival(out: _Packet, data: survival.Survival, levels: list[int]) -> None:
+    out.para("Kaplan–Meier estimates from the first dose, by dose level; 95% CIs with the log(−log) transform. "
+             "NR: not reached.", "note")
+    for endpoint, name in survival.ENDPOINTS.items():
+        out.heading(name)
+        if data.endpoint(endpoint).empty:
+            out.para(f"No subject in the {name.lower()} analysis by this date.")
+            continue
+        out.figure(endpoint_plot(data, endpoint, "level", "months", False, levels))
+        out.table(survival.survival_table_display(survival.survival_table(data, endpoint, "level"), "months"))
+
+
+def _decision_log(out: _Packet, records: list[ledger.Decision], broken: list[ledger.Broken],
+                  labels: dict[int, str], log) -> None:
+    out.para("Every record in the log when the packet was made, including decisions on data after the as-of "
+             "date; the chart above shows those on data up to it.", "note")
+    if broken:
+        out.add('<div class="box alert"><b>The decision log has been altered outside the dashboard:</b><ul>'
+                + "".join(f"<li>{_text(b)}</li>" for b in broken) + "</ul></div>")
+    if not records:
+        out.para(f"No decision recorded for this study in {log.name}.")
+        return
+    if not broken:
+        out.para(f"{len(records)} record(s), chain verified. Chain head: {records[-1].hash}", "note")
+    out.table(ledger.log_table(records, labels))

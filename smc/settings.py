@@ -1,0 +1,131 @@
+"""Every path, environment variable and limit of the app, in one place.
+
+Each setting has a name that carries its unit (``_s``, ``_ms``, ``_mb``, ``_rows``, …), a default, a one-line
+help and, where an operator may change it, the environment variable that overrides it.
+``python -m smc settings`` prints them all with their current values.
+
+Limits are read once, when this module is imported (as the server starts); paths are read on every call, so a
+test or the bench can point the app at another data cut by setting ``SMC_DB``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES_DIR = ROOT / "queries"
+SCHEMA_SQL = ROOT / "data" / "schema.sql"
+APP_SCRIPT = ROOT / "app.py"
+DEMO_DB = ROOT / "data" / "demo.duckdb"  # what `make run` builds and serves when SMC_DB is unset
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any  # a value, or a function of no arguments for a default that depends on another setting
+    help: str
+    env: str | None = None
+
+    def value(self) -> Any:
+        default = self.default() if callable(self.default) else self.default
+        raw = os.environ.get(self.env, "") if self.env else ""
+        if raw == "":
+            return default
+        try:
+            return type(default)(raw)
+        except ValueError:
+            kind = {int: "a whole number", float: "a number"}.get(type(default), type(default).__name__)
+            raise ValueError(f"environment variable {self.env}={raw!r} is not {kind} (setting {self.name})") from None
+
+
+def _default_import_dir() -> Path:
+    return setting("db_path").value().parent / "imports"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # Paths
+    Setting("db_path", DEMO_DB, "the data cut the app serves (a DuckDB file, opened read-only)", "SMC_DB"),
+    Setting("import_dir", _default_import_dir, "where the Import page writes new databases (default: imports/ "
+            "beside the served database)", "SMC_IMPORT_DIR"),
+    Setting("chromium_path", Path("/usr/bin/chromium"), "the Chromium the browser tests and the bench drive",
+            "CHROMIUM"),
+    # SQL console (Explore page)
+    Setting("console_time_limit_s", 5.0, "a console query is interrupted after this long",
+            "SMC_CONSOLE_TIME_LIMIT_SECONDS"),
+    Setting("console_row_cap_rows", 10_000, "the console shows at most this many rows of a result",
+            "SMC_CONSOLE_ROW_CAP"),
+    Setting("console_statement_max_chars", 20_000, "a longer console statement is refused before parsing"),
+    Setting("pivot_filter_choices_values", 200, "distinct values the pivot offers per filter column"),
+    Setting("quick_chart_max_colours", 30, "a quick chart with more colour groups than this drops colour"),
+    # Decision log
+    Setting("decision_log_busy_timeout_s", 30, "a writer waits this long for another process's append to finish"),
+    Setting("decision_text_max_chars", 5_000, "longest rationale, attendee list or name a decision may hold"),
+    # Caches shared by every session of one server
+    Setting("loader_cache_entries", 8, "loaded data cuts kept per loader (study × as-of date × data cut file)"),
+    Setting("loader_cache_ttl_s", 3_600, "a loaded result is dropped after this long"),
+    Setting("shared_cache_entries", 48, "charts and summaries kept per builder, one per distinct input"),
+    # Charts
+    Setting("chart_page_lanes", 50, "lanes or bars per chart page: more make a smear at 2,000 subjects"),
+    Setting("max_subject_lines", 200, "past this many subjects a line (or labelled bar) per subject becomes a "
+            "per-level summary"),
+    Setting("webgl_above_points", 1_500, "a trace with more marks is drawn with WebGL: SVG slows down past this"),
+    # Bench
+    Setting("bench_sessions", 5, "concurrent sessions the bench opens per page"),
+)
+
+
+def setting(name: str) -> Setting:
+    for s in SETTINGS:
+        if s.name == name:
+            return s
+    raise KeyError(f"no setting named {name!r}")
+
+
+def current() -> dict[str, Any]:
+    """Every setting by name with its value now (what ``python -m smc settings`` prints)."""
+    return {s.name: s.value() for s in SETTINGS}
+
+
+def db_path() -> Path:
+    return setting("db_path").value()
+
+
+def import_dir() -> Path:
+    return setting("import_dir").value()
+
+
+def chromium_path() -> Path:
+    return setting("chromium_path").value()
+
+
+def _at_start(name: str) -> Any:
+    return setting(name).value()
+
+
+CONSOLE_TIME_LIMIT_S: float = _at_start("console_time_limit_s")
+CONSOLE_ROW_CAP_ROWS: int = _at_start("console_row_cap_rows")
+CONSOLE_STATEMENT_MAX_CHARS: int = _at_start("console_statement_max_chars")
+PIVOT_FILTER_CHOICES_VALUES: int = _at_start("pivot_filter_choices_values")
+QUICK_CHART_MAX_COLOURS: int = _at_start("quick_chart_max_colours")
+DECISION_LOG_BUSY_TIMEOUT_S: int = _at_start("decision_log_busy_timeout_s")
+DECISION_TEXT_MAX_CHARS: int = _at_start("decision_text_max_chars")
+LOADER_CACHE_ENTRIES: int = _at_start("loader_cache_entries")
+LOADER_CACHE_TTL_S: int = _at_start("loader_cache_ttl_s")
+SHARED_CACHE_ENTRIES: int = _at_start("shared_cache_entries")
+CHART_PAGE_LANES: int = _at_start("chart_page_lanes")
+MAX_SUBJECT_LINES: int = _at_start("max_subject_lines")
+WEBGL_ABOVE_POINTS: int = _at_start("webgl_above_points")
+BENCH_SESSIONS: int = _at_start("bench_sessions")
+
+
+def too_many_subjects(points: pd.DataFrame | pd.Series) -> bool:
+    """Whether ``points`` (rows with a subject_id, or the ids) hold more than :data:`MAX_SUBJECT_LINES`
+    subjects: a chart then draws a per-level summary instead of a line per subject. Here, below both the
+    analyses and the charts, because both decide by it."""
+    subjects = points["subject_id"] if hasattr(points, "columns") else points
+    return subjects.nunique() > MAX_SUBJECT_LINES

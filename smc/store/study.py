@@ -1,0 +1,67 @@
+"""A study's settings and dose ladder, as the pages and report need them."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+
+from smc.rules.escalation import DoseLevel
+from smc.store.db import Database
+
+
+@dataclass(frozen=True)
+class Study:
+    study_id: str
+    title: str | None
+    design: str
+    agent: str
+    dlt_window_days: int
+    target_dlt_rate: float
+    planned_enrollment: int | None
+    enrollment_target_date: dt.date | None
+    min_sd_days: int
+    indication: str | None
+    data_cut_date: dt.date | None
+    levels: tuple[DoseLevel, ...]
+
+    def label(self, level: int | None) -> str:
+        return next((d.label for d in self.levels if d.level == level), "—" if level is None else str(level))
+
+    def labels(self, levels: pd.Series) -> pd.Series:
+        """:meth:`label` of every level in a column, looked up once per distinct level: a column can hold
+        hundreds of thousands of rows. Text even when empty."""
+        return levels.map({level: self.label(level) for level in levels.unique()}).astype(object)
+
+    @property
+    def level_order(self) -> list[int]:
+        return [d.level for d in self.levels]
+
+
+def study_ids(db: Database) -> list[str]:
+    return [r["study_id"] for r in db.rows("studies")]
+
+
+def load_studies(db: Database) -> dict[str, Study]:
+    """Every study in the data cut, by id in id order (two queries however many studies)."""
+    ladders: dict[str, list[DoseLevel]] = {}
+    for lv in db.rows("dose_levels"):
+        ladders.setdefault(lv["study_id"], []).append(DoseLevel(lv["level"], lv["label"]))
+    return {r["study_id"]: Study(
+        study_id=r["study_id"], title=r["title"], design=r["design"], agent=r["agent"],
+        dlt_window_days=r["dlt_window_days"], target_dlt_rate=r["target_dlt_rate"],
+        planned_enrollment=r["planned_enrollment"], enrollment_target_date=r["enrollment_target_date"],
+        min_sd_days=r["min_sd_days"], indication=r["indication"], data_cut_date=r["data_cut_date"],
+        levels=tuple(ladders.get(r["study_id"], ())),
+    ) for r in db.rows("studies")}
+
+
+def load_study(db: Database, study_id: str) -> Study:
+    studies = load_studies(db)
+    if study_id not in studies:
+        raise KeyError(f"study {study_id!r} is not in the database (it has: {', '.join(studies)})")
+    return studies[study_id]
+
+
+def default_as_of(study: Study) -> dt.date:
+    return study.data_cut_date or dt.date.today()

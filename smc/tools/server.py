@@ -1,0 +1,68 @@
+"""The app served on a free local port, and the Chromium flags that work on this machine; shared by the
+browser tests and ``python -m smc bench --browser``."""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from smc import settings
+
+# What a failed page shows: a Streamlit exception box or an error alert.
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+# Playwright cannot download its own browser here; the background-networking flags stop Chromium
+# from calling hosts this machine cannot reach.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def chromium_path() -> str | None:
+    path = settings.chromium_path()
+    return str(path) if path.exists() else None
+
+
+class ServerFailed(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def serve(db_path, start_timeout_s: float = 60):
+    """Yield ``(url, process)`` of ``streamlit run app.py`` on the database at ``db_path``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, SMC_DB=str(db_path), MALLOC_ARENA_MAX="2")  # as `make run` serves it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(settings.APP_SCRIPT), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=settings.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + start_timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise ServerFailed(f"streamlit did not start: {proc.stdout.read().decode(errors='replace')[-2000:]}")
+    try:
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def resident_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ServerFailed(f"no VmRSS for process {pid}")

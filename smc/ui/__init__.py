@@ -1,0 +1,252 @@
+"""What every page shares: the database, the sidebar (study and "as of"
+date, kept in the URL), the data-cut banner, and error display.
+
+Pages call :func:`context` and draw; they never compute a clinical figure.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from smc import settings
+from smc.store.db import Database
+from smc.store.study import Study, default_as_of, load_study, study_ids
+from smc.ui.pages import SUBJECT_PAGE
+
+log = logging.getLogger("smc")
+EARLIEST_AS_OF = dt.date(2000, 1, 1)
+
+
+@dataclass(frozen=True)
+class PageContext:
+    db: Database
+    study: Study
+    as_of: dt.date
+
+
+def database_path() -> Path:
+    return settings.db_path()
+
+
+def imports_dir() -> Path:
+    """Where the Import page writes new databases: ``imports/`` beside the served one."""
+    return settings.import_dir()
+
+
+@st.cache_resource(show_spinner=False)
+def _database(path: str) -> Database:
+    return Database(path)
+
+
+# Loaded data kept per loader: entries (study × as-of date × data cut file) and seconds. Every session reads the
+# same objects (an 18 MB swimlane result took 0.23 s to unpickle on each rerun as a copy): pages and summaries only
+# read them, pandas copy-on-write (smc/__init__.py) keeps a frame derived from them from writing back, and
+# tests/test_shared_data.py checks that every page leaves them as loaded.
+
+
+def _qualified_name(function) -> str:
+    """A module-level function by name: what the caches key on, and :func:`_function` finds again."""
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def _function(qualified_name: str):
+    module, name = qualified_name.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+def _data_cut_key(db: Database) -> tuple:
+    """A database by its path and file identity: a new data cut swapped in is a new key."""
+    return str(db.path), db.file_identity()
+
+
+@st.cache_resource(show_spinner=False, max_entries=settings.LOADER_CACHE_ENTRIES, ttl=settings.LOADER_CACHE_TTL_S,
+                   hash_funcs={Database: _data_cut_key, Study: repr})
+def _cached_call(loader: str, db: Database, args: tuple):
+    return _function(loader)(db, *args)
+
+
+def cached(loader, db: Database, *args):
+    """``loader(db, *args)`` computed once per data cut and arguments across sessions and reruns, shared, not
+    copied: callers only read it. ``loader`` is a module-level function of :mod:`smc`; ``args`` are a Study,
+    dates, texts, numbers or frozen dataclasses of them (a filter choice)."""
+    return _cached_call(_qualified_name(loader), db, args)
+
+
+def _frame_identity(frame: pd.DataFrame | pd.Series) -> tuple:
+    """A frame by all of its values. Streamlit's own hash samples 10,000 rows of a frame past 50,000, so two
+    data cuts differing elsewhere could share a chart; this reads every row (about 1 ms per 10,000)."""
+    columns = (frame.name,) if isinstance(frame, pd.Series) else tuple(frame.columns)
+    dtypes = (str(frame.dtype),) if isinstance(frame, pd.Series) else tuple(map(str, frame.dtypes))
+    try:
+        values = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    except TypeError:  # cells pandas cannot hash (lists): the pickled frame, every row still
+        values = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    return columns, dtypes, values
+
+
+# Results kept of pure functions of loaded data (all functions together): charts and summaries. A 2,000-subject
+# figure holds a few MB, so a few dozen stay well inside the server's memory budget.
+
+
+@st.cache_resource(show_spinner=False, max_entries=settings.SHARED_CACHE_ENTRIES, ttl=settings.LOADER_CACHE_TTL_S,
+                   hash_funcs={pd.DataFrame: _frame_identity, pd.Series: _frame_identity, Study: repr})
+def _shared_result(function: str, args: tuple, kwargs: tuple):
+    return _function(function)(*args, **dict(kwargs))
+
+
+def shared(function, *args, **kwargs):
+    """``function(*args, **kwargs)``, a pure module-level function of already-loaded data (a summary table, a
+    test statistic), computed once per distinct input across sessions and reruns. The result itself is shared,
+    not copied: callers only read it."""
+    return _shared_result(_qualified_name(function), args, tuple(sorted(kwargs.items())))
+
+
+def figure(builder, *args, **kwargs) -> go.Figure:
+    """``builder(*args, **kwargs)``, a pure chart builder of :mod:`smc.charts`, built once per distinct input
+    (:func:`shared`): building a 2,000-subject chart takes longer than the rest of a rerun. st.plotly_chart only
+    reads the figure."""
+    return shared(builder, *args, **kwargs)
+
+
+def open_database() -> Database:
+    """The app's one read-only database; the demo is built first if it is missing."""
+    path = database_path()
+    if not path.is_file():
+        if path.resolve() != settings.DEMO_DB.resolve():
+            st.error(f"No database at {path} (set by SMC_DB). Build one with "
+                     f"`python -m smc import --csv DIR --db {path}`.")
+            st.stop()
+        from smc.demo.build import build_demo
+        with st.spinner("Building the demo database (first start only)…"):
+            build_demo(path)
+    return _database(str(path))
+
+
+def _parse_date(text: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def sidebar(db: Database) -> PageContext:
+    """Study picker and as-of date, in sync with ``?study=…&as_of=…``."""
+    ids = study_ids(db)
+    if not ids:
+        st.error(f"The database {db.path} holds no study.")
+        st.stop()
+    params = st.query_params
+    wanted = params.get("study")
+    if "study" not in st.session_state:
+        if wanted and wanted not in ids:
+            st.sidebar.warning(f'Study "{wanted}" from the link is not in this database; showing {ids[0]}.')
+        st.session_state["study"] = wanted if wanted in ids else ids[0]
+    study_id = st.sidebar.selectbox("Study", ids, key="study")
+    study = load_study(db, study_id)
+    cut = default_as_of(study)
+
+    key = f"as_of::{study_id}"
+    if key not in st.session_state:
+        link_date = params.get("as_of") if params.get("study", study_id) == study_id else None
+        asked = _parse_date(link_date)
+        if link_date and asked is None:
+            st.sidebar.warning(f'"{params.get("as_of")}" in the link is not a date (YYYY-MM-DD); '
+                               f"showing the data cut {cut}.")
+        elif asked and asked > cut:
+            st.sidebar.warning(f"{asked} is after the data cut; showing the data cut {cut}.")
+        st.session_state[key] = min(asked, cut) if asked else cut
+    as_of = st.sidebar.date_input(
+        "As of", key=key, min_value=EARLIEST_AS_OF, max_value=cut, format="YYYY-MM-DD",
+        help="Everything shown is what had happened by this date. It cannot pass the data cut: "
+             "nothing after the cut has been collected.")
+    st.query_params.update({"study": study_id, "as_of": as_of.isoformat()})
+    st.sidebar.caption(f"Data cut {cut:%Y-%m-%d} · loaded {db.loaded_at}")
+    return PageContext(db, study, as_of)
+
+
+def banner(ctx: PageContext) -> None:
+    cut = default_as_of(ctx.study)
+    if ctx.as_of < cut:
+        st.info(f"Viewing **{ctx.study.study_id}** as of **{ctx.as_of:%Y-%m-%d}**, before the data cut "
+                f"{cut:%Y-%m-%d}: later events are hidden.", icon="🕰️")
+
+
+def set_context(ctx: PageContext) -> None:
+    st.session_state["_context"] = ctx
+
+
+def context() -> PageContext:
+    return st.session_state["_context"]
+
+
+def run_page(page) -> None:
+    """Run a page; an unexpected error becomes a message, never a traceback."""
+    try:
+        page.run()
+    except Exception as exc:  # noqa: BLE001 - the UI must keep serving
+        log.exception("page %s failed", getattr(page, "title", page))
+        st.error(f"This page could not be drawn: {type(exc).__name__}: {exc}. "
+                 "The error was logged; other pages still work.")
+
+
+
+
+def subject_url(ctx: PageContext, subject_id: str) -> str:
+    """A shareable link to a subject's profile (relative, so it works under any host or base path)."""
+    query = urlencode({"study": ctx.study.study_id, "as_of": ctx.as_of.isoformat(), "subject": subject_id})
+    return f"{SUBJECT_PAGE}?{query}"
+
+
+def open_clicked_subject(event, ctx: PageContext) -> None:
+    """Open the profile of the subject whose chart point was clicked (customdata[0], or customdata itself)."""
+    points = (event or {}).get("selection", {}).get("points", [])
+    clicked = next((p["customdata"][0] if isinstance(p["customdata"], list) else p["customdata"]
+                    for p in points if p.get("customdata")), None)
+    if clicked:
+        st.switch_page("views/subject.py", query_params={"study": ctx.study.study_id, "as_of": ctx.as_of.isoformat(),
+                                                          "subject": clicked})
+
+
+def with_subject_links(frame: pd.DataFrame, ctx: PageContext, column: str = "subject_id") -> pd.DataFrame:
+    links = {subject: subject_url(ctx, subject) for subject in frame[column].unique()}  # once per subject, not row
+    return frame.assign(**{column: frame[column].map(links)})
+
+
+def subject_link_column(label: str = "Subject") -> st.column_config.LinkColumn:
+    return st.column_config.LinkColumn(label, display_text=r"subject=([^&]*)$", help="Opens the subject profile")
+
+
+def lazy_tabs(views: dict[str, Callable[[], None]], key: str) -> None:
+    """A tab per view of which only the open one runs and is drawn, the open one kept in the link as
+    ``?<key>=<label>``: the four or five charts of a 2,000-subject study's Efficacy or Biomarkers page took
+    3.6-4.7 s to draw together in the browser."""
+    for tab, draw in zip(st.tabs(list(views), key=key, on_change="rerun", bind="query-params"), views.values()):
+        with tab:
+            if tab.open:
+                draw()
+
+
+def paged(frame: pd.DataFrame, key: str, noun: str = "subjects", size: int = settings.CHART_PAGE_LANES) -> pd.DataFrame:
+    """One page of ``size`` rows, with a picker when there are more."""
+    if len(frame) <= size:
+        return frame
+    starts = range(0, len(frame), size)
+    labels = [f"{noun.capitalize()} {start + 1}–{min(start + size, len(frame))} of {len(frame)}" for start in starts]
+    page = st.selectbox("Show", range(len(labels)), format_func=labels.__getitem__, key=key)
+    return frame.iloc[page * size:(page + 1) * size]
+
+
+def download_csv(frame: pd.DataFrame, file_name: str, key: str, label: str = "Download CSV") -> None:
+    """A CSV download written only when clicked (a 60,000-row listing would otherwise cost every rerun)."""
+    st.download_button(label, lambda: frame.to_csv(index=False).encode("utf-8"), file_name=file_name,
+                       mime="text/csv", key=key, icon=":material/download:", on_click="ignore")

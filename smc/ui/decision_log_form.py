@@ -1,0 +1,129 @@
+"""The Escalation page's decision log: its integrity, its history table and the form that records a decision.
+
+Validation and storage are :mod:`smc.decision_log.ledger`; this module only draws and collects.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import streamlit as st
+
+from smc import ui
+from smc.analysis.dose_decision import DoseDecision
+from smc.decision_log import ledger
+from smc.rules.escalation import recommended_level
+
+NEW = 0  # "Corrects record" choice for a new decision (record ids start at 1)
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _prefill(dose: DoseDecision) -> None:
+    """Start the form at the rule's recommendation; again whenever the study or the data reviewed changes."""
+    reviewed = (dose.study.study_id, dose.as_of)
+    if st.session_state.get("decision_prefilled_for") == reviewed:
+        return
+    level, action = recommended_level(dose.assessment), dose.assessment.recommendation.action
+    level = level if level is not None else dose.study.level_order[0]
+    st.session_state.update(
+        decision_prefilled_for=reviewed, decision_level=level, decision_word=action,
+        decision_follows=ledger.follows(action, level, dose), decision_supersedes=NEW,
+        decision_meeting_date=max(_today(), dose.as_of))
+
+
+def _refill_follows(dose: DoseDecision) -> None:
+    state = st.session_state
+    state["decision_follows"] = ledger.follows(state["decision_word"], state["decision_level"], dose)
+
+
+def _record(dose: DoseDecision, log, source: str) -> None:
+    state = st.session_state
+    draft = ledger.Draft(
+        study_id=dose.study.study_id, meeting_date=state["decision_meeting_date"], data_cut_date=dose.as_of,
+        level=state["decision_level"], decision=state["decision_word"], rationale=state["decision_rationale"],
+        attendees=state["decision_attendees"], recorded_by=state["decision_by"],
+        follows_recommendation=state["decision_follows"], supersedes=state["decision_supersedes"] or None)
+    try:
+        record = ledger.append(log, draft, dose, source)
+    except ledger.Refused as refused:
+        state["decision_outcome"] = ("refused", refused.errors)
+        return
+    except (OSError, sqlite3.Error, ledger.LogUnreadable) as exc:
+        state["decision_outcome"] = ("refused", [f"the decision log {log} could not be written: {exc}"])
+        return
+    state["decision_outcome"] = ("recorded", record)
+    state["decision_rationale"] = state["decision_attendees"] = ""
+    state["decision_supersedes"] = NEW
+
+
+def decision_log(ctx: ui.PageContext) -> tuple[list[ledger.Decision], bool]:
+    """The study's records and whether its chain is intact, with a loud message when it is not."""
+    try:
+        records, broken = ledger.study_log(ledger.log_path(ctx.db.path), ctx.study.study_id)
+    except ledger.LogUnreadable as exc:
+        st.error(f"The decision log cannot be read: {exc}", icon=":material/gpp_bad:")
+        return [], False
+    if broken:
+        st.error("**The decision log has been altered outside the dashboard.** Its hash chain is broken at:\n\n"
+                 + "\n".join(f"- {b}" for b in broken) + "\n\nRestore it from a backup and investigate before "
+                 "relying on these records.", icon=":material/gpp_bad:")
+    return records, not broken
+
+
+def history_section(ctx: ui.PageContext, records: list[ledger.Decision], intact: bool) -> None:
+    log = ledger.log_path(ctx.db.path)
+    if not records:
+        st.info(f"No decision recorded for {ctx.study.study_id} yet. The log is {log.name}, beside the database.")
+        return
+    table = ledger.log_table(records, {lv.level: lv.label for lv in ctx.study.levels})
+    st.dataframe(table, hide_index=True, key="decision_table")
+    head = (f" Chain head {records[-1].hash} (quote it in the minutes: any later change to the log changes it or "
+            "breaks the chain)." if intact else "")
+    st.caption(f"{len(records)} record(s) in {log.name}, newest first; every record, whatever the as-of date. "
+               f"Records are never changed: a correction supersedes one.{head}")
+    ui.download_csv(table, f"{ctx.study.study_id}_smc_decisions.csv", key="decision_csv")
+
+
+def record_form(ctx: ui.PageContext, dose: DoseDecision, records: list[ledger.Decision]) -> None:
+    _prefill(dose)
+    study, rec = ctx.study, dose.assessment.recommendation
+    target = recommended_level(dose.assessment)
+    with st.container(border=True):
+        st.markdown("##### Record a decision")
+        st.markdown(f"On the data as of **{dose.as_of:%Y-%m-%d}** (database cut {study.data_cut_date or '—'}), "
+                    f"the protocol rule recommends **{rec.action}**"
+                    + ("" if target is None else f" at **{study.label(target)}** (level {target})") + ".")
+        left, middle, right = st.columns(3)
+        left.date_input("Meeting date", key="decision_meeting_date", min_value=dose.as_of,
+                        # the UTC date + 1 is already today east of Greenwich (decisions.validate allows it)
+                        max_value=max(_today() + dt.timedelta(days=1), dose.as_of), format="YYYY-MM-DD")
+        middle.selectbox("Dose level", study.level_order, key="decision_level",
+                         format_func=lambda lv: f"{study.label(lv)} (level {lv})",
+                         on_change=_refill_follows, args=(dose,))
+        right.selectbox("Decision", ledger.VOCABULARY, key="decision_word", on_change=_refill_follows,
+                        args=(dose,))
+        st.checkbox("Follows the protocol recommendation", key="decision_follows",
+                    help="Set from the decision and level chosen. A deviation needs a rationale.")
+        st.text_area("Rationale", key="decision_rationale",
+                     placeholder="Required for a deviation from the recommendation or a decision of 'other'")
+        attendees, recorder, corrects = st.columns([3, 2, 2])
+        attendees.text_input("Attendees", key="decision_attendees", placeholder="names, roles")
+        recorder.text_input("Recorded by", key="decision_by")
+        corrected = ledger.superseded_by(records)
+        open_ids = [r.id for r in records if r.id not in corrected and r.data_cut_date == dose.as_of.isoformat()]
+        corrects.selectbox("Corrects record", [NEW, *reversed(open_ids)], key="decision_supersedes",
+                           format_func=lambda i: "— (a new decision)" if i == NEW else f"#{i}",
+                           help="A correction is a new record that supersedes the old one; nothing is overwritten. "
+                                "Records on this as-of date's data can be corrected here.")
+        st.button("Record decision", key="decision_record", type="primary", icon=":material/gavel:",
+                  on_click=_record, args=(dose, ledger.log_path(ctx.db.path), ledger.data_source(ctx.db)))
+        outcome = st.session_state.pop("decision_outcome", None)
+        if outcome and outcome[0] == "refused":
+            st.error("Not recorded:\n\n" + "\n".join(f"- {e}" for e in outcome[1]), icon=":material/block:")
+        elif outcome:
+            record = outcome[1]
+            st.success(f"Recorded as #{record.id} at {record.recorded_at_utc} (UTC): {record.decision} at "
+                       f"{study.label(record.level)}.", icon=":material/check_circle:")
