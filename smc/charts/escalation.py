@@ -46,23 +46,45 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
     lanes = lanes.sort_values(["level", "phase", "enrollment_date", "subject_id"],
                               ascending=[True, False, True, True]).reset_index(drop=True)
     y_of = {s: i for i, s in enumerate(lanes.subject_id)}
-    colors = level_colors(lanes["level"].dropna().unique().tolist()) if len(lanes) else {}
-    fig = go.Figure()
-
-    def x(frame: pd.DataFrame, day_col: str, date_col: str):
-        return frame[date_col] if calendar else frame[day_col]
-
-    # Follow-up line from first dose to the last day known (off study, death or as-of).
     dosed = lanes[lanes.first_dose_date.notna()]
+    fig = go.Figure()
+    fig.add_trace(_follow_up_lines(dosed, y_of, calendar))
+    fig.add_trace(_dlt_window_bars(dosed, y_of, dlt_window_days, calendar))
+    fig.add_traces(_dose_marks(administrations, y_of, calendar))
+    fig.add_traces(_adverse_event_marks(adverse_events, y_of, calendar))
+    fig.add_traces(_response_marks(assessments, y_of, calendar))
+    fig.add_traces(_exit_marks(lanes, y_of, calendar))
+
+    bands, band_labels = _level_bands(lanes, y_of)
+    lines, line_labels = _reference_lines(dlt_window_days, as_of, calendar)
+    fig.update_xaxes(**_time_axis(calendar))
+    add_overlays(fig, bands + lines, band_labels + line_labels)
+    lane_text = _lane_text(lanes)
+    fig.update_yaxes(**_lane_axis(lane_text))
+    height = max(420, 230 + LANE_PX * len(lanes))
+    base_layout(fig, "Subject swimlanes by dose level (lowest dose at the bottom)", height=height)
+    fig.update_layout(**_legend_under(height))
+    # Set margins: plotly's automargin laid the chart out twice for the lane labels (0.1-0.15 s in Chromium).
+    return fixed_margins(fig, left=label_margin(lane_text), bottom=150)
+
+
+def _x(frame: pd.DataFrame, day_col: str, date_col: str, calendar: bool) -> pd.Series:
+    return frame[date_col] if calendar else frame[day_col]
+
+
+def _follow_up_lines(dosed: pd.DataFrame, y_of: dict[str, int], calendar: bool) -> go.Scatter:
+    """Follow-up line from first dose to the last day known (off study, death or as-of)."""
     xs, ys = [], []
     for r in dosed.itertuples():
         xs += [r.first_dose_date if calendar else 0, r.followed_to if calendar else r.followed_days, None]
         ys += [y_of[r.subject_id]] * 2 + [None]
-    fig.add_scatter(x=xs, y=ys, mode="lines", line=dict(color="#bdbdbd", width=2), name="Follow-up",
-                    hoverinfo="skip")
+    return go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#bdbdbd", width=2), name="Follow-up",
+                      hoverinfo="skip")
 
-    # DLT window band as horizontal bars (one trace, cheap at 500 lanes).
-    fig.add_bar(
+
+def _dlt_window_bars(dosed: pd.DataFrame, y_of: dict[str, int], dlt_window_days: int, calendar: bool) -> go.Bar:
+    """DLT window band as horizontal bars (one trace, cheap at 500 lanes), coloured by the lane's DLT state."""
+    return go.Bar(
         orientation="h", y=[y_of[s] for s in dosed.subject_id],
         base=dosed["first_dose_date"] if calendar else [0] * len(dosed),
         x=[dlt_window_days * 86_400_000 if calendar else dlt_window_days] * len(dosed),
@@ -71,53 +93,72 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
         customdata=dosed[["subject_id", "label", "state"]],
         hovertemplate="%{customdata[0]} · %{customdata[1]}<br>DLT window: %{customdata[2]}<extra></extra>")
 
+
+def _dose_marks(administrations: pd.DataFrame, y_of: dict[str, int], calendar: bool) -> list[go.Scatter]:
+    """Doses as ticks on the lane: the agent's large and black, other study treatment small and grey."""
     doses = administrations[administrations.subject_id.isin(y_of)]
+    traces = []
     for is_agent, name, size, color in ((True, "Dose of the agent", 14, "#252525"),
                                         (False, "Other study treatment", 9, "#969696")):
         part = doses[doses.is_agent == is_agent]
         if part.empty:
             continue
-        fig.add_scatter(
-            x=x(part, "day", "admin_date"), y=part.subject_id.map(y_of), mode="markers", name=name,
+        traces.append(go.Scatter(
+            x=_x(part, "day", "admin_date", calendar), y=part.subject_id.map(y_of), mode="markers", name=name,
             marker=dict(symbol="line-ns-open", size=size, color=color, line=dict(width=2, color=color)),
             customdata=part[["subject_id", "agent", "admin_date", "dose", "unit", "route", "cycle", "day"]],
             hovertemplate=("%{customdata[0]}<br>%{customdata[1]} %{customdata[3]:.3g} %{customdata[4]} "
                            "%{customdata[5]}<br>%{customdata[2]|%Y-%m-%d} (day %{customdata[7]}, cycle "
-                           "%{customdata[6]})<extra></extra>"))
+                           "%{customdata[6]})<extra></extra>")))
+    return traces
 
+
+def _adverse_event_marks(adverse_events: pd.DataFrame, y_of: dict[str, int], calendar: bool) -> list[go.Scatter]:
+    """AEs as dots above the lane, one trace per CTCAE grade, then DLTs as red stars on the lane."""
     aes = adverse_events[adverse_events.subject_id.isin(y_of)]
     ae_hover = ("%{customdata[0]}: %{customdata[1]}<br>grade %{customdata[2]}, day %{customdata[4]} "
                 "(%{customdata[3]|%Y-%m-%d})<br>serious %{customdata[5]}, related %{customdata[6]}, "
                 "DLT %{customdata[7]}<extra></extra>")
     ae_data = ["subject_id", "term", "grade", "onset_date", "day", "serious", "related", "dlt"]
+    traces = []
     for grade in range(1, 6):
         part = aes[(aes.grade == grade) & (aes.dlt != "Y")]
         if part.empty:
             continue
-        fig.add_scatter(
-            x=x(part, "day", "onset_date"), y=part.subject_id.map(y_of) + 0.22, mode="markers",
+        traces.append(go.Scatter(
+            x=_x(part, "day", "onset_date", calendar), y=part.subject_id.map(y_of) + 0.22, mode="markers",
             name=f"AE grade {grade}", marker=dict(symbol="circle", size=7 + grade, color=GRADE_COLORS[grade],
                                                   line=dict(width=0.5, color="white")),
-            customdata=part[ae_data], hovertemplate=ae_hover)
+            customdata=part[ae_data], hovertemplate=ae_hover))
     dlts = aes[aes.dlt == "Y"]
     if not dlts.empty:
-        fig.add_scatter(
-            x=x(dlts, "day", "onset_date"), y=dlts.subject_id.map(y_of), mode="markers", name="DLT",
+        traces.append(go.Scatter(
+            x=_x(dlts, "day", "onset_date", calendar), y=dlts.subject_id.map(y_of), mode="markers", name="DLT",
             marker=dict(symbol="star", size=20, color=DLT_COLOR, line=dict(width=1.5, color="black")),
-            customdata=dlts[ae_data], hovertemplate="<b>DLT</b> " + ae_hover)
+            customdata=dlts[ae_data], hovertemplate="<b>DLT</b> " + ae_hover))
+    return traces
 
+
+def _response_marks(assessments: pd.DataFrame, y_of: dict[str, int], calendar: bool) -> list[go.Scatter]:
+    """RECIST responses as diamonds below the lane, one trace per response."""
     scans = assessments[assessments.subject_id.isin(y_of) & assessments.overall_response.notna()]
+    traces = []
     for response, color in RESPONSE_COLORS.items():
         part = scans[scans.overall_response == response]
         if part.empty:
             continue
-        fig.add_scatter(
-            x=x(part, "day", "assessment_date"), y=part.subject_id.map(y_of) - 0.25, mode="markers",
+        traces.append(go.Scatter(
+            x=_x(part, "day", "assessment_date", calendar), y=part.subject_id.map(y_of) - 0.25, mode="markers",
             name=f"RECIST {response}", marker=dict(symbol="diamond", size=9, color=color),
             customdata=part[["subject_id", "overall_response", "assessment_date", "day", "target_sum_mm"]],
             hovertemplate=("%{customdata[0]}: RECIST %{customdata[1]}<br>%{customdata[2]|%Y-%m-%d} "
-                           "(day %{customdata[3]}), target sum %{customdata[4]:.0f} mm<extra></extra>"))
+                           "(day %{customdata[3]}), target sum %{customdata[4]:.0f} mm<extra></extra>")))
+    return traces
 
+
+def _exit_marks(lanes: pd.DataFrame, y_of: dict[str, int], calendar: bool) -> list[go.Scatter]:
+    """Off study and death on the lane."""
+    traces = []
     for col, reason, name, symbol, color in (
             ("off_study_date", "off_study_reason", "Off study", "x-thin-open", "#525252"),
             ("death_date", "death_cause", "Death", "cross", "#000000")):
@@ -125,14 +166,18 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
         if part.empty:
             continue
         part["day"] = (part[col] - part["first_dose_date"]).dt.days
-        fig.add_scatter(
+        traces.append(go.Scatter(
             x=part[col] if calendar else part["day"], y=part.subject_id.map(y_of), mode="markers", name=name,
             marker=dict(symbol=symbol, size=13, color=color, line=dict(width=2, color=color)),
             customdata=part[["subject_id", col, reason, "day"]],
             hovertemplate=f"%{{customdata[0]}}: {name.lower()} %{{customdata[1]|%Y-%m-%d}} "
-                          "(day %{customdata[3]})<br>%{customdata[2]}<extra></extra>")
+                          "(day %{customdata[3]})<br>%{customdata[2]}<extra></extra>"))
+    return traces
 
-    # Level bands and labels.
+
+def _level_bands(lanes: pd.DataFrame, y_of: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    """Level bands and labels: a tinted band and a line under each dose level's lanes, its label on the right."""
+    colors = level_colors(lanes["level"].dropna().unique().tolist()) if len(lanes) else {}
     shapes, labels = [], []
     for level, group in lanes.groupby("level", sort=True):
         lo, hi = y_of[group.subject_id.iloc[0]], y_of[group.subject_id.iloc[-1]]
@@ -141,25 +186,34 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
         labels.append(dict(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2,
                            text=f"<span style='color:{colors[level]}'>■</span> <b>{group.label.iloc[0]}</b>",
                            showarrow=False, font=dict(color="#252525", size=12)))
+    return shapes, labels
+
+
+def _reference_lines(dlt_window_days: int, as_of: dt.date, calendar: bool) -> tuple[list[dict], list[dict]]:
+    """The as-of date as a labelled line on calendar dates; the end of the DLT window on days."""
     if calendar:
-        shapes.append(vline(pd.Timestamp(as_of).value / 1e6, line=dict(color=DLT_COLOR, dash="dash", width=2)))
-        labels.append(dict(x=pd.Timestamp(as_of), y=1.0, yref="paper", text=f"as of {as_of:%Y-%m-%d}",
-                           showarrow=False, yanchor="bottom", font=dict(color=DLT_COLOR)))
-        fig.update_xaxes(title="Calendar date", type="date")
-    else:
-        shapes.append(vline(dlt_window_days, line=dict(color="#737373", dash="dot", width=1)))
-        fig.update_xaxes(title="Days from first dose of the agent", zeroline=True)
-    add_overlays(fig, shapes, labels)
-    lane_text = _lane_text(lanes)
-    fig.update_yaxes(tickmode="array", tickvals=list(range(len(lanes))), ticktext=lane_text,
-                     range=[-0.7, len(lanes) - 0.3], title=None, showgrid=False, fixedrange=True)
-    height = max(420, 230 + LANE_PX * len(lanes))
-    base_layout(fig, "Subject swimlanes by dose level (lowest dose at the bottom)", height=height)
+        return ([vline(pd.Timestamp(as_of).value / 1e6, line=dict(color=DLT_COLOR, dash="dash", width=2))],
+                [dict(x=pd.Timestamp(as_of), y=1.0, yref="paper", text=f"as of {as_of:%Y-%m-%d}",
+                      showarrow=False, yanchor="bottom", font=dict(color=DLT_COLOR))])
+    return [vline(dlt_window_days, line=dict(color="#737373", dash="dot", width=1))], []
+
+
+def _time_axis(calendar: bool) -> dict:
+    if calendar:
+        return dict(title="Calendar date", type="date")
+    return dict(title="Days from first dose of the agent", zeroline=True)
+
+
+def _lane_axis(lane_text: list[str]) -> dict:
+    """One tick per lane, labelled with the subject and phase."""
+    return dict(tickmode="array", tickvals=list(range(len(lane_text))), ticktext=lane_text,
+                range=[-0.7, len(lane_text) - 0.3], title=None, showgrid=False, fixedrange=True)
+
+
+def _legend_under(height: int) -> dict:
     # Legend under the plot: above it, it would cover the title on narrow screens.
-    fig.update_layout(barmode="overlay", bargap=0, margin=dict(r=130, t=50),
-                      legend=dict(orientation="h", yanchor="top", y=-95 / (height - 200), x=0))
-    # Set margins: plotly's automargin laid the chart out twice for the lane labels (0.1-0.15 s in Chromium).
-    return fixed_margins(fig, left=label_margin(lane_text), bottom=150)
+    return dict(barmode="overlay", bargap=0, margin=dict(r=130, t=50),
+                legend=dict(orientation="h", yanchor="top", y=-95 / (height - 200), x=0))
 
 
 def _hover_text(text: str, width: int = 70) -> str:

@@ -49,80 +49,19 @@ def subject_timeline(administrations: pd.DataFrame, adverse_events: pd.DataFrame
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=heights,
                         subplot_titles=("Treatment", "Adverse events (bar: onset to end; hatched: ongoing)",
                                         "Target lesions: sum of diameters"))
-
-    for name, given in administrations.groupby("agent", sort=False):
-        colour = AGENT_COLOR if name == agent else OTHER_AGENT_COLOR
-        hover = [f"<b>{name}</b> {r.dose:g} {r.unit or ''} {r.route or ''}<br>{_date(r.admin_date)} (day {r.day})"
-                 + (f" to {_date(r.end_date)}" if pd.notna(r.end_date) else "")
-                 + (f"<br>cycle {r.cycle:g}" if pd.notna(r.cycle) else "")
-                 for r in given.itertuples()]
-        periods = given[given["end_day"].notna() & (given["end_day"] > given["day"])]
-        for r in periods.itertuples():
-            fig.add_trace(go.Scatter(x=[r.day, r.end_day], y=[name, name], mode="lines", showlegend=False,
-                                     line=dict(color=colour, width=8), hoverinfo="skip"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=given["day"], y=[name] * len(given), mode="markers", name=name,
-                                 marker=dict(symbol="diamond", size=11, color=colour, line=dict(width=1, color="white")),
-                                 customdata=hover, hovertemplate="%{customdata}<extra></extra>", showlegend=False),
-                      row=1, col=1)
-
-    shown_grades = set()
-    for r in adverse_events.itertuples():
-        ongoing = pd.isna(r.end_day)
-        end = as_of_day if ongoing else r.end_day
-        hover = (f"<b>{r.term}</b> grade {r.grade}{' · DLT' if r.dlt == 'Y' else ''}"
-                 f"{' · serious' if r.serious == 'Y' else ''}{' · related' if r.related == 'Y' else ''}"
-                 f"<br>onset {_date(r.onset_date)} (day {r.day}), "
-                 + ("ongoing" if ongoing else f"end {_date(r.end_date)} (day {r.end_day})")
-                 + ("" if r.treatment_emergent else "<br>baseline event (before first dose)")
-                 + (f"<br>outcome: {r.outcome}" if isinstance(r.outcome, str) else ""))
-        fig.add_trace(go.Bar(
-            y=[r.term], x=[max(end - r.day, 0) + 1], base=[r.day], orientation="h", width=0.6,
-            marker=dict(color=GRADE_COLORS[r.grade], pattern=dict(shape="/" if ongoing else "")),
-            name=f"Grade {r.grade}", legendgroup=f"grade{r.grade}", legendrank=r.grade,
-            showlegend=r.grade not in shown_grades,
-            hovertemplate=hover + "<extra></extra>"), row=2, col=1)
-        shown_grades.add(r.grade)
-    dlts = adverse_events[adverse_events["dlt"] == "Y"]
-    if not dlts.empty:
-        fig.add_trace(go.Scatter(x=dlts["day"], y=dlts["term"], mode="markers", name="DLT",
-                                 marker=dict(symbol="star", size=15, color=DLT_COLOR, line=dict(width=1, color="white")),
-                                 hovertemplate="DLT onset day %{x}<extra></extra>"), row=2, col=1)
-
+    fig.add_traces(_treatment_marks(administrations, agent), rows=1, cols=1)
+    fig.add_traces(_adverse_event_bars(adverse_events, as_of_day), rows=2, cols=1)
+    fig.add_traces(_dlt_marks(adverse_events), rows=2, cols=1)
     if not assessments.empty:
-        responses = assessments["overall_response"].fillna("Baseline")
-        fig.add_trace(go.Scatter(
-            x=assessments["day"], y=assessments["target_sum_mm"], mode="lines+markers+text", name="Target sum",
-            text=responses.where(responses != "Baseline", "BL"), textposition="top center", showlegend=False,
-            cliponaxis=False,  # the response over the highest sum would be cut at the panel's top
-            line=dict(color="#636363"), marker=dict(size=10, color=[RESPONSE_COLORS.get(x, "#bdbdbd") for x in responses]),
-            customdata=np.stack([responses, assessments["assessment_date"].map(_date),
-                                 assessments["new_lesions"].fillna("—")], axis=1),
-            hovertemplate="%{customdata[1]} (day %{x})<br>sum %{y:.0f} mm<br>response %{customdata[0]}"
-                          "<br>new lesions %{customdata[2]}<extra></extra>"), row=3, col=1)
+        fig.add_trace(_target_lesion_line(assessments), row=3, col=1)
     else:
         fig.add_annotation(text="No tumor assessment by this date", showarrow=False, xref="x3 domain",
                            yref="y3 domain", x=0.5, y=0.5)
 
-    drawn = {trace.xaxis or "x" for trace in fig.data}  # as add_vrect(row="all"): only panels with data
-    height_of = {panel_axes(fig, row, 1): height for row, height in enumerate(heights, start=1)}
-    panels = [(x, y) for x, y in height_of if x in drawn]
-    # Milestone notes run down the tallest drawn panel: the treatment panel is often too short for
-    # "Off study · Death".
-    note_x, note_y = max(panels, key=height_of.get, default=("x", "y"))
-    shapes, notes = [], []
-    if dlt_window:
-        shapes += [vrect(*dlt_window, xref=x, yref=y, fillcolor=DLT_WINDOW_FILL, line=dict(width=0)) for x, y in panels]
-        notes.append(dict(x=dlt_window[0], y=1.0, xref="x", yref="y domain", text="DLT window", showarrow=False,
-                          xanchor="left", yanchor="bottom", font=dict(size=11, color=DLT_COLOR)))
-    on_day: dict[int, list[str]] = {}
-    for label, day in (milestones or {}).items():
-        on_day.setdefault(day, []).append(label)
-    for day, labels in on_day.items():
-        shapes += [vline(day, xref=x, yref=y, line=dict(color="#1a1a1a", dash="dot", width=1)) for x, y in panels]
-        notes.append(dict(x=day, y=1.0, xref=note_x, yref=f"{note_y} domain", text=" · ".join(labels),
-                          showarrow=False, textangle=-90, xanchor="right", yanchor="top", font=dict(size=11),
-                          bgcolor="rgba(255,255,255,0.85)"))
-    add_overlays(fig, shapes, notes)
+    panels, note_axes = _drawn_panels(fig, heights)
+    window, window_notes = _dlt_window_shapes(dlt_window, panels)
+    lines, notes = _milestone_lines(milestones or {}, panels, note_axes)
+    add_overlays(fig, window + lines, window_notes + notes)
 
     base_layout(fig, title, height=sum(heights) + 160)
     fig.update_layout(barmode="overlay", legend=dict(title_text="AE ", orientation="h", x=0, y=-0.07,
@@ -133,6 +72,109 @@ def subject_timeline(administrations: pd.DataFrame, adverse_events: pd.DataFrame
     fig.update_yaxes(title_text="mm", rangemode="tozero", row=3, col=1)
     left = max(label_margin([*agents, *terms]), label_margin([NUMERIC_TICK], axis_title=True))
     return fixed_margins(fig, left=left, bottom=110)
+
+
+def _treatment_marks(administrations: pd.DataFrame, agent: str) -> list[go.Scatter]:
+    """Treatment panel, one row per agent: a bar over each period given, a diamond at each administration."""
+    traces = []
+    for name, given in administrations.groupby("agent", sort=False):
+        colour = AGENT_COLOR if name == agent else OTHER_AGENT_COLOR
+        hover = [f"<b>{name}</b> {r.dose:g} {r.unit or ''} {r.route or ''}<br>{_date(r.admin_date)} (day {r.day})"
+                 + (f" to {_date(r.end_date)}" if pd.notna(r.end_date) else "")
+                 + (f"<br>cycle {r.cycle:g}" if pd.notna(r.cycle) else "")
+                 for r in given.itertuples()]
+        periods = given[given["end_day"].notna() & (given["end_day"] > given["day"])]
+        for r in periods.itertuples():
+            traces.append(go.Scatter(x=[r.day, r.end_day], y=[name, name], mode="lines", showlegend=False,
+                                     line=dict(color=colour, width=8), hoverinfo="skip"))
+        traces.append(go.Scatter(x=given["day"], y=[name] * len(given), mode="markers", name=name,
+                                 marker=dict(symbol="diamond", size=11, color=colour, line=dict(width=1, color="white")),
+                                 customdata=hover, hovertemplate="%{customdata}<extra></extra>", showlegend=False))
+    return traces
+
+
+def _adverse_event_bars(adverse_events: pd.DataFrame, as_of_day: int) -> list[go.Bar]:
+    """AE panel: one bar per event from onset to end (to ``as_of_day``, hatched, if ongoing), coloured by grade;
+    each grade in the legend once."""
+    traces, shown_grades = [], set()
+    for r in adverse_events.itertuples():
+        ongoing = pd.isna(r.end_day)
+        end = as_of_day if ongoing else r.end_day
+        hover = (f"<b>{r.term}</b> grade {r.grade}{' · DLT' if r.dlt == 'Y' else ''}"
+                 f"{' · serious' if r.serious == 'Y' else ''}{' · related' if r.related == 'Y' else ''}"
+                 f"<br>onset {_date(r.onset_date)} (day {r.day}), "
+                 + ("ongoing" if ongoing else f"end {_date(r.end_date)} (day {r.end_day})")
+                 + ("" if r.treatment_emergent else "<br>baseline event (before first dose)")
+                 + (f"<br>outcome: {r.outcome}" if isinstance(r.outcome, str) else ""))
+        traces.append(go.Bar(
+            y=[r.term], x=[max(end - r.day, 0) + 1], base=[r.day], orientation="h", width=0.6,
+            marker=dict(color=GRADE_COLORS[r.grade], pattern=dict(shape="/" if ongoing else "")),
+            name=f"Grade {r.grade}", legendgroup=f"grade{r.grade}", legendrank=r.grade,
+            showlegend=r.grade not in shown_grades,
+            hovertemplate=hover + "<extra></extra>"))
+        shown_grades.add(r.grade)
+    return traces
+
+
+def _dlt_marks(adverse_events: pd.DataFrame) -> list[go.Scatter]:
+    """AE panel: a star at the onset of each DLT."""
+    dlts = adverse_events[adverse_events["dlt"] == "Y"]
+    if dlts.empty:
+        return []
+    return [go.Scatter(x=dlts["day"], y=dlts["term"], mode="markers", name="DLT",
+                       marker=dict(symbol="star", size=15, color=DLT_COLOR, line=dict(width=1, color="white")),
+                       hovertemplate="DLT onset day %{x}<extra></extra>")]
+
+
+def _target_lesion_line(assessments: pd.DataFrame) -> go.Scatter:
+    """Target-lesion panel: the sum of diameters at each assessment, marked and labelled with its response."""
+    responses = assessments["overall_response"].fillna("Baseline")
+    return go.Scatter(
+        x=assessments["day"], y=assessments["target_sum_mm"], mode="lines+markers+text", name="Target sum",
+        text=responses.where(responses != "Baseline", "BL"), textposition="top center", showlegend=False,
+        cliponaxis=False,  # the response over the highest sum would be cut at the panel's top
+        line=dict(color="#636363"), marker=dict(size=10, color=[RESPONSE_COLORS.get(x, "#bdbdbd") for x in responses]),
+        customdata=np.stack([responses, assessments["assessment_date"].map(_date),
+                             assessments["new_lesions"].fillna("—")], axis=1),
+        hovertemplate="%{customdata[1]} (day %{x})<br>sum %{y:.0f} mm<br>response %{customdata[0]}"
+                      "<br>new lesions %{customdata[2]}<extra></extra>")
+
+
+def _drawn_panels(fig: go.Figure, heights: list[int]) -> tuple[list[tuple[str, str]], tuple[str, str]]:
+    """The (x, y) axes of the panels with data, and those of the panel the milestone notes go in."""
+    drawn = {trace.xaxis or "x" for trace in fig.data}  # as add_vrect(row="all"): only panels with data
+    height_of = {panel_axes(fig, row, 1): height for row, height in enumerate(heights, start=1)}
+    panels = [(x, y) for x, y in height_of if x in drawn]
+    # Milestone notes run down the tallest drawn panel: the treatment panel is often too short for
+    # "Off study · Death".
+    return panels, max(panels, key=height_of.get, default=("x", "y"))
+
+
+def _dlt_window_shapes(dlt_window: tuple[int, int] | None,
+                       panels: list[tuple[str, str]]) -> tuple[list[dict], list[dict]]:
+    """The DLT window shaded across the drawn panels, labelled above the top one."""
+    if not dlt_window:
+        return [], []
+    shapes = [vrect(*dlt_window, xref=x, yref=y, fillcolor=DLT_WINDOW_FILL, line=dict(width=0)) for x, y in panels]
+    note = dict(x=dlt_window[0], y=1.0, xref="x", yref="y domain", text="DLT window", showarrow=False,
+                xanchor="left", yanchor="bottom", font=dict(size=11, color=DLT_COLOR))
+    return shapes, [note]
+
+
+def _milestone_lines(milestones: dict[str, int], panels: list[tuple[str, str]],
+                     note_axes: tuple[str, str]) -> tuple[list[dict], list[dict]]:
+    """A dotted line across the drawn panels on each milestone's day, with one note per day naming them all."""
+    note_x, note_y = note_axes
+    on_day: dict[int, list[str]] = {}
+    for label, day in milestones.items():
+        on_day.setdefault(day, []).append(label)
+    shapes, notes = [], []
+    for day, labels in on_day.items():
+        shapes += [vline(day, xref=x, yref=y, line=dict(color="#1a1a1a", dash="dot", width=1)) for x, y in panels]
+        notes.append(dict(x=day, y=1.0, xref=note_x, yref=f"{note_y} domain", text=" · ".join(labels),
+                          showarrow=False, textangle=-90, xanchor="right", yanchor="top", font=dict(size=11),
+                          bgcolor="rgba(255,255,255,0.85)"))
+    return shapes, notes
 
 
 def subject_labs(labs: pd.DataFrame, title: str, columns: int = 3) -> go.Figure:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,14 +17,15 @@ from plotly.offline import get_plotlyjs
 from smc.analysis import biomarkers, efficacy, safety, survival
 from smc.analysis.dose_decision import (
     LEVEL_TABLE_NOTE,
+    DoseDecision,
     counted_dlts,
     decision_history,
     level_table,
     load_dose_decision,
     rule_steps,
 )
-from smc.analysis.overview import load_overview
-from smc.analysis.swimlanes import load_swimlanes
+from smc.analysis.overview import Overview, load_overview
+from smc.analysis.swimlanes import Swimlanes, load_swimlanes
 from smc.charts.biomarkers import exposure_vs_dose, immunogenicity_chart, shedding_chart, subset_panels
 from smc.charts.efficacy import waterfall
 from smc.charts.escalation import escalation_history, swimlanes
@@ -32,7 +34,7 @@ from smc.charts.survival import endpoint_plot
 from smc.decision_log import ledger
 from smc.rules import recist
 from smc.store.db import Database
-from smc.store.study import default_as_of, load_study
+from smc.store.study import Study, default_as_of, load_study
 
 # Section id -> heading, in packet order; the table of contents and the tests read this.
 SECTIONS = {
@@ -109,7 +111,43 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
     out = _Packet()
 
     out.section("study")
-    ov = load_overview(db, study, dose)
+    _section_study(out, study, load_overview(db, study, dose), ledger.data_source(db), as_of, now)
+    out.section("recommendation")
+    _section_recommendation(out, study, dose)
+    out.section("levels")
+    _section_levels(out, dose)
+    out.section("swimlanes")
+    lanes = load_swimlanes(db, study, as_of, dose.assessment.states)
+    _section_swimlanes(out, lanes, study.dlt_window_days, as_of)
+    out.section("history")
+    records, broken = _read_log(log, study_id)
+    _section_history(out, dose, lanes.lanes, records, labels, as_of)
+    out.section("safety")
+    _section_safety(out, safety.load_safety(db, study, as_of))
+    out.section("efficacy")
+    data = efficacy.load_efficacy(db, study, as_of)
+    _section_efficacy(out, data, labels, study.min_sd_days)
+    out.section("biomarkers")
+    _section_biomarkers(out, biomarkers.load_biomarkers(db, study, as_of), labels, study.agent)
+    out.section("survival")
+    _section_survival(out, survival.load_survival(db, study, as_of, data), study.level_order)
+    out.section("decisions")
+    _section_decisions(out, records, broken, labels, log)
+    out.add("</section>")
+    return _document(f"{study.study_id} SMC meeting packet, as of {as_of:%Y-%m-%d}", out.parts)
+
+
+def _document(title: str, parts: list[str]) -> str:
+    """The HTML document around the sections: plotly.js in the head, the title and the table of contents."""
+    toc = "".join(f'<li><a href="#{key}">{_text(heading)}</a></li>' for key, heading in SECTIONS.items())
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_text(title)}</title>'
+            f'<meta name="generator" content="SMC Dashboard"><style>{STYLE}</style>'
+            f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
+            f"<header><h1>{_text(title)}</h1></header><nav><ol>{toc}</ol></nav>{''.join(parts)}</body></html>")
+
+
+def _section_study(out: _Packet, study: Study, ov: Overview, data_source: str, as_of: dt.date,
+                   now: dt.datetime) -> None:
     out.add('<table class="meta">' + "".join(f"<tr><td><b>{_text(k)}</b></td><td>{_text(v)}</td></tr>" for k, v in (
         ("Title", study.title), ("Design", study.design), ("Agent", study.agent),
         ("DLT window", f"{study.dlt_window_days} days from the first dose"),
@@ -117,12 +155,13 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
         ("Data cut of the database", study.data_cut_date), ("As of (data shown)", as_of),
         ("Screened / screen failures", f"{ov.screened} / {ov.screen_failures}"),
         ("Enrolled / planned", f"{ov.enrolled} / {ov.planned if ov.planned is not None else '—'}"),
-        ("Deaths", ov.deaths), ("Data source", ledger.data_source(db)),
+        ("Deaths", ov.deaths), ("Data source", data_source),
         ("Packet generated", f"{now:%Y-%m-%d %H:%M} UTC"))) + "</table>")
     out.para("Everything in this packet but the decision log is what had happened by the as-of date; it was "
              "computed by the same functions as the dashboard's pages.", "note")
 
-    out.section("recommendation")
+
+def _section_recommendation(out: _Packet, study: Study, dose: DoseDecision) -> None:
     rec, advice = dose.assessment.recommendation, dose.boin
     target = f" {study.label(rec.to_level)}" if rec.to_level is not None else ""
     out.add(f'<div class="box"><div class="call">Protocol rule ({_text(study.design)}): {_text(rec.action)}'
@@ -135,59 +174,35 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
             f'<p class="note">λe = {advice.lambda_e:.4f}, λd = {advice.lambda_d:.4f}. The protocol rule decides.</p>'
             "</div>")
 
-    out.section("levels")
+
+def _section_levels(out: _Packet, dose: DoseDecision) -> None:
     out.table(level_table(dose))
     out.para(LEVEL_TABLE_NOTE, "note")
 
-    out.section("swimlanes")
-    lanes = load_swimlanes(db, study, as_of, dose.assessment.states)
+
+def _section_swimlanes(out: _Packet, lanes: Swimlanes, dlt_window_days: int, as_of: dt.date) -> None:
     if lanes.lanes.empty:
         out.para("No subject enrolled by this date.")
     else:
         out.figure(swimlanes(lanes.lanes, lanes.administrations, lanes.adverse_events, lanes.assessments,
-                             study.dlt_window_days, as_of))
+                             dlt_window_days, as_of))
 
-    out.section("history")
+
+def _read_log(log: Path, study_id: str) -> tuple[list[ledger.Decision], list[ledger.Broken]]:
+    """The study's records in the decision log and what is broken in it; an unreadable log is one break."""
     try:
-        records, broken = ledger.study_log(log, study_id)
+        return ledger.study_log(log, study_id)
     except ledger.LogUnreadable as exc:
-        records, broken = [], [ledger.Broken(None, None, f"the log cannot be read: {exc}")]
-    out.figure(escalation_history(rule_steps(decision_history(dose)), lanes.lanes, counted_dlts(dose), labels, as_of,
+        return [], [ledger.Broken(None, None, f"the log cannot be read: {exc}")]
+
+
+def _section_history(out: _Packet, dose: DoseDecision, lanes: pd.DataFrame, records: list[ledger.Decision],
+                     labels: dict[int, str], as_of: dt.date) -> None:
+    out.figure(escalation_history(rule_steps(decision_history(dose)), lanes, counted_dlts(dose), labels, as_of,
                                   ledger.in_force(records, as_of)))
 
-    out.section("safety")
-    _safety(out, safety.load_safety(db, study, as_of))
 
-    out.section("efficacy")
-    data = efficacy.load_efficacy(db, study, as_of)
-    out.para("Best overall response, RECIST 1.1 as the investigator assessed it. "
-             + recist.rule_text(study.min_sd_days), "note")
-    out.table(efficacy.response_table_display(efficacy.response_table(data)))
-    if data.subjects["best_pct_change"].notna().any():
-        out.figure(waterfall(data.subjects, labels,
-                             "Best change in target-lesion sum per subject, coloured by best response"))
-    else:
-        out.para("No post-baseline tumor measurement by this date.")
-
-    out.section("biomarkers")
-    _biomarkers(out, biomarkers.load_biomarkers(db, study, as_of), labels, study.agent)
-
-    out.section("survival")
-    _survival(out, survival.load_survival(db, study, as_of, data), study.level_order)
-
-    out.section("decisions")
-    _decision_log(out, records, broken, labels, log)
-    out.add("</section>")
-
-    toc = "".join(f'<li><a href="#{key}">{_text(title)}</a></li>' for key, title in SECTIONS.items())
-    title = f"{study.study_id} SMC meeting packet, as of {as_of:%Y-%m-%d}"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_text(title)}</title>'
-            f'<meta name="generator" content="SMC Dashboard"><style>{STYLE}</style>'
-            f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
-            f"<header><h1>{_text(title)}</h1></header><nav><ol>{toc}</ol></nav>{''.join(out.parts)}</body></html>")
-
-
-def _safety(out: _Packet, data: safety.SafetyData) -> None:
+def _section_safety(out: _Packet, data: safety.SafetyData) -> None:
     totals = safety.tally(data)
     out.para(f"{totals['teae']} treatment-emergent AEs in {totals['subjects_with_teae']} of {totals['dosed']} dosed "
              f"subjects; {totals['baseline']} baseline (pre-dose) events are not counted.")
@@ -205,7 +220,18 @@ def _safety(out: _Packet, data: safety.SafetyData) -> None:
     out.para("A subject counts once per term and SOC, at their worst grade; % of subjects dosed at the level.", "note")
 
 
-def _biomarkers(out: _Packet, data: biomarkers.Biomarkers, labels: dict[int, str], agent: str) -> None:
+def _section_efficacy(out: _Packet, data: efficacy.Efficacy, labels: dict[int, str], min_sd_days: int) -> None:
+    out.para("Best overall response, RECIST 1.1 as the investigator assessed it. "
+             + recist.rule_text(min_sd_days), "note")
+    out.table(efficacy.response_table_display(efficacy.response_table(data)))
+    if data.subjects["best_pct_change"].notna().any():
+        out.figure(waterfall(data.subjects, labels,
+                             "Best change in target-lesion sum per subject, coloured by best response"))
+    else:
+        out.para("No post-baseline tumor measurement by this date.")
+
+
+def _section_biomarkers(out: _Packet, data: biomarkers.Biomarkers, labels: dict[int, str], agent: str) -> None:
     shown = 0
     fold = biomarkers.t_cell_fold_changes(data)
     if not fold.empty:
@@ -234,7 +260,7 @@ def _biomarkers(out: _Packet, data: biomarkers.Biomarkers, labels: dict[int, str
         out.para("No T-cell, exposure, shedding or immunogenicity result by this date.")
 
 
-def _survival(out: _Packet, data: survival.Survival, levels: list[int]) -> None:
+def _section_survival(out: _Packet, data: survival.Survival, levels: list[int]) -> None:
     out.para("Kaplan–Meier estimates from the first dose, by dose level; 95% CIs with the log(−log) transform. "
              "NR: not reached.", "note")
     for endpoint, name in survival.ENDPOINTS.items():
@@ -246,7 +272,7 @@ def _survival(out: _Packet, data: survival.Survival, levels: list[int]) -> None:
         out.table(survival.survival_table_display(survival.survival_table(data, endpoint, "level"), "months"))
 
 
-def _decision_log(out: _Packet, records: list[ledger.Decision], broken: list[ledger.Broken],
+def _section_decisions(out: _Packet, records: list[ledger.Decision], broken: list[ledger.Broken],
                   labels: dict[int, str], log) -> None:
     out.para("Every record in the log when the packet was made, including decisions on data after the as-of "
              "date; the chart above shows those on data up to it.", "note")
