@@ -1,4 +1,4 @@
--- The data contract (../shared/DATA_CONTRACT.md) as DuckDB tables.
+-- The data contract (docs/data-contract.md) as DuckDB tables.
 -- Column names are a public interface: add, never rename.
 -- The loader validates every rule below before writing, so these constraints
 -- are a second line of defence, not the user-facing error messages.

@@ -1,4 +1,4 @@
-"""Simulate the three seed trials (../shared/seeds) as contract tables.
+"""Simulate the three seed trials (docs/seeds/, the protocols as registered) as contract tables.
 
 Escalation is driven by the same rule module the SMC reads (smc.escalation):
 each day the simulation asks the rule what to do and enrolls, waits or stops

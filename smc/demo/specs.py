@@ -1,4 +1,4 @@
-"""The three seed trials (../shared/seeds when first written) as simulation specs: design, dose ladder,
+"""The three seed trials (docs/seeds/) as simulation specs: design, dose ladder,
 what happens to each subject inside the DLT window, sites and timing. Data only: the simulation
 (:mod:`smc.demo.simulate`) and the portfolio (:mod:`smc.demo.portfolio`) both read these."""
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""BOIN (Liu & Yuan 2015, JRSS-C 64:507) as a second opinion beside the protocol rule.
+"""BOIN (Liu & Yuan 2015) boundaries, elimination, MTD estimate and advice: a second opinion beside the protocol rule.
 
-Advice only: the protocol's 3+3 rule decides. Conventions follow the authors'
-R package ``BOIN`` (get.boundary, select.mtd): φ1 = 0.6φ, φ2 = 1.4φ, elimination
-when Pr(p > φ | data) > 0.95 under a Beta(1, 1) prior with at least 3 evaluable
-subjects, MTD by isotonic regression of (d + 0.05) / (n + 0.1).
+Rules: docs/rules.md#boin-advice
 """
 from __future__ import annotations
 

@@ -1,20 +1,6 @@
-"""CTCAE v5.0 grading of the common safety labs from value and reference range.
+"""CTCAE v5.0 grading of the common safety labs from value, reference range and unit.
 
-Thresholds (Common Terminology Criteria for Adverse Events v5.0, 2017):
-- Neutrophil count decreased: G1 <LLN–1.5; G2 <1.5–1.0; G3 <1.0–0.5; G4 <0.5 ×10^9/L
-- Lymphocyte count decreased: G1 <LLN–0.8; G2 <0.8–0.5; G3 <0.5–0.2; G4 <0.2 ×10^9/L
-- Platelet count decreased:   G1 <LLN–75; G2 <75–50; G3 <50–25; G4 <25 ×10^9/L
-- Anemia (hemoglobin):        G1 <LLN–100; G2 <100–80; G3 <80 g/L (G4 is clinical, not a value)
-- ALT / AST increased (normal baseline): G1 >ULN–3; G2 >3–5; G3 >5–20; G4 >20 ×ULN
-- Blood bilirubin increased (normal baseline): G1 >ULN–1.5; G2 >1.5–3; G3 >3–10; G4 >10 ×ULN
-- Creatinine increased:       G1 >ULN–1.5; G2 >1.5–3; G3 >3–6; G4 >6 ×ULN
-
-Each band includes its mild edge: neutrophils 1.5 ×10^9/L is grade 1, 1.49 grade 2;
-ALT exactly 3 ×ULN is grade 1, above it grade 2. The ALT/AST/bilirubin rules are
-those for a normal baseline (CTCAE v5 grades an abnormal baseline against the
-baseline instead; that is not implemented). Counts are graded in 10^9/L and
-hemoglobin in g/L; other units convert where the factor is certain (UNIT_FACTORS),
-and a result in an unknown unit is not graded.
+Rules: docs/rules.md#ctcae-v5-grading
 """
 from __future__ import annotations
 

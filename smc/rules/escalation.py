@@ -1,10 +1,6 @@
-"""The protocol's dose-escalation rule: 3+3, and accelerated titration then 3+3.
+"""The protocol's dose-escalation rule (3+3, ATD+3+3): each subject's DLT state, each level's status, the next step.
 
-Pure functions of dated facts and an as-of date T: what the SMC could know on
-T. The Escalation page, ``report`` and the demo simulation all call
-:func:`assess`; nothing else decides a subject's DLT state or a level's status.
-
-Only ``phase = escalation`` subjects count.
+Rules: docs/rules.md#dose-escalation
 """
 from __future__ import annotations
 

@@ -1,21 +1,6 @@
-"""RECIST 1.1 rules: measurement changes, confirmed best overall response and
-the checks of the investigator's time-point responses against the measurements.
-Pure functions of one subject's assessments; :mod:`smc.efficacy` applies them.
+"""RECIST 1.1 for one subject: changes from baseline and nadir, confirmed best overall response, data issues.
 
-Rules (non-randomised trial, so responses need confirmation)
-- Baseline: the last assessment on or before the first dose. % change of the
-  target-lesion sum from baseline at each later assessment; the nadir at a time
-  point is the smallest sum before it, baseline included (the PD reference).
-- Best overall response (BOR), from the investigator's time-point responses up
-  to the first PD (later ones cannot improve it):
-  CR: a CR confirmed by a CR ≥ 28 days later; PR: a CR or PR confirmed by a CR
-  or PR ≥ 28 days later (a CR followed by a PR counts as PR), in both cases with
-  nothing but confirming responses or NE in between; SD: otherwise, a CR, PR or
-  SD at least ``min_sd_days`` after the first dose; PD: otherwise, if PD was
-  seen; NE: otherwise, and always when there is no post-baseline assessment.
-- Data issues, shown and never corrected: a PR whose target sum fell less than
-  30% from baseline; a PD without a ≥ 20% and ≥ 5 mm rise from the nadir,
-  without new lesions and without non-target PD.
+Rules: docs/rules.md#tumor-response
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Small statistical helpers shared by every page."""
+"""Small statistical helpers shared by every page: the exact (Clopper–Pearson) CI of a proportion.
+
+Rules: docs/rules.md#exact-confidence-intervals
+"""
 from __future__ import annotations
 
 import functools
