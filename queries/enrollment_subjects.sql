@@ -1,11 +1,12 @@
 -- Every subject of $study_id screened by $as_of (screening date, else enrollment date), with what was known
 -- on $as_of: enrollment, assignment, first dose of any study treatment, end of treatment, off study, death.
 -- A screen failure counts from its screening date.
-WITH first_dose AS (
-    SELECT subject_id, min(admin_date) AS first_dose_date
-    FROM administrations
-    WHERE study_id = $study_id AND admin_date <= $as_of
-    GROUP BY subject_id
+WITH cut AS (SELECT $study_id AS study_id, $as_of::DATE AS as_of),
+known_subjects AS (
+    -- include: known_subjects
+),
+first_doses AS (
+    -- include: first_doses
 )
 SELECT s.subject_id, s.site_id, coalesce(t.name, s.site_id) AS site_name,
        coalesce(s.screening_date, s.enrollment_date) AS screened_on, s.screening_date,
@@ -15,13 +16,9 @@ SELECT s.subject_id, s.site_id, coalesce(t.name, s.site_id) AS site_name,
        CASE WHEN s.enrollment_date <= $as_of THEN s.enrollment_date END AS enrollment_date,
        CASE WHEN s.enrollment_date <= $as_of THEN s.dose_level END AS level,
        CASE WHEN s.enrollment_date <= $as_of THEN s.phase END AS phase,
-       f.first_dose_date,
-       CASE WHEN s.off_treatment_date <= $as_of THEN s.off_treatment_date END AS off_treatment_date,
-       CASE WHEN s.off_study_date <= $as_of THEN s.off_study_date END AS off_study_date,
-       CASE WHEN s.off_study_date <= $as_of THEN s.off_study_reason END AS off_study_reason,
-       CASE WHEN s.death_date <= $as_of THEN s.death_date END AS death_date
-FROM subjects s
+       f.first_dose_date, s.off_treatment_date, s.off_study_date, s.off_study_reason, s.death_date
+FROM known_subjects s
 LEFT JOIN sites t USING (site_id)
-LEFT JOIN first_dose f USING (subject_id)
-WHERE s.study_id = $study_id AND coalesce(s.screening_date, s.enrollment_date) <= $as_of
+LEFT JOIN first_doses f USING (subject_id)
+WHERE coalesce(s.screening_date, s.enrollment_date) <= $as_of
 ORDER BY screened_on, s.subject_id

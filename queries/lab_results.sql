@@ -3,13 +3,9 @@
 -- safety baseline cut), days from the first dose of the study's agent, and the
 -- clock times of the agent's first and second doses (hours after dose for
 -- PK-like samples; a missing admin_time counts as midnight and is flagged).
-WITH doses AS (
-    SELECT subject_id, min(admin_date) AS first_dose_date,
-           min(admin_date) FILTER (WHERE agent = (SELECT agent FROM studies WHERE study_id = $study_id))
-               AS first_agent_dose_date
-    FROM administrations
-    WHERE study_id = $study_id AND admin_date <= $as_of
-    GROUP BY subject_id
+WITH cut AS (SELECT $study_id AS study_id, $as_of::DATE AS as_of),
+first_doses AS (
+    -- include: first_doses
 ),
 agent_doses AS (
     SELECT subject_id, admin_date + coalesce(CAST(admin_time AS TIME), TIME '00:00') AS given_at,
@@ -26,7 +22,7 @@ SELECT l.subject_id, s.dose_level AS level, s.phase, l.category, l.test, l.speci
        second_agent.given_at AS second_agent_dose_at
 FROM lab_results l
 JOIN subjects s USING (study_id, subject_id)
-LEFT JOIN doses d USING (subject_id)
+LEFT JOIN first_doses d USING (subject_id)
 LEFT JOIN agent_doses first_agent ON first_agent.subject_id = l.subject_id AND first_agent.nth = 1
 LEFT JOIN agent_doses second_agent ON second_agent.subject_id = l.subject_id AND second_agent.nth = 2
 WHERE l.study_id = $study_id AND list_contains($categories, l.category)

@@ -1,7 +1,11 @@
 -- The dates that say each enrolled subject of $study_id was alive, as known on $as_of:
 -- last_contact_date if recorded by then, and the latest dated record on or before $as_of
 -- (a dose, a tumor assessment, a lab sample, an AE onset or resolution).
-WITH records AS (
+WITH cut AS (SELECT $study_id AS study_id, $as_of::DATE AS as_of),
+known_subjects AS (
+    -- include: known_subjects
+),
+records AS (
     SELECT subject_id, admin_date AS record_date FROM administrations WHERE study_id = $study_id
     UNION ALL SELECT subject_id, end_date FROM administrations WHERE study_id = $study_id
     UNION ALL SELECT subject_id, assessment_date FROM tumor_assessments WHERE study_id = $study_id
@@ -14,9 +18,7 @@ WITH records AS (
     WHERE record_date <= $as_of
     GROUP BY subject_id
 )
-SELECT s.subject_id,
-       CASE WHEN s.last_contact_date <= $as_of THEN s.last_contact_date END AS last_contact_date,
-       r.last_record_date
-FROM subjects s LEFT JOIN last_record r USING (subject_id)
-WHERE s.study_id = $study_id AND s.enrollment_date <= $as_of
+SELECT s.subject_id, s.last_contact_date, r.last_record_date
+FROM known_subjects s LEFT JOIN last_record r USING (subject_id)
+WHERE s.enrollment_date <= $as_of
 ORDER BY s.subject_id

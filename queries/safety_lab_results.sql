@@ -9,13 +9,9 @@
 --   day of the first dose of any study treatment; post_baseline: later results
 --   collected on or after that day; after_first_dose: collected on or after it;
 -- - agent_day: days from the first dose of the study's agent; xuln: value / ULN.
-WITH doses AS (
-    SELECT subject_id, min(admin_date) AS first_dose_date,
-           min(admin_date) FILTER (WHERE agent = (SELECT agent FROM studies WHERE study_id = $study_id))
-               AS first_agent_dose_date
-    FROM administrations
-    WHERE study_id = $study_id AND admin_date <= $as_of
-    GROUP BY subject_id
+WITH cut AS (SELECT $study_id AS study_id, $as_of::DATE AS as_of),
+first_doses AS (
+    -- include: first_doses
 ),
 rules AS (SELECT unnest($rules, recursive := true)),
 unit_factors AS (SELECT unnest($unit_factors, recursive := true)),
@@ -29,7 +25,7 @@ results AS (
            CASE WHEN trim(coalesce(l.unit, '')) = '' THEN 1.0 ELSE u.factor END AS factor
     FROM lab_results l
     JOIN subjects s USING (study_id, subject_id)
-    LEFT JOIN doses d USING (subject_id)
+    LEFT JOIN first_doses d USING (subject_id)
     LEFT JOIN rules r ON r.test = l.test
     LEFT JOIN unit_factors u ON u.test = l.test AND u.unit = trim(l.unit)
     WHERE l.study_id = $study_id AND list_contains($categories, l.category)

@@ -27,7 +27,7 @@ st.markdown(
 
 left, right = st.columns([1, 1])
 with left:
-    st.plotly_chart(ui.figure(subjects_per_level, ov.per_level), key="overview_levels")
+    st.plotly_chart(ui.figure(subjects_per_level, ov.per_level), key="subject_counts_by_level")
 with right:
     st.subheader("Dose ladder")
     ladder = ov.per_level.rename(columns={

@@ -107,9 +107,9 @@ def _measured(points: pd.DataFrame) -> dict[str, dict]:
 
 def load_efficacy(db: Database, study: Study, as_of: dt.date) -> Efficacy:
     params = dict(study_id=study.study_id, as_of=as_of)
-    lanes = db.query("swimlane_subjects", **params)
+    lanes = db.query("enrolled_subjects", **params)
     lanes = lanes[lanes["first_dose_date"].notna()].reset_index(drop=True)
-    scans = db.query("swimlane_assessments", subject_id=None, **params).merge(
+    scans = db.query("tumor_assessments_as_of", subject_id=None, **params).merge(
         lanes[["subject_id", "first_dose_date"]], on="subject_id")
     on_or_before = scans["assessment_date"].dt.normalize() <= scans["first_dose_date"].dt.normalize()
     baseline = scans[on_or_before].groupby("subject_id")["assessment_date"].max().rename("baseline_date")

@@ -26,8 +26,8 @@ class Overview:
 
 def load_overview(db: Database, study: Study, decision: DoseDecision) -> Overview:
     as_of = decision.as_of
-    totals = db.rows("overview_totals", study_id=study.study_id, as_of=as_of)[0]
-    levels = db.query("overview_levels", study_id=study.study_id, as_of=as_of)
+    totals = db.rows("subject_counts", study_id=study.study_id, as_of=as_of)[0]
+    levels = db.query("subject_counts_by_level", study_id=study.study_id, as_of=as_of)
     per_level = (levels.pivot_table(index=["level", "label"], columns="phase", values="n_enrolled",
                                     aggfunc="sum", fill_value=0)
                  .reindex(columns=["escalation", "expansion"], fill_value=0).reset_index())

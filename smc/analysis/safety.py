@@ -107,7 +107,7 @@ class SafetyData:
 
 def load_safety(db: Database, study: Study, as_of: dt.date) -> SafetyData:
     params = dict(study_id=study.study_id, as_of=as_of)
-    subjects = db.query("safety_subjects", **params)
+    subjects = db.query("enrolled_treatment_starts", **params)
     events = load_subject_adverse_events(db, study, as_of, None)
     emergent = events["treatment_emergent"].astype(bool)
     subjects["label"] = study.labels(subjects["level"])
@@ -120,7 +120,7 @@ def load_safety(db: Database, study: Study, as_of: dt.date) -> SafetyData:
 
 def load_subject_adverse_events(db: Database, study: Study, as_of: dt.date, subject_id: str | None) -> pd.DataFrame:
     """AEs by ``as_of`` with their treatment-emergent flag and day, of one subject (None: all)."""
-    events = db.query("safety_adverse_events", study_id=study.study_id, as_of=as_of, subject_id=subject_id)
+    events = db.query("enrolled_adverse_events", study_id=study.study_id, as_of=as_of, subject_id=subject_id)
     events["label"] = study.labels(events["level"])
     return events
 

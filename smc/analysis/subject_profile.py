@@ -42,7 +42,7 @@ class SubjectProfile:
 
 
 def load_enrolled_subjects(db: Database, study: Study, as_of: dt.date) -> list[str]:
-    return db.query("safety_subjects", study_id=study.study_id, as_of=as_of)["subject_id"].tolist()
+    return db.query("enrolled_treatment_starts", study_id=study.study_id, as_of=as_of)["subject_id"].tolist()
 
 
 def subject_status(subject: dict) -> str:
@@ -82,9 +82,9 @@ def load_subject_profile(db: Database, study: Study, as_of: dt.date, subject_id:
         start = subject["first_agent_dose_date"]
         window = (start, window_end(start, study.dlt_window_days))
 
-    doses = _days(db.query("swimlane_administrations", **params), {"admin_date": "day", "end_date": "end_day"},
+    doses = _days(db.query("administrations_as_of", **params), {"admin_date": "day", "end_date": "end_day"},
                   first_dose)
     aes = _days(load_subject_adverse_events(db, study, as_of, subject_id), {"end_date": "end_day"}, first_dose)
-    scans = _days(db.query("swimlane_assessments", **params), {"assessment_date": "day"}, first_dose)
+    scans = _days(db.query("tumor_assessments_as_of", **params), {"assessment_date": "day"}, first_dose)
     return SubjectProfile(study, as_of, subject, subject_status(subject), dlt_state, window,
                           doses, aes, scans, db.query("subject_labs", **params))

@@ -26,7 +26,7 @@ def load_swimlanes(db: Database, study: Study, as_of: dt.date, states: dict[str,
     """Everything known on ``as_of``, with days from each subject's first dose; ``states`` are the escalation
     subjects' DLT states of the rule's decision on that date (``DoseDecision.assessment.states``)."""
     params = dict(study_id=study.study_id, as_of=as_of)
-    lanes = db.query("swimlane_subjects", **params)
+    lanes = db.query("enrolled_subjects", **params)
     lanes["state"] = [states.get(s, "expansion") if p == "escalation" else "expansion"
                       for s, p in zip(lanes.subject_id, lanes.phase)]
     lanes["label"] = study.labels(lanes["level"])
@@ -36,14 +36,14 @@ def load_swimlanes(db: Database, study: Study, as_of: dt.date, states: dict[str,
     lanes["followed_days"] = (lanes["followed_to"] - lanes["first_dose_date"]).dt.days
     first_dose = lanes.set_index("subject_id")["first_dose_date"]
 
-    doses = db.query("swimlane_administrations", subject_id=None, **params)
+    doses = db.query("administrations_as_of", subject_id=None, **params)
     doses["day"] = _days_from(doses, "admin_date", first_dose)
     doses["end_day"] = _days_from(doses, "end_date", first_dose)
     doses["is_agent"] = doses["agent"] == study.agent
-    aes = db.query("swimlane_adverse_events", **params)
+    aes = db.query("adverse_events_as_of", **params)
     aes["day"] = _days_from(aes, "onset_date", first_dose)
     aes["end_day"] = _days_from(aes, "end_date", first_dose)
-    scans = db.query("swimlane_assessments", subject_id=None, **params)
+    scans = db.query("tumor_assessments_as_of", subject_id=None, **params)
     scans["day"] = _days_from(scans, "assessment_date", first_dose)
     for frame in (doses, aes, scans):
         frame["label"] = frame["subject_id"].map(lanes.set_index("subject_id")["label"])

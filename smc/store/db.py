@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -29,12 +30,26 @@ def as_date(value) -> dt.date | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).date()
 
 
+# A line of a query that is only ``-- include: <name>`` stands for ``queries/shared/<name>.sql``, a fragment
+# written once for several queries (queries/README.md).
+_INCLUDE = re.compile(r"^([ \t]*)-- include: (\w+)[ \t]*$", re.MULTILINE)
+
+
 @functools.cache
 def query_text(name: str) -> str:
+    """The text of ``queries/<name>.sql``, each ``-- include:`` line replaced by its shared fragment."""
     path = settings.QUERIES_DIR / f"{name}.sql"
     if not path.is_file():
         raise KeyError(f"no query named {name!r} in {settings.QUERIES_DIR}")
-    return path.read_text()
+    return _INCLUDE.sub(_fragment, path.read_text())
+
+
+def _fragment(include: re.Match) -> str:
+    indent, name = include.groups()
+    path = settings.QUERIES_DIR / "shared" / f"{name}.sql"
+    if not path.is_file():
+        raise KeyError(f"no shared fragment named {name!r} in {path.parent}")
+    return "\n".join(indent + line if line else line for line in path.read_text().rstrip("\n").split("\n"))
 
 
 class QueryClock:

@@ -291,7 +291,7 @@ def run_bench(db_path: str | Path, runs: int = 5, browser: bool = False, pages: 
     logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime" notes from clearing caches in bare mode
     db = Database(db_path)
     studies = bench_studies(db)
-    sizes = {row["table_name"]: row["rows"] for row in db.rows("bench_table_sizes")}
+    sizes = {row["table_name"]: row["rows"] for row in db.rows("table_sizes")}
     chosen = [p for p in PAGES if pages is None or p.name in pages]
     measurements = []
     for study in studies:
