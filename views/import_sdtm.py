@@ -16,7 +16,7 @@ files = st.file_uploader("SDTM datasets", type=["xpt", "csv"], accept_multiple_f
 left, right = st.columns([1, 2])
 with left:
     mapping_file = st.file_uploader("Mapping file (.toml)", type=["toml"], key="mapping_file",
-                                    help="Replaces the text on the right when given. The README documents every key.")
+                                    help="Replaces the text on the right when given. 'The mapping file' in docs/cli.md documents every key.")
     name = st.text_input("New database name", value="sdtm_import", key="db_name",
                          help=f"Written as <name>.duckdb in {ui.imports_dir()}")
 with right:

@@ -2,26 +2,7 @@
 cytokines and immunogenicity from `lab_results`, by dose level. The Biomarkers
 page, ``report`` and the tests use these functions.
 
-Rules
-- Subjects dosed with the study's agent; time 0 is that first dose at its
-  ``admin_time`` (midnight when missing, and the page says so). Hours are used
-  for series sampled within the first week, days after.
-- A result below the LLOQ (empty value, ``lloq`` given) is drawn at LLOQ/2
-  with its own marker and counted, never dropped. Results at or before time 0
-  are pre-dose.
-- Baseline (fold change): the last result at or before time 0.
-- Exposure (non-compartmental, first-dose profile: samples from time 0 up to
-  the agent's second dose): Cmax and Tmax from the measured values; AUClast by
-  the linear-up/log-down trapezoid rule from time 0 to the last quantifiable
-  sample. Below-LLOQ results count as 0 before the first quantifiable sample and
-  are left out after it (as PKNCA's defaults); with no sample at time 0 the
-  profile starts at (0, 0).
-- Dose proportionality: the power model ln(y) = a + b·ln(dose) by least squares
-  over subjects; b with its t-based 95% CI (b = 1: proportional).
-- Shedding: detected = a quantifiable result above zero after time 0.
-  Immunogenicity: positive = the same, with pre-dose results shown at day 0
-  (pre-existing immunity). Days are hours / 24 rounded half up (a sample 2 h
-  after a day-3 visit belongs to day 3).
+Rules: docs/rules.md#biomarkers.
 """
 from __future__ import annotations
 

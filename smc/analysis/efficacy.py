@@ -3,15 +3,7 @@ response, the response table with exact CIs, duration of and time to response,
 and the investigator's time points that disagree with the measurements. The
 Efficacy page, ``report`` and the tests use these functions.
 
-Rules (the RECIST ones are in :mod:`smc.recist`)
-- Subjects: dosed with the study's agent by the as-of date. Day 0 is that first
-  dose; the baseline is the last assessment on or before it.
-- ORR = (CR + PR) / subjects with a baseline assessment; DCR = (CR + PR + SD) /
-  the same; Clopper–Pearson exact 95% CIs. Subjects with a baseline but no later
-  assessment count as NE (in the denominator).
-- Duration of response: from the first CR/PR of the confirmed response to the
-  first PD or death, whichever first; censored at the last assessment.
-  Time to response: first dose to that first CR/PR.
+Rules: docs/rules.md#tumor-response.
 """
 from __future__ import annotations
 

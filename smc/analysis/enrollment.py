@@ -3,18 +3,7 @@ against the plan, the projected date of reaching it, sites, levels, timing and
 each subject's status; and one row per study for the portfolio. The Enrollment
 page, ``report`` and the tests use these functions.
 
-Rules
-- Screened: screening date (else enrollment date) on or before the as-of date.
-  A screen failure (no enrollment date) counts from its screening date.
-- Enrolled: enrollment date on or before the as-of date. Dosed: any study
-  treatment given by then (as on the Overview page).
-- Plan: a straight line from the first enrollment (0) to ``planned_enrollment``
-  on ``enrollment_target_date``; without a target date, just the planned level.
-- Projection: k subjects enrolled in the last 90 days (fewer when the study is
-  younger: from its first enrollment) give the rate k / days; its exact Poisson
-  95% CI is [χ²(0.025; 2k) / 2, χ²(0.975; 2k + 2) / 2] / days. The remaining
-  subjects divided by the rate and by its CI bounds give the projected date and
-  its range (no latest date when the lower bound is 0).
+Rules: docs/rules.md#enrollment.
 """
 from __future__ import annotations
 

@@ -5,18 +5,7 @@ fetches a study's graded results (queries/safety_lab_results.sql, as Arrow);
 the summaries are SQL over that fetch (queries/safety_lab_*.sql), so the page
 never holds a large study's hundreds of thousands of results as a pandas frame.
 
-Rules
-- Baseline: the subject's last result of the test collected on or before the
-  day of the first dose of any study treatment. Post-baseline: later results
-  collected on or after that day.
-- Grade: the reported ``grade``; where empty, derived from value and reference
-  range by the CTCAE v5 rules in :mod:`smc.ctcae` (``grade_source`` says which).
-- eDISH peaks: the highest ALT, AST and total bilirubin ×ULN on or after the
-  first dose (not necessarily on the same day, as in the FDA's eDISH).
-- Nadir: the lowest value on or after the first dose of the study's agent;
-  recovery: the first later result at grade ≤ 1.
-- Days on this page count from the first dose of the study's agent, so the DLT
-  window is [0, dlt_window_days) for everyone.
+Rules: docs/rules.md#safety-labs.
 """
 from __future__ import annotations
 

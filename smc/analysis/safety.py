@@ -2,13 +2,7 @@
 dose, how bad. The Safety page, the subject profile, ``report`` and the tests
 count with these functions.
 
-Rules
-- Treatment-emergent (TEAE): onset on or after the subject's first dose of
-  any study treatment. Earlier AEs are baseline events: listed, not counted.
-- A subject counts once per term (and once per SOC, and once in "Any TEAE")
-  at the worst grade they had.
-- Denominator: subjects dosed by the as-of date at that level (in the phase
-  shown). Event filters (DLT, related, serious, grade >= 3, term) never change it.
+Rules: docs/rules.md#safety-treatment-emergent-adverse-events.
 """
 from __future__ import annotations
 

@@ -2,26 +2,7 @@
 survival and duration of response, estimated by Kaplan–Meier (lifelines). The
 Survival page, ``report`` and the tests use these functions.
 
-Definitions (every date on or before the as-of date counts, nothing after it)
-- Subjects: dosed with the study's agent; time 0 is that first dose (day 0, as on
-  the Efficacy page). Times are in days; months are days / 30.4375.
-- OS: event = death. Otherwise censored on the last date known alive:
-  ``last_contact_date`` when recorded by the as-of date, else the latest dated
-  record (dose, tumor assessment, lab sample, AE onset or end).
-- PFS: event = the first time-point response of PD after the first dose (with or
-  without a baseline scan), or death, whichever is first.
-  Otherwise censored at the last tumor assessment; at day 0 when there is none
-  after the first dose (the baseline is on or before it).
-- DOR: confirmed responders only (BOR CR or PR, :mod:`smc.efficacy`), from the
-  first CR/PR to PD or death; censored at the last tumor assessment.
-
-Method: Kaplan–Meier with Greenwood's variance; the pointwise 95% CI of the curve
-uses the log(-log) transform (lifelines' default, SAS's default). The median is
-the first time the curve is at or below 0.5 (R takes the midpoint when the curve
-sits exactly at 0.5 over an interval; lifelines and SAS do not), and its 95% CI
-runs from where the lower band to where the upper band reach 0.5; "not reached"
-is None. A landmark rate is the curve at that time, None beyond the longest
-follow-up of the group.
+Rules: docs/rules.md#survival.
 """
 from __future__ import annotations
 

@@ -2,15 +2,7 @@
 values and % change from baseline per subject, per-level medians over time and
 each subject's best change. The Efficacy page and the tests use these.
 
-Rules
-- Subjects dosed with the study's agent; days count from that first dose.
-- Baseline: the subject's last result of the test on or before that day;
-  % change is computed for later results only.
-- A result below the limit of quantification (empty value, `lloq` given) is
-  drawn at LLOQ/2 and flagged, never dropped (:func:`smc.analysis.biomarkers.dosed_results`).
-- Per-level medians are taken per week from first dose (day/7 rounded; the
-  baselines at week 0), so scans a few days off schedule fall together, and
-  drawn where at least two subjects contribute.
+Rules: docs/rules.md#tumor-markers.
 """
 from __future__ import annotations
 

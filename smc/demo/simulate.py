@@ -1,6 +1,6 @@
 """Simulate the three seed trials (docs/seeds/, the protocols as registered) as contract tables.
 
-Escalation is driven by the same rule module the SMC reads (smc.escalation):
+Escalation is driven by the same rule module the SMC reads (smc.rules.escalation):
 each day the simulation asks the rule what to do and enrolls, waits or stops
 as it says. What is scripted is only each subject's fate inside the DLT window
 (one letter per subject enrolled at a level, in order: N no DLT, T DLT,

@@ -51,7 +51,7 @@ def _database(path: str) -> Database:
 # Loaded data kept per loader: entries (study × as-of date × data cut file) and seconds. Every session reads the
 # same objects (an 18 MB swimlane result took 0.23 s to unpickle on each rerun as a copy): pages and summaries only
 # read them, pandas copy-on-write (smc/__init__.py) keeps a frame derived from them from writing back, and
-# tests/test_shared_data.py checks that every page leaves them as loaded.
+# tests/pages/test_shared_data.py checks that every page leaves them as loaded.
 
 
 def _qualified_name(function) -> str:

@@ -145,7 +145,7 @@ def import_datasets(datasets: dict[str, Dataset], mapping_text: str | None, db_p
     if mapping_text is None:
         problems.append(Problem(ERROR, "mapping file", None, None, None,
                                 "is missing: SDTM does not say the design, agent, DLT window or dose "
-                                "ladder; give them in a mapping file (see the README's template)", record=""))
+                                "ladder; give them in a mapping file (see 'The mapping file' in docs/cli.md)", record=""))
         raise load.ImportFailed(problems)
     mapping, mapping_problems = parse_mapping(mapping_text)
     problems += mapping_problems
