@@ -1,10 +1,15 @@
 """SMC Dashboard: entry point (``streamlit run app.py``)."""
 import streamlit as st
 
-from smc import ui
-from smc.ui import pages
+from smc import SettingError
 
 st.set_page_config(page_title="SMC Dashboard", page_icon=":material/monitor_heart:", layout="wide")
+try:
+    from smc import ui
+    from smc.ui import pages
+except SettingError as exc:  # the limits are read as smc.settings is imported
+    st.error(f"The server is misconfigured: {exc}")
+    st.stop()
 
 PAGES = [st.Page(p.script, title=p.title, icon=p.icon, url_path=p.url_path or None, default=not p.url_path)
          for p in pages.PAGES]

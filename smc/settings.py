@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from smc import SettingError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -40,7 +42,7 @@ class Setting:
             return type(default)(raw)
         except ValueError:
             kind = {int: "a whole number", float: "a number"}.get(type(default), type(default).__name__)
-            raise ValueError(f"environment variable {self.env}={raw!r} is not {kind} (setting {self.name})") from None
+            raise SettingError(f"environment variable {self.env}={raw!r} is not {kind} (setting {self.name})") from None
 
 
 def _default_import_dir() -> Path:

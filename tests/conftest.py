@@ -1,4 +1,7 @@
-"""Shared fixtures: one demo database per test session, and helpers to run the app."""
+"""Fixtures for every kind of test: one demo database per test session, and SQL on it.
+
+Page-only fixtures are in pages/conftest.py, browser-only ones in browser/conftest.py; plain helpers in helpers.py.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +11,6 @@ import pytest
 
 from smc.demo.build import build_demo
 from smc.store.db import READ_ONLY_CONFIG
-
-ROOT = Path(__file__).resolve().parent.parent
-STUDIES = ("IDOV-SAFE", "BIOTTT001", "IX001")
 
 
 @pytest.fixture(scope="session")
@@ -31,37 +31,3 @@ def sql(demo_db):
 
     yield run
     con.close()
-
-
-@pytest.fixture()
-def app_env(demo_db, monkeypatch):
-    monkeypatch.setenv("SMC_DB", str(demo_db))
-    return demo_db
-
-
-def data_cut(sql, study_id: str):
-    return sql("SELECT data_cut_date FROM studies WHERE study_id = ?", study_id)[0][0]
-
-
-def as_of_dates(sql, study_id: str) -> list:
-    """The data cut, a date mid-escalation, and a date before anyone was enrolled."""
-    first, cut = sql("SELECT min(enrollment_date), any_value(st.data_cut_date) FROM subjects s "
-                     "JOIN studies st USING (study_id) WHERE study_id = ?", study_id)[0]
-    return [cut, first + (cut - first) / 2, first - (cut - first) / 20]
-
-
-def one_study_db(path: Path, **tables: list[dict]):
-    """A database of study S1 (3+3, agent VIRUS, 28-day DLT window, levels 1-3, cut 2025-03-15)
-    plus the given tables as lists of row dicts (``studies`` or ``dose_levels`` replace the defaults);
-    returns (Database, Study of S1)."""
-    import pandas as pd
-
-    from smc.ingest.load import as_text, import_tables
-    from smc.store.db import Database
-    from smc.store.study import load_study
-    tables = dict(
-        studies=[dict(study_id="S1", design="3+3", agent="VIRUS", dlt_window_days=28, data_cut_date="2025-03-15")],
-        dose_levels=[dict(study_id="S1", level=lv, label=f"1e{7 + lv} PFU") for lv in (1, 2, 3)]) | tables
-    import_tables({name: as_text(pd.DataFrame(rows)) for name, rows in tables.items()}, path, "test")
-    db = Database(path)
-    return db, load_study(db, "S1")

@@ -1,0 +1,1 @@
+"""Playwright and Chromium against the served app (marker ``browser``)."""

@@ -1,0 +1,1 @@
+"""Plain pytest of functions, modules and the command line."""
