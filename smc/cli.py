@@ -185,15 +185,33 @@ def cmd_decisions_list(args) -> int:
 
 
 def cmd_decisions_verify(args) -> int:
+    return _print_chain_heads(args.db, None)
+
+
+def cmd_decisions_head(args) -> int:
+    """The chain heads to quote in the minutes: only from an intact chain (a forged head is worth nothing)."""
+    study_id = None
+    if args.study:
+        try:
+            study_id = _open_study(args.db, args.study)[1].study_id
+        except LookupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    return _print_chain_heads(args.db, study_id)
+
+
+def _print_chain_heads(db_path: str, study_id: str | None) -> int:
+    """Check the chains (every study's, or one study's and the file's); print each study's count and head."""
+    from smc import settings
     from smc.decision_log import ledger
 
-    path = ledger.log_path(args.db)
+    path = ledger.log_path(db_path)
     if not path.is_file():
         print(f"no decision log at {path}: nothing recorded yet", file=sys.stderr)
         return EXIT_OK
     try:
-        records, broken = ledger.check(path)
-    except ledger.LogUnreadable as exc:
+        records, broken = ledger.study_log(path, study_id) if study_id else ledger.check(path)
+    except ledger.LogUnreadable as exc:  # also a missing or wrong key
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BROKEN
     if broken:
@@ -201,9 +219,14 @@ def cmd_decisions_verify(args) -> int:
             print(f"broken: {problem}", file=sys.stderr)
         print(f"{path}: the chain is broken in {len(broken)} place(s)", file=sys.stderr)
         return EXIT_BROKEN
-    for study_id, (n, head) in ledger.chain_heads(records).items():
-        print(f"{study_id}: {n} record(s), chain head {head}")
-    print(f"{path}: intact ({len(records)} record(s))", file=sys.stderr)
+    for study, (n, head) in ledger.chain_heads(records).items():
+        print(f"{study}: {n} record(s), chain head {head}")
+    if study_id and not records:
+        print(f"{study_id}: 0 record(s), no chain head yet")
+    keyed = sum(r.hash_kind == ledger.KEYED for r in records)
+    keying = (f"{keyed} keyed with {settings.decision_log_key_file()}" if keyed else "none keyed yet") + (
+        f", {len(records) - keyed} from before keying (SHA-256 only)" if keyed < len(records) else "")
+    print(f"{path}: intact ({len(records)} record(s)); {keying}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -309,7 +332,7 @@ def parser() -> argparse.ArgumentParser:
     sets = sub.add_parser("settings", help="print every path and limit with its current value")
     sets.add_argument("--json", action="store_true", help="print one JSON object {name: value}")
     sets.set_defaults(func=cmd_settings)
-    dec = sub.add_parser("decisions", help="record, list and verify the SMC's dose decisions")
+    dec = sub.add_parser("decisions", help="record, list and verify the SMC's dose decisions; print the chain heads")
     dec_sub = dec.add_subparsers(dest="action", required=True)
     add = dec_sub.add_parser("add", help="record one decision (validated as on the Escalation page)")
     add.add_argument("--db", default=str(DEMO_DB), help="the trial database the decision was taken on")
@@ -335,6 +358,11 @@ def parser() -> argparse.ArgumentParser:
     ver = dec_sub.add_parser("verify", help="check every study's hash chain (exit 3 when broken)")
     ver.add_argument("--db", default=str(DEMO_DB))
     ver.set_defaults(func=cmd_decisions_verify)
+    head = dec_sub.add_parser("head", help="each study's record count and chain head, for the minutes "
+                              "(checked first: exit 3 when broken)")
+    head.add_argument("--db", default=str(DEMO_DB))
+    head.add_argument("--study", default=None, help="one study (default: every study in the log)")
+    head.set_defaults(func=cmd_decisions_head)
     return p
 
 

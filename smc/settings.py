@@ -62,9 +62,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("console_row_cap_rows", 10_000, "the console shows at most this many rows of a result",
             "SMC_CONSOLE_ROW_CAP"),
     Setting("console_statement_max_chars", 20_000, "a longer console statement is refused before parsing"),
+    Setting("console_memory_limit_mb", 512, "memory the console's own DuckDB may use (the served data is apart)",
+            "SMC_CONSOLE_MEMORY_LIMIT_MB"),
+    Setting("console_temp_limit_mb", 64, "disk the console's DuckDB may spill to"),
+    Setting("console_threads", 1, "threads the console's DuckDB may use"),
+    Setting("console_result_max_mb", 20, "a console result is fetched up to this many bytes (then truncated)"),
+    Setting("console_concurrent_queries", 2, "console queries run at once on one server; the next is told to wait",
+            "SMC_CONSOLE_CONCURRENT_QUERIES"),
     Setting("pivot_filter_choices_values", 200, "distinct values the pivot offers per filter column"),
     Setting("quick_chart_max_colours", 30, "a quick chart with more colour groups than this drops colour"),
+    # Imports (CSV and SDTM): checked before anything is parsed
+    Setting("upload_max_mb", 200, "largest file the Import page accepts (Streamlit's server.maxUploadSize)"),
+    Setting("import_max_mb", 1_000, "largest set of files one import may read, all files together"),
+    Setting("import_max_columns", 1_000, "a CSV or SAS transport file with more columns is refused"),
+    Setting("import_max_rows", 10_000_000, "a file with more rows is refused"),
+    Setting("mapping_max_chars", 200_000, "a longer SDTM mapping file is refused before parsing"),
     # Decision log
+    Setting("decision_log_key_file", lambda: setting("db_path").value().parent / ".decision_log.key",
+            "the secret that keys the decision log's hash chain (HMAC-SHA-256); kept outside the log",
+            "SMC_DECISION_LOG_KEY_FILE"),
     Setting("decision_log_busy_timeout_s", 30, "a writer waits this long for another process's append to finish"),
     Setting("decision_text_max_chars", 5_000, "longest rationale, attendee list or name a decision may hold"),
     # Caches shared by every session of one server
@@ -101,6 +117,10 @@ def import_dir() -> Path:
     return setting("import_dir").value()
 
 
+def decision_log_key_file() -> Path:
+    return setting("decision_log_key_file").value()
+
+
 def chromium_path() -> Path:
     return setting("chromium_path").value()
 
@@ -112,6 +132,16 @@ def _at_start(name: str) -> Any:
 CONSOLE_TIME_LIMIT_S: float = _at_start("console_time_limit_s")
 CONSOLE_ROW_CAP_ROWS: int = _at_start("console_row_cap_rows")
 CONSOLE_STATEMENT_MAX_CHARS: int = _at_start("console_statement_max_chars")
+CONSOLE_MEMORY_LIMIT_MB: int = _at_start("console_memory_limit_mb")
+CONSOLE_TEMP_LIMIT_MB: int = _at_start("console_temp_limit_mb")
+CONSOLE_THREADS: int = _at_start("console_threads")
+CONSOLE_RESULT_MAX_MB: int = _at_start("console_result_max_mb")
+CONSOLE_CONCURRENT_QUERIES: int = _at_start("console_concurrent_queries")
+UPLOAD_MAX_MB: int = _at_start("upload_max_mb")
+IMPORT_MAX_MB: int = _at_start("import_max_mb")
+IMPORT_MAX_COLUMNS: int = _at_start("import_max_columns")
+IMPORT_MAX_ROWS: int = _at_start("import_max_rows")
+MAPPING_MAX_CHARS: int = _at_start("mapping_max_chars")
 PIVOT_FILTER_CHOICES_VALUES: int = _at_start("pivot_filter_choices_values")
 QUICK_CHART_MAX_COLOURS: int = _at_start("quick_chart_max_colours")
 DECISION_LOG_BUSY_TIMEOUT_S: int = _at_start("decision_log_busy_timeout_s")

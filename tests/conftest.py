@@ -4,6 +4,8 @@ Page-only fixtures are in pages/conftest.py, browser-only ones in browser/confte
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -11,6 +13,14 @@ import pytest
 
 from smc.demo.build import build_demo
 from smc.store.db import READ_ONLY_CONFIG
+
+_KEY_FOLDER = tempfile.TemporaryDirectory(prefix="smc-test-key-")
+
+
+def pytest_configure(config):
+    # The decision log's key defaults to one beside the served database (data/): tests, the servers and CLI
+    # processes they start sign with a key of their own, never the installation's.
+    os.environ.setdefault("SMC_DECISION_LOG_KEY_FILE", str(Path(_KEY_FOLDER.name) / "decision_log.key"))
 
 
 @pytest.fixture(scope="session")

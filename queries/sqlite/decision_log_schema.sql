@@ -1,7 +1,14 @@
 -- The SMC decision log (SQLite, WAL). Append-only: rows are never updated or
 -- deleted; a correction is a new row whose `supersedes` names the old one.
--- `hash` = SHA-256 of the row's other columns, `prev_hash` = the hash of the
--- study's previous row (64 zeros for its first), so any edit breaks the chain.
+-- `hash` seals the row, `prev_hash` is the hash of the study's previous row and
+-- `prev_file_hash` that of the file's previous row, any study (64 zeros for a
+-- first), so any edit breaks a chain. `hash_kind` says how the row is sealed:
+--   'hmac-sha256': HMAC-SHA-256, under the key kept outside the log, of every
+--                  other column (a row cannot be forged without the key);
+--   'sha256':      SHA-256 of the columns before `hash`, for rows written before
+--                  the log was keyed (the two last columns did not exist then).
+-- A log made before keying gets the two columns in place, old rows untouched
+-- (ledger.MIGRATIONS): so they stay last, here too.
 CREATE TABLE IF NOT EXISTS decisions (
     id                     INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a deleted last id is never reused
     study_id               TEXT    NOT NULL,
@@ -21,6 +28,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     data_source            TEXT    NOT NULL,                   -- the trial database file and its load time
     prev_hash              TEXT    NOT NULL,
     hash                   TEXT    NOT NULL,
+    hash_kind              TEXT    NOT NULL DEFAULT 'sha256',  -- 'hmac-sha256' for every row written since keying
+    prev_file_hash         TEXT,                               -- NULL on rows written before keying
     UNIQUE (study_id, seq)
 );
 

@@ -4,9 +4,13 @@ One small SQLite file beside the trial database (``demo.duckdb`` ->
 ``demo.decisions.sqlite``), in WAL mode so several server processes can
 append at once while the trial DuckDB stays read-only. Records are only ever
 appended (triggers refuse UPDATE and DELETE); a correction is a new record
-that supersedes an earlier one. Each record carries a UTC timestamp and the
-SHA-256 of its contents chained to the study's previous record, so an edit or
-a deletion made to the file by other means is found by :func:`verify`.
+that supersedes an earlier one. Each record carries a UTC timestamp and an
+HMAC-SHA-256 of its contents under a key kept outside the log
+(``settings.decision_log_key_file``), chained to the study's previous record
+and to the file's previous record, so an edit, a deletion or a record added to
+the file by other means is found by :func:`verify`: writing to the file is not
+enough to forge one. Records written before the log was keyed keep their plain
+SHA-256 and verify as before (``hash_kind``).
 
 The Escalation page, ``python -m smc decisions`` and the meeting packet all go
 through this module; :func:`validate` is the one set of rules for a new record.
@@ -16,9 +20,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import json
+import os
 import re
+import secrets
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,6 +42,8 @@ VOCABULARY = (*ACTIONS, "stay", "other")
 STAYING_ACTIONS = ("enroll", "wait")  # the rule's actions that keep the current level: "stay" follows them
 LOG_SUFFIX = ".decisions.sqlite"
 GENESIS_HASH = "0" * 64
+UNKEYED, KEYED = "sha256", "hmac-sha256"  # hash_kind: a record written before the log was keyed, and since
+KEY_BYTES = 32
 
 
 class Refused(Exception):
@@ -46,6 +56,11 @@ class Refused(Exception):
 
 class LogUnreadable(Exception):
     """The log file exists but is not a decision log SQLite can read."""
+
+
+class KeyUnavailable(LogUnreadable):
+    """The log's key is missing, unreadable or not the one its records were written with: they cannot be checked,
+    and no record is added (one under another key would split the chain)."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +101,17 @@ class Decision:
     data_source: str
     prev_hash: str
     hash: str
+    hash_kind: str  # KEYED, or UNKEYED for a record written before the log was keyed
+    prev_file_hash: str | None  # the hash of the file's previous record, any study (None before keying)
 
 
 COLUMNS = tuple(f.name for f in fields(Decision))
+UNKEYED_COLUMNS = COLUMNS[:COLUMNS.index("hash")]  # what a record written before keying hashed
+SEALED_COLUMNS = tuple(c for c in COLUMNS if c != "hash")  # what a keyed record's HMAC covers, hash_kind included
+# A log made before keying gets the new columns in place: SQLite adds a column without rewriting a row, and the
+# old rows read as unkeyed. (The same columns as in the schema file: a test compares the two layouts.)
+MIGRATIONS = {"hash_kind": f"ALTER TABLE decisions ADD COLUMN hash_kind TEXT NOT NULL DEFAULT '{UNKEYED}'",
+              "prev_file_hash": "ALTER TABLE decisions ADD COLUMN prev_file_hash TEXT"}
 SCHEMA = (settings.QUERIES_DIR / "sqlite" / "decision_log_schema.sql").read_text()
 # The append-only triggers as SQLite stores them (it drops IF NOT EXISTS and the final ";"), whitespace folded,
 # so a guard removed or replaced by one that does nothing is found.
@@ -105,7 +128,8 @@ class Broken:
     message: str
 
     def __str__(self) -> str:
-        where = " ".join(part for part in (self.study_id, f"record #{self.record_id}" if self.record_id else None)
+        where = " ".join(part for part in (self.study_id,
+                                           f"record #{self.record_id}" if self.record_id is not None else None)
                          if part)
         return f"{where}: {self.message}" if where else self.message
 
@@ -121,11 +145,69 @@ def data_source(db: Database) -> str:
     return f"{db.path.name} (loaded {db.loaded_at})"
 
 
-def record_hash(values: dict) -> str:
-    """SHA-256 of every column but ``hash``, as canonical JSON."""
-    payload = {name: values[name] for name in COLUMNS if name != "hash"}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def record_hash(values: dict, key: bytes | None = None) -> str:
+    """What a record's ``hash`` must be: for a keyed record, the HMAC-SHA-256 under ``key`` of every other column
+    (``hash_kind`` and ``prev_file_hash`` included) as canonical JSON; for one written before the log was keyed,
+    the SHA-256 of the columns it had then, as that code wrote it."""
+    kind = values.get("hash_kind", UNKEYED)
+    if kind == UNKEYED:
+        return hashlib.sha256(_canonical(values, UNKEYED_COLUMNS)).hexdigest()
+    if kind == KEYED and key is not None:
+        return hmac.new(key, _canonical(values, SEALED_COLUMNS), hashlib.sha256).hexdigest()
+    raise ValueError(f"a record of hash kind {kind!r} cannot be sealed" + (" without the key" if kind == KEYED else ""))
+
+
+def _canonical(values: dict, columns: tuple[str, ...]) -> bytes:
+    payload = {name: values[name] for name in columns}
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def read_key(key_file: Path) -> bytes | None:
+    """The log's key, or None when its file does not exist."""
+    try:
+        key = key_file.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise KeyUnavailable(f"the key {key_file} cannot be read: {exc.strerror or exc}") from None
+    if len(key) < KEY_BYTES:
+        raise KeyUnavailable(f"the key {key_file} holds {len(key)} byte(s), fewer than a key's {KEY_BYTES}; "
+                             "the chain cannot be verified")
+    return key
+
+
+def _missing_key(key_file: Path) -> str:
+    return f"the key {key_file} is missing; the chain cannot be verified"
+
+
+def _create_key(key_file: Path) -> bytes:
+    """32 random bytes, readable by their owner only. Written to a private temporary file and linked into place,
+    which fails if the name exists: when several processes make a first append at once, one key wins and every
+    process uses it, and none ever reads half a key."""
+    try:
+        # mkstemp makes the file 0600 whatever the umask; in the key's folder, so the link stays on one filesystem.
+        fd, temporary = tempfile.mkstemp(dir=key_file.parent, prefix=f".{key_file.name.lstrip('.')}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(KEY_BYTES))
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):  # another process linked its key first: use that one
+                os.link(temporary, key_file)
+        finally:
+            os.unlink(temporary)
+        folder = os.open(key_file.parent, os.O_RDONLY)
+        try:  # the key's name survives a power cut, as the records sealed with it do (synchronous=FULL)
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError as exc:
+        why = f"its folder {key_file.parent} does not exist" if not key_file.parent.is_dir() else exc.strerror or exc
+        raise KeyUnavailable(f"the key {key_file} cannot be created: {why}") from None
+    key = read_key(key_file)
+    if key is None:
+        raise KeyUnavailable(f"the key {key_file} was removed as it was created")
+    return key
 
 
 def follows(decision: str, level: int | None, dose: DoseDecision) -> bool:
@@ -233,25 +315,30 @@ def _use_wal(con: sqlite3.Connection) -> None:
 
 
 def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
-           now: dt.datetime | None = None) -> Decision:
-    """Validate and append one decision; raises :class:`Refused` with every reason when it may not be stored."""
+           now: dt.datetime | None = None, key_file: Path | None = None) -> Decision:
+    """Validate and append one decision, sealed with the key (``key_file``, default
+    ``settings.decision_log_key_file()``; made on the first append if there is none); raises :class:`Refused` with
+    every reason when it may not be stored, :class:`KeyUnavailable` when the key is missing or not the log's."""
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     errors = validate(draft, dose, now.date(), read_log(path, draft.study_id))
     if errors:
         raise Refused(errors)
     try:
-        return _append(Path(path), draft, dose, data_source, now)
+        return _append(Path(path), draft, dose, data_source, now, key_file or settings.decision_log_key_file())
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise  # busy for longer than settings.DECISION_LOG_BUSY_TIMEOUT_S: not a damaged file
         raise LogUnreadable(f"{path} cannot be written as a decision log: {exc}") from None
 
 
-def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now: dt.datetime) -> Decision:
+def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now: dt.datetime,
+            key_file: Path) -> Decision:
     with contextlib.closing(_connect(path, create=True)) as con:
         # IMMEDIATE takes the write lock before reading the chain's end, so two writers never share a predecessor.
         con.execute("BEGIN IMMEDIATE")
         try:
+            _migrate(con)
+            key = _key_to_append(con, key_file)
             last = con.execute("SELECT seq, hash FROM decisions WHERE study_id = ? ORDER BY seq DESC LIMIT 1",
                                (draft.study_id,)).fetchone()
             if draft.supersedes is not None:  # again under the lock: another process may have corrected it
@@ -261,6 +348,7 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
                     raise Refused(problems)
             top = con.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0), "
                               "coalesce((SELECT max(id) FROM decisions), 0))").fetchone()[0]
+            before = con.execute("SELECT hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
             values = dict(
                 id=top + 1, study_id=draft.study_id, seq=(last["seq"] if last else 0) + 1,
                 recorded_at_utc=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -271,8 +359,9 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
                 recommended_level=recommended_level(dose.assessment),
                 rationale=draft.rationale.strip(), attendees=draft.attendees.strip(),
                 recorded_by=draft.recorded_by.strip(), supersedes=draft.supersedes, data_source=data_source,
-                prev_hash=last["hash"] if last else GENESIS_HASH)
-            values["hash"] = record_hash(values)
+                prev_hash=last["hash"] if last else GENESIS_HASH, hash_kind=KEYED,
+                prev_file_hash=before["hash"] if before else GENESIS_HASH)
+            values["hash"] = record_hash(values, key)
             con.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                         [values[c] for c in COLUMNS])
             con.execute("COMMIT")
@@ -280,6 +369,36 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
             con.execute("ROLLBACK")
             raise
     return Decision(**values)
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Add the columns a log made before keying lacks (under the append's write lock: one process does it)."""
+    present = {row["name"] for row in con.execute("PRAGMA table_info(decisions)")}
+    for column, statement in MIGRATIONS.items():
+        if column not in present:
+            con.execute(statement)
+
+
+def _key_to_append(con: sqlite3.Connection, key_file: Path) -> bytes:
+    """The key to seal a new record with: the log's, checked against its newest keyed record; a new one only for a
+    log with no keyed record yet (a new key for a keyed log would leave its records unverifiable)."""
+    key = read_key(key_file)
+    newest = con.execute("SELECT * FROM decisions WHERE hash_kind = ? ORDER BY id DESC LIMIT 1", (KEYED,)).fetchone()
+    if newest is None:
+        return key if key is not None else _create_key(key_file)
+    if key is None:
+        raise KeyUnavailable(f"{_missing_key(key_file)} (records up to #{newest['id']} are keyed with it)")
+    if not _sealed(dict(newest), key):
+        raise KeyUnavailable(f"record #{newest['id']} does not match the key {key_file}: the key file was replaced or "
+                             "the record altered (python -m smc decisions verify names every break)")
+    return key
+
+
+def _sealed(row: dict, key: bytes | None) -> bool:
+    try:
+        return hmac.compare_digest(record_hash(row, key), str(row["hash"]))
+    except (TypeError, ValueError):  # a value no append writes (e.g. bytes), or an unknown hash kind
+        return False
 
 
 def read_log(path: str | Path, study_id: str | None = None) -> list[Decision]:
@@ -295,24 +414,36 @@ def read_log(path: str | Path, study_id: str | None = None) -> list[Decision]:
                                (study_id, study_id)).fetchall()
     except sqlite3.DatabaseError as exc:
         raise LogUnreadable(f"{path} is not a readable decision log: {exc}") from None
-    return [_decision(row) for row in rows]
+    return [_decision(_row(row)) for row in rows]
 
 
-def _decision(row) -> Decision:
+def _row(row: sqlite3.Row) -> dict:
+    """A stored row with every column: a log not yet migrated has no hash_kind or prev_file_hash."""
+    values = dict(row)
+    values.setdefault("hash_kind", UNKEYED)
+    values.setdefault("prev_file_hash", None)
+    return values
+
+
+def _decision(row: dict) -> Decision:
     return Decision(**{c: row[c] for c in COLUMNS})
 
 
-def verify(path: str | Path) -> list[Broken]:
-    """Every break in the log's chains: altered records, deleted records, changed guards. Empty: intact."""
-    return check(path)[1]
+def verify(path: str | Path, key_file: Path | None = None) -> list[Broken]:
+    """Every break in the log's chains: altered, forged or deleted records, changed guards. Empty: intact."""
+    return check(path, key_file)[1]
 
 
-def check(path: str | Path) -> tuple[list[Decision], list[Broken]]:
+def check(path: str | Path, key_file: Path | None = None) -> tuple[list[Decision], list[Broken]]:
     """The log's records and every break in its chains, from one snapshot (an append between two reads
-    is not a deletion); none of either when there is no log.
+    is not a deletion); none of either when there is no log. Raises :class:`KeyUnavailable` when the log has
+    keyed records and the key (``key_file``, default ``settings.decision_log_key_file()``) is missing.
 
-    Not detectable here: deleting the newest records and rewinding SQLite's id counter, or rewriting every
-    later hash. Comparing :func:`chain_heads` with the head quoted in the minutes catches those.
+    Every record from the first keyed one on must be keyed, and its HMAC covers its study's previous record and
+    the file's, so without the key no record can be added, changed or removed there. Records written before the
+    log was keyed keep the plain SHA-256 chain they had. Not detectable here: deleting the newest records and
+    rewinding SQLite's id counter, or rewriting every keyed record as an unkeyed one. Comparing
+    :func:`chain_heads` with the head quoted in the minutes catches those.
     """
     path = Path(path)
     if not path.is_file():
@@ -325,17 +456,25 @@ def check(path: str | Path) -> tuple[list[Decision], list[Broken]]:
                 return [], []  # created a moment ago by another process's first append
             if "decisions" not in tables:
                 return [], [Broken(None, None, f"{path.name} holds no decision log")]
-            rows = [dict(r) for r in con.execute("SELECT * FROM decisions ORDER BY id")]
+            rows = [_row(r) for r in con.execute("SELECT * FROM decisions ORDER BY id")]
             sequence = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'decisions'").fetchone() \
                 if "sqlite_sequence" in tables else None
             con.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise LogUnreadable(f"{path} is not a readable decision log: {exc}") from None
+    keyed = [r for r in rows if r["hash_kind"] == KEYED]
+    key_file = key_file or settings.decision_log_key_file()
+    key = read_key(key_file) if keyed else None
+    if keyed and key is None:
+        raise KeyUnavailable(f"{_missing_key(key_file)} ({len(keyed)} record(s) of {path.name}, from "
+                             f"#{keyed[0]['id']} on, are keyed with it)")
     problems: list[Broken] = []
-    ids = {r["id"] for r in rows}
-    top = max([*ids, sequence[0] if sequence else 0])
-    for missing in sorted(set(range(1, top + 1)) - ids):
+    by_id = {r["id"]: r for r in rows}
+    top = max([*by_id, sequence[0] if sequence else 0])
+    for missing in sorted(set(range(1, top + 1)) - set(by_id)):
         problems.append(Broken(None, missing, "is missing: it was deleted from the file"))
+    problems += _keying_problems(rows, keyed[0]["id"] if keyed else None, by_id)
+    sealed = {r["id"]: _sealed(r, key) for r in rows}
     for study_id in dict.fromkeys(r["study_id"] for r in rows):
         previous_hash, expected_seq = GENESIS_HASH, 1
         for r in sorted((r for r in rows if r["study_id"] == study_id), key=lambda r: r["seq"]):
@@ -345,18 +484,39 @@ def check(path: str | Path) -> tuple[list[Decision], list[Broken]]:
             if r["prev_hash"] != previous_hash:
                 problems.append(Broken(study_id, r["id"], "does not chain to the study's previous record: "
                                        "that record was altered or deleted"))
-            try:
-                intact = record_hash(r) == r["hash"]
-            except (TypeError, ValueError):  # a value no append writes, e.g. bytes
-                intact = False
-            if not intact:
+            if not sealed[r["id"]]:
                 problems.append(Broken(study_id, r["id"], "does not match its hash: it was altered after it was "
-                                       "recorded"))
+                                       "recorded" + (", or the key file is not the one it was written with"
+                                                     if r["hash_kind"] == KEYED else "")))
             previous_hash, expected_seq = r["hash"], r["seq"] + 1
+    if keyed and not any(sealed[r["id"]] for r in keyed):
+        problems.append(Broken(None, None, f"none of the {len(keyed)} keyed record(s) matches the key {key_file}: "
+                               "the key file was replaced, or every keyed record altered"))
     for name, sql in GUARDS.items():
         if " ".join(str(tables.get(name)).split()) != sql:
             problems.append(Broken(None, None, f"the append-only guard {name} was removed or changed"))
     return [_decision(r) for r in rows], problems
+
+
+def _keying_problems(rows: list[dict], first_keyed: int | None, by_id: dict[int, dict]) -> list[Broken]:
+    """Records that are unkeyed where they must be keyed, or whose link to the file's previous record is broken."""
+    problems = []
+    for r in rows:
+        where = (r["study_id"], r["id"])
+        if r["id"] < 1:  # no append writes one, and below every keyed id it would pass for a record from before keying
+            problems.append(Broken(*where, "has an id below 1: it was inserted into the file"))
+        if r["hash_kind"] not in (KEYED, UNKEYED):
+            problems.append(Broken(*where, f"has the hash kind {r['hash_kind']!r}, which no append writes"))
+        elif r["hash_kind"] == UNKEYED and first_keyed is not None and r["id"] > first_keyed:
+            problems.append(Broken(*where, f"is not keyed, yet record #{first_keyed} before it is: it was added or "
+                                   "rewritten without the key"))
+        elif r["hash_kind"] == KEYED:
+            # A deleted previous record is reported as missing; there is nothing to compare with then.
+            previous = GENESIS_HASH if r["id"] == 1 else by_id.get(r["id"] - 1, {}).get("hash")
+            if previous is not None and r["prev_file_hash"] != previous:  # about two records, maybe two studies
+                problems.append(Broken(None, r["id"], f"does not chain to the file's previous record "
+                                       f"#{r['id'] - 1}: that record was altered, or rewritten without the key"))
+    return problems
 
 
 def chain_heads(records: list[Decision]) -> dict[str, tuple[int, str]]:
@@ -367,9 +527,9 @@ def chain_heads(records: list[Decision]) -> dict[str, tuple[int, str]]:
     return heads
 
 
-def study_log(path: str | Path, study_id: str) -> tuple[list[Decision], list[Broken]]:
+def study_log(path: str | Path, study_id: str, key_file: Path | None = None) -> tuple[list[Decision], list[Broken]]:
     """One study's records, and the breaks that concern it: its own, and those no study can be named for."""
-    records, problems = check(path)
+    records, problems = check(path, key_file)
     return ([r for r in records if r.study_id == study_id],
             [b for b in problems if b.study_id in (None, study_id)])
 

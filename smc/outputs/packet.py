@@ -283,5 +283,9 @@ def _section_decisions(out: _Packet, records: list[ledger.Decision], broken: lis
         out.para(f"No decision recorded for this study in {log.name}.")
         return
     if not broken:
-        out.para(f"{len(records)} record(s), chain verified. Chain head: {records[-1].hash}", "note")
+        head = records[-1]
+        sealed = ("HMAC-SHA-256 under the log's key" if head.hash_kind == ledger.KEYED
+                  else "SHA-256: written before the log was keyed")
+        out.para(f"{len(records)} record(s), chain verified. Chain head: {head.hash} (record #{head.id}, {sealed}); "
+                 "quote it in the minutes: any later change to the log changes it or breaks the chain.", "note")
     out.table(ledger.log_table(records, labels))

