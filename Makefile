@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DB     := data/demo.duckdb
 PORT   ?= 8501
+# The interface to serve on: this machine only unless told (`make run ADDRESS=0.0.0.0` serves every one).
+ADDRESS ?= 127.0.0.1
 
 .PHONY: run test check demo clean
 
@@ -27,8 +29,9 @@ demo: $(VENV)/.runtime  ## rebuild the demo database
 
 # MALLOC_ARENA_MAX: glibc gives each session's thread its own malloc arena; two keep the server about 50 MB smaller
 # with 5 sessions open (docs/performance.md).
-run: $(VENV)/.runtime $(DB)  ## serve the app on the demo data at http://localhost:$(PORT)
-	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+# The other server defaults (upload limit, no error details, no developer menu) are in .streamlit/config.toml.
+run: $(VENV)/.runtime $(DB)  ## serve the app on the demo data at http://$(ADDRESS):$(PORT)
+	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
 
 check: $(VENV)/.dev  ## ruff, and the import contracts of pyproject.toml (the layers of docs/architecture.md)
 	$(BIN)/ruff check .

@@ -31,15 +31,16 @@ class ServerFailed(RuntimeError):
 
 
 @contextlib.contextmanager
-def serve(db_path, start_timeout_s: float = 60):
-    """Yield ``(url, process)`` of ``streamlit run app.py`` on the database at ``db_path``."""
+def serve(db_path, start_timeout_s: float = 60, script: Path = settings.APP_SCRIPT):
+    """Yield ``(url, process)`` of ``streamlit run app.py`` (or ``script``) on the database at ``db_path``, from the
+    repository root as ``make run`` serves it, so the root's ``.streamlit/config.toml`` applies."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, SMC_DB=str(db_path), MALLOC_ARENA_MAX="2")  # as `make run` serves it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(settings.APP_SCRIPT), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
+         str(port)],
         cwd=settings.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + start_timeout_s
