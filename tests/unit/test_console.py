@@ -16,16 +16,19 @@ import inspect
 import os
 import re
 import shutil
+import signal
+import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
 from smc import settings
-from smc.analysis import console, explore
+from smc.analysis import console, console_worker, explore
 from smc.analysis.console import run_console
 from smc.analysis.explore import EMPTY, PivotSpec
 from smc.store.contract import columns
@@ -183,6 +186,57 @@ HOSTILE = [
     ("begin", "BEGIN", REFUSED),
     ("rollback", "ROLLBACK", REFUSED),
     ("explain-analyze", "EXPLAIN ANALYZE SELECT * FROM subjects", REFUSED),
+    # more file and database readers: every spelling and place a call can take
+    ("read_text-upper-case", "SELECT * FROM READ_TEXT('/etc/passwd')", REFUSED),
+    ("read_text-quoted-upper-case", "SELECT * FROM \"READ_TEXT\"('/etc/passwd')", REFUSED),
+    ("read_text-own-file", "SELECT content FROM read_text('{db}')", REFUSED),
+    ("read_blob-lateral", "SELECT * FROM range(1) r, LATERAL (SELECT size FROM read_blob('{db}'))", REFUSED),
+    ("read_blob-scalar-subquery", "SELECT (SELECT max(size) FROM read_blob('{db}')) AS s", REFUSED),
+    ("read_blob-in-order-by", "SELECT 1 AS x ORDER BY (SELECT count(*) FROM read_blob('{db}'))", REFUSED),
+    ("read_text-in-named-window",
+     "SELECT row_number() OVER w AS n FROM range(3) WINDOW w AS (ORDER BY (SELECT count(*) FROM read_text('{db}')))",
+     REFUSED),
+    ("read_blob-in-filter-clause",
+     "SELECT count(*) FILTER (WHERE range IN (SELECT size FROM read_blob('{db}'))) AS n FROM range(3)", REFUSED),
+    ("read_csv_auto-own-file", "SELECT * FROM read_csv_auto('{db}', all_varchar=true)", REFUSED),
+    ("sniff_csv-own-file", "SELECT * FROM sniff_csv('{db}')", REFUSED),
+    ("glob-beside-own-file", "SELECT * FROM glob('{db}*')", REFUSED),
+    ("parquet_scan-own-file", "SELECT * FROM parquet_scan('{db}')", REFUSED),
+    ("read_json_objects", "SELECT * FROM read_json_objects('/etc/hosts')", REFUSED),
+    ("read_duckdb-own-file", "SELECT * FROM read_duckdb('{db}', table_name='subjects')", REFUSED),
+    ("postgres_scan-unknown-extension", "SELECT * FROM postgres_scan('host=x', 'public', 't')", REFUSED),
+    ("query-read_blob-own-file", "SELECT * FROM query('SELECT size FROM read_blob(''{db}'')')", REFUSED),
+    ("query-quoted-name", "SELECT * FROM \"query\"('SELECT 1')", REFUSED),
+    ("query-schema-qualified", "SELECT * FROM system.main.query('SELECT 1')", REFUSED),
+    ("query_table-own-file", "SELECT * FROM query_table('{db}')", REFUSED),
+    ("query_table-list", "SELECT * FROM query_table(['subjects', 'sites'])", REFUSED),
+    ("json_execute_serialized_sql",
+     "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))", REFUSED),
+    ("replacement-scan-own-file", "SELECT * FROM '{db}'", REFUSED),
+    ("replacement-scan-own-file-quoted-name", "SELECT * FROM \"{db}\"", REFUSED),
+    ("replacement-scan-own-file-after-comma", "SELECT * FROM sites, '{db}'", REFUSED),
+    ("replacement-scan-own-file-join", "SELECT * FROM sites JOIN '{db}' ON true", REFUSED),
+    ("duckdb_databases-shows-paths", "SELECT * FROM duckdb_databases()", REFUSED),
+    ("duckdb_settings", "SELECT * FROM duckdb_settings()", REFUSED),
+    ("duckdb_external_file_cache", "SELECT * FROM duckdb_external_file_cache()", REFUSED),
+    ("which_secret", "SELECT * FROM which_secret('s3://bucket/x', 's3')", REFUSED),
+    ("table-macro-histogram", "SELECT * FROM histogram(subjects, age)", REFUSED),
+    ("checkpoint-table-function", "SELECT * FROM checkpoint()", REFUSED),
+    ("enable_profiling-table-function", "SELECT * FROM enable_profiling()", REFUSED),
+    ("pivot-read_text", "PIVOT (FROM read_text('/etc/passwd')) ON content", REFUSED),
+    # more statements that reach files, databases, extensions or settings
+    ("attach-sqlite", "ATTACH '{out}/x.sqlite' AS s (TYPE sqlite)", REFUSED),
+    ("attach-own-file-again", "ATTACH '{db}' AS again (READ_ONLY)", REFUSED),
+    ("copy-to-stdout", "COPY (SELECT * FROM subjects) TO '/dev/stdout'", REFUSED),
+    ("export-database-parquet", "EXPORT DATABASE '{out}/export' (FORMAT parquet)", REFUSED),
+    ("pragma-enable-profiling", "PRAGMA enable_profiling", REFUSED),
+    ("pragma-memory-limit", "PRAGMA memory_limit = '100GB'", REFUSED),
+    ("set-memory-limit", "SET memory_limit = '100GB'", REFUSED),
+    ("set-temp-directory", "SET temp_directory = '{out}'", REFUSED),
+    ("set-max-temp-directory-size", "SET max_temp_directory_size = '1TB'", REFUSED),
+    ("install-from-community", "INSTALL sqlite FROM community", REFUSED),
+    ("force-install", "FORCE INSTALL httpfs", REFUSED),
+    ("load-sqlite", "LOAD sqlite", REFUSED),
     # runaway and broken
     ("runaway-cross-join", CROSS_JOIN, TIMEOUT),
     ("runaway-recursive-cte",
@@ -345,19 +399,22 @@ def test_default_row_cap_is_ten_thousand(demo):
     assert exact.status == "ok" and len(exact.rows) == 10_000
 
 
-def test_a_runaway_query_does_not_disturb_other_queries(demo, n_subjects):
-    """One thread's runaway is interrupted; queries of another thread (one of them in flight at the very
-    moment of the interrupt, the others back to back) all succeed with the right values."""
+def test_a_runaway_query_does_not_disturb_other_queries(demo, n_subjects, monkeypatch):
+    """One thread's runaway is killed; queries of another thread (one of them in flight at the very
+    moment of the kill, the others back to back) all succeed with the right values. Three run at once here, so
+    the console may run three (its cap is tested on its own below); each query starts a worker process (~0.1-0.3 s
+    on this machine), so the runaway runs 2 s to leave room for several queries beside it."""
+    monkeypatch.setattr(settings, "CONSOLE_CONCURRENT_QUERIES", 3)
     times: dict[str, float] = {}
     results: dict[str, console.ConsoleResult] = {}
 
     def runaway():
-        results["runaway"] = run_console(demo, CROSS_JOIN, time_limit=0.6)
+        results["runaway"] = run_console(demo, CROSS_JOIN, time_limit=2)
         times["runaway_end"] = time.perf_counter()
 
-    def straddling():  # 1.5 s of sleep: still running when the runaway is interrupted at 0.6 s
+    def straddling():  # 4 s of sleep: still running when the runaway is killed at 2 s
         times["slow_start"] = time.perf_counter()
-        results["slow"] = run_console(demo, "SELECT 42 AS answer, sleep_ms(1500) IS NULL AS slept", time_limit=10)
+        results["slow"] = run_console(demo, "SELECT 42 AS answer, sleep_ms(4000) IS NULL AS slept", time_limit=10)
         times["slow_end"] = time.perf_counter()
 
     threads = [threading.Thread(target=runaway), threading.Thread(target=straddling)]
@@ -380,6 +437,312 @@ def test_a_runaway_query_does_not_disturb_other_queries(demo, n_subjects):
             assert (int(r.rows["n"].iloc[0]), int(r.rows["s"].iloc[0])) == (100_000, 100_000 * 99_999 // 2)
         else:
             assert int(r.rows["n"].iloc[0]) == n_subjects
+
+
+# --------------------------------------------------------------------------- the worker: memory, time, bytes, load
+
+HOG_TIME_LIMIT_S = 2.0
+HOG_GRACE_S = 1.5  # a worker's start (~0.1-0.3 s on this shared machine) and its kill and removal
+# What a hog may cost this (the server's) process: at most the byte budget of a result, as Arrow and as pandas.
+# The console before workers held 2-5 GB for these (docs/performance.md, "SQL console under hostile queries").
+SERVER_BOUND_MB = 256
+STOPPED, CUT = {"timeout", "error"}, {"truncated"}
+# (id, text, allowed statuses): each would hold gigabytes, or run for minutes, in the server's own DuckDB
+RESOURCE_HOGS = [
+    # the red-team pass's three
+    ("repeat-2-gb", "SELECT length(repeat('x', 2000000000)) AS n", STOPPED),
+    ("repeat-10-mb-times-300", "SELECT repeat('x', 10000000) AS s FROM range(300)", STOPPED),
+    ("list-of-400-m", "SELECT length(list(range(400000000))) AS n", STOPPED),
+    # other heavy scalar functions: one call, no chunk boundary for DuckDB to stop at
+    ("lpad-2-gb", "SELECT length(lpad('x', 2000000000, 'y')) AS n", STOPPED),
+    ("repeat-then-concat", "SELECT length(repeat('ab', 1000000000) || 'c') AS n", STOPPED),
+    ("md5-of-1.5-gb", "SELECT md5(repeat('x', 1500000000)) AS h", STOPPED),
+    ("levenshtein-200k", "SELECT levenshtein(repeat('a', 200000), repeat('b', 200000)) AS d", STOPPED),
+    ("scalar-range-500-m", "SELECT length(range(500000000)) AS n", STOPPED),
+    ("list_concat-400-m", "SELECT length(list_concat(range(200000000), range(200000000))) AS n", STOPPED),
+    ("scalar-generate_series-1-g", "SELECT length(generate_series(1, 1000000000)) AS n", STOPPED),
+    ("unnest-of-100-m", "SELECT unnest(range(100000000)) AS u", STOPPED | CUT),
+    # aggregates that grow one value without bound
+    ("string_agg-10-gb", "SELECT length(string_agg(repeat('x', 1000), ',')) AS n FROM range(10000000)", STOPPED),
+    ("array_agg-400-m", "SELECT length(array_agg(range)) AS n FROM range(400000000)", STOPPED),
+    ("list-per-group", "SELECT length(list(range)) AS n FROM range(100000000) GROUP BY range % 3", STOPPED),
+    # long and wide scans, joins and aggregates
+    ("generate_series-count-10^11", "SELECT count(*) AS n FROM generate_series(1, 100000000000)", STOPPED),
+    ("hash-sum-10^10", "SELECT sum(hash(range)) AS s FROM range(10000000000)", STOPPED),
+    ("cross-join-3x10^10", CROSS_JOIN, STOPPED),
+    ("hash-join-10^8", "SELECT count(*) AS n FROM range(100000000) a JOIN range(100000000) b USING (range)", STOPPED),
+    ("distinct-300-m", "SELECT count(DISTINCT range) AS n FROM range(300000000)", STOPPED),
+    # results far over the byte budget or the row cap
+    ("wide-rows-1-gb", "SELECT repeat('x', 100000) AS s, range AS i FROM range(10000)", CUT),
+    ("two-wide-columns", "SELECT repeat('y', 3000) AS a, repeat('z', 3000) AS b FROM range(10000)", CUT),
+    ("one-row-over-budget", f"SELECT repeat('x', {(settings.CONSOLE_RESULT_MAX_MB + 1) * 2**20}) AS s", CUT),
+    ("generate_series-10^11-rows", "SELECT * FROM generate_series(1, 100000000000)", CUT),
+]
+
+
+def status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith(field + ":"))
+
+
+def reset_peak_memory() -> None:
+    """VmHWM starts again from the current resident size (Linux: 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pytest.skip("cannot reset this process's peak memory here (/proc/self/clear_refs)")
+
+
+def test_the_resource_hog_list_is_long_and_varied():
+    assert len(RESOURCE_HOGS) >= 20
+    assert len({case[0] for case in RESOURCE_HOGS}) == len(RESOURCE_HOGS)
+
+
+@pytest.mark.parametrize("text, statuses", [case[1:] for case in RESOURCE_HOGS], ids=[c[0] for c in RESOURCE_HOGS])
+def test_a_resource_hog_is_stopped_or_cut_in_time_without_the_server_paying(hostile_target, n_subjects, text,
+                                                                           statuses):
+    db, path, out, original = hostile_target
+    idle = status_mb("VmRSS")
+    reset_peak_memory()
+    started = time.perf_counter()
+    result = run_console(db, text, time_limit=HOG_TIME_LIMIT_S)
+    elapsed = time.perf_counter() - started
+    peak_above_idle = status_mb("VmHWM") - idle
+    assert result.status in statuses, result.message
+    assert elapsed < HOG_TIME_LIMIT_S + HOG_GRACE_S, (elapsed, result.message)
+    assert peak_above_idle < SERVER_BOUND_MB, (peak_above_idle, result.message)
+    if result.status == "timeout":
+        assert f"{HOG_TIME_LIMIT_S:g} s time limit" in result.message and result.rows is None
+    elif result.status == "error":  # stopped by a memory fence, and the message says which
+        assert f"{settings.CONSOLE_MEMORY_LIMIT_MB:,} MB" in result.message and result.rows is None
+    else:
+        assert result.rows is not None and len(result.rows) <= settings.CONSOLE_ROW_CAP_ROWS
+        assert "row cap" in result.message or f"{settings.CONSOLE_RESULT_MAX_MB:,} MB result limit" in result.message
+    assert sha256(path) == original
+    assert list(out.iterdir()) == []
+    after = run_console(db, COUNT_SUBJECTS)
+    assert after.status == "ok" and int(after.rows["n"].iloc[0]) == n_subjects
+
+
+def test_a_long_scalar_function_is_stopped_at_the_time_limit(demo):
+    """levenshtein of two 200,000-character strings is one call of ~100 s inside DuckDB, with no point where an
+    interrupt is seen: only killing the worker stops it."""
+    started = time.perf_counter()
+    result = run_console(demo, "SELECT levenshtein(repeat('a', 200000), repeat('b', 200000)) AS d", time_limit=1)
+    elapsed = time.perf_counter() - started
+    assert result.status == "timeout", result.message
+    assert 1 <= elapsed < 1 + HOG_GRACE_S, elapsed
+    assert "1 s time limit" in result.message
+
+
+def test_the_worker_runs_with_the_console_limits(demo):
+    result = run_console(demo, "SELECT current_setting('memory_limit') AS memory, current_setting('threads') AS threads, "
+                               "current_setting('max_temp_directory_size') AS temp, "
+                               "current_setting('temp_directory') AS temp_dir, "
+                               "current_setting('enable_external_access') AS ext, "
+                               "current_setting('lock_configuration') AS locked")
+    assert result.status == "ok", result.message
+    row = result.rows.iloc[0]
+    assert row["memory"] == f"{settings.CONSOLE_MEMORY_LIMIT_MB:.1f} MiB"
+    assert int(row["threads"]) == settings.CONSOLE_THREADS
+    assert row["temp"] == f"{settings.CONSOLE_TEMP_LIMIT_MB:.1f} MiB"
+    assert (bool(row["ext"]), bool(row["locked"])) == (False, True)
+    # a private temp directory, not the default one beside the served file, and gone after the query
+    assert not row["temp_dir"].startswith(str(demo.path))
+    assert not Path(row["temp_dir"]).exists()
+
+
+def test_workers_leave_no_temp_directory_behind(demo, tmp_path, monkeypatch):
+    """Every outcome (a result, an error, a kill at the time limit, a memory fence) removes the worker's temp
+    directory."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen = run_console(demo, "SELECT current_setting('temp_directory') AS d")
+    assert seen.status == "ok" and Path(seen.rows["d"].iloc[0]).parent == tmp_path
+    assert run_console(demo, "SELECT * FROM no_such_table").status == "error"
+    assert run_console(demo, CROSS_JOIN, time_limit=0.5).status == "timeout"
+    assert run_console(demo, "SELECT length(repeat('x', 2000000000)) AS n").status == "error"
+    assert list(tmp_path.iterdir()) == []
+
+
+def worker_pids() -> set[int]:
+    """The console's workers now: the children of its fork server."""
+    server = console.FORK_SERVER._process
+    if server is None:
+        return set()
+    children = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == server.pid:
+                        children.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return children
+
+
+def test_no_worker_outlives_its_query(demo):
+    assert run_console(demo, COUNT_SUBJECTS).status == "ok"
+    assert run_console(demo, CROSS_JOIN, time_limit=0.5).status == "timeout"
+    assert run_console(demo, "SELECT length(repeat('x', 2000000000)) AS n").status == "error"
+    assert worker_pids() == set()  # killed or ended, each was gone before run_console returned
+
+
+def test_a_worker_killed_from_outside_is_reported_not_raised(demo, n_subjects):
+    """The kernel's OOM killer (here: a SIGKILL) ends a worker mid-query: the console says so."""
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        run_console(demo, "SELECT sleep_ms(5000) IS NULL AS slept", time_limit=10)))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not worker_pids() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # connected and sleeping
+    for pid in worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=30)
+    (result,) = results
+    assert result.status == "error" and result.rows is None
+    assert "worker" in result.message and f"{settings.CONSOLE_MEMORY_LIMIT_MB:,} MB" in result.message
+    after = run_console(demo, COUNT_SUBJECTS)
+    assert after.status == "ok" and int(after.rows["n"].iloc[0]) == n_subjects
+
+
+def test_a_fork_server_that_died_is_started_again(demo, n_subjects):
+    assert run_console(demo, COUNT_SUBJECTS).status == "ok"
+    server = console.FORK_SERVER._process
+    server.kill()
+    server.wait(10)
+    after = run_console(demo, COUNT_SUBJECTS)
+    assert after.status == "ok", after.message
+    assert int(after.rows["n"].iloc[0]) == n_subjects
+    assert console.FORK_SERVER._process.pid != server.pid
+
+
+def test_a_result_over_the_byte_budget_is_cut_there_and_says_so(demo):
+    """100,000-byte strings and an integer: each row is the string, its 4-byte offset and 8 bytes; the rows shown
+    fit in the budget and one more would not."""
+    budget = settings.CONSOLE_RESULT_MAX_MB * 2**20
+    result = run_console(demo, "SELECT repeat('x', 100000) AS s, range AS i FROM range(1000)")
+    assert result.status == "truncated" and result.ok
+    shown, row_bytes = len(result.rows), 100_000 + 4 + 8
+    assert shown * row_bytes <= budget < (shown + 1) * row_bytes
+    assert result.rows["i"].tolist() == list(range(shown))  # the first rows, in order
+    assert set(result.rows["s"].str.len()) == {100_000}
+    assert f"first {shown:,} rows" in result.message
+    assert f"{settings.CONSOLE_RESULT_MAX_MB:,} MB result limit" in result.message and "row cap" not in result.message
+
+
+def test_the_byte_budget_counts_across_batches(demo):
+    """5,000-byte strings: about 4,190 rows fit, over several of the worker's batches of rows."""
+    budget = settings.CONSOLE_RESULT_MAX_MB * 2**20
+    result = run_console(demo, "SELECT repeat('x', 5000) AS s FROM range(10000)")
+    assert result.status == "truncated"
+    shown = len(result.rows)
+    assert shown > console_worker.BATCH_ROWS  # more than one batch was counted
+    # each row: 5,000 bytes and a 4-byte offset; each batch adds one more offset (at most 10 batches here)
+    assert shown * 5_004 <= budget < (shown + 1) * 5_004 + 10 * 4
+    assert "result limit" in result.message
+
+
+def test_a_first_row_over_the_byte_budget_shows_no_rows_and_says_so(demo):
+    size = (settings.CONSOLE_RESULT_MAX_MB + 1) * 2**20
+    result = run_console(demo, f"SELECT repeat('x', {size}) AS s")
+    assert result.status == "truncated"
+    assert result.rows is not None and result.rows.empty and list(result.rows.columns) == ["s"]
+    assert "first row alone" in result.message and f"{settings.CONSOLE_RESULT_MAX_MB:,} MB" in result.message
+
+
+def test_the_row_cap_message_names_the_row_cap_not_the_byte_budget(demo):
+    result = run_console(demo, "SELECT * FROM range(30)", row_cap=20)
+    assert result.status == "truncated" and len(result.rows) == 20
+    assert "row cap" in result.message and "result limit" not in result.message
+
+
+def test_one_query_more_than_the_cap_at_once_is_told_to_wait(demo, n_subjects):
+    """N + 1 queries start together: N run (each sleeps 3 s), one is told at once to wait and retry."""
+    cap = settings.CONSOLE_CONCURRENT_QUERIES
+    start = threading.Barrier(cap + 1)
+    results: list[console.ConsoleResult] = []
+    times: list[float] = []
+
+    def query():
+        start.wait()
+        began = time.perf_counter()
+        results.append(run_console(demo, "SELECT sleep_ms(3000) IS NULL AS slept", time_limit=10))
+        times.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=query) for _ in range(cap + 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    statuses = Counter(r.status for r in results)
+    assert statuses == {"ok": cap, "busy": 1}, [r.message for r in results]
+    busy = next(r for r in results if r.status == "busy")
+    assert not busy.ok and busy.rows is None
+    assert "wait" in busy.message.lower() and str(cap) in busy.message
+    assert min(times) < 1  # told at once, not after the others
+    after = run_console(demo, COUNT_SUBJECTS)  # the slots are free again
+    assert after.status == "ok" and int(after.rows["n"].iloc[0]) == n_subjects
+
+
+def test_while_the_slots_are_full_a_refusal_is_still_a_refusal(demo):
+    """The statement check runs before a slot is taken: a refused statement is told why, not to wait."""
+    cap = settings.CONSOLE_CONCURRENT_QUERIES
+    threads = [threading.Thread(target=run_console, args=(demo, "SELECT sleep_ms(2000) AS s"), kwargs={
+        "time_limit": 10}) for _ in range(cap)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while console.SLOTS.running < cap and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert console.SLOTS.running == cap
+    assert run_console(demo, "DROP TABLE subjects").status == "refused"
+    assert run_console(demo, "SELECT * FROM read_text('/etc/passwd')").status == "refused"
+    assert run_console(demo, COUNT_SUBJECTS).status == "busy"
+    for t in threads:
+        t.join(timeout=30)
+    assert console.SLOTS.running == 0
+
+
+def test_every_table_function_but_the_allowed_ones_is_refused():
+    """DuckDB's own catalogue, read here: each table function outside the allowed list is refused when called,
+    plainly or quoted, and the refusal names it."""
+    con = duckdb.connect(":memory:")
+    try:
+        catalogue = {name for (name,) in con.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type IN ('table', 'table_macro')"
+        ).fetchall()}
+    finally:
+        con.close()
+    assert console.ALLOWED_TABLE_FUNCTIONS <= catalogue  # no misspelt name that would allow nothing
+    refused = sorted(catalogue - console.ALLOWED_TABLE_FUNCTIONS)
+    assert {"read_blob", "read_text", "query", "query_table", "read_duckdb", "glob", "sniff_csv"} <= set(refused)
+    for name in refused:
+        for call in (f"SELECT * FROM {name}()", f'SELECT * FROM "{name}"()'):
+            with pytest.raises(console.Refused) as why:
+                console.check_statement(call)
+            assert name in str(why.value), call
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("SELECT * FROM range(3)", [[0], [1], [2]]),
+    ("SELECT * FROM generate_series(1, 3)", [[1], [2], [3]]),
+    ("SELECT * FROM unnest([4, 5])", [[4], [5]]),
+    ("SELECT unnest([6, 7]) AS u", [[6], [7]]),
+    ("SELECT range(3) = [0, 1, 2] AS same", [[True]]),
+    ("SELECT histogram(x) = MAP {1: 2, 2: 1} AS same FROM (VALUES (1), (1), (2)) t(x)", [[True]]),
+    ("SELECT key FROM json_each('{\"a\": 1, \"b\": 2}') ORDER BY key", [["a"], ["b"]]),
+    ("SELECT name FROM pragma_table_info('sites') ORDER BY cid", [[c.name] for c in columns()["sites"]]),
+    ("SELECT count(*) > 0 AS some FROM duckdb_tables() WHERE table_name = 'subjects'", [[True]]),
+], ids=["range", "generate_series", "unnest-table", "unnest-scalar", "range-scalar", "histogram-aggregate",
+        "json_each", "pragma_table_info", "duckdb_tables"])
+def test_allowed_table_functions_and_same_named_scalars_run(demo, text, expected):
+    result = run_console(demo, text)
+    assert result.status == "ok", result.message
+    assert result.rows.values.tolist() == expected
 
 
 # --------------------------------------------------------------------------- allowed statements
