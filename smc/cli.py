@@ -251,6 +251,17 @@ def cmd_bench_import(args) -> int:
     return EXIT_OK
 
 
+def cmd_bench_console(args) -> int:
+    """Peak server memory and stop time of hostile SQL console queries (docs/performance.md)."""
+    from smc.tools.console_bench import run_console_bench
+
+    if not Path(args.db).is_file():
+        print(f"error: no database at {args.db}", file=sys.stderr)
+        return EXIT_USAGE
+    print(run_console_bench(args.db))
+    return EXIT_OK
+
+
 def cmd_bench(args) -> int:
     """Time every page for the biggest and a typical study; exit 2 when a page showed an error."""
     from smc.tools.bench import PAGES, run_bench, write_json
@@ -322,6 +333,9 @@ def parser() -> argparse.ArgumentParser:
     perf.add_argument("--json", action="store_true", help="print one JSON object per page and study")
     perf.add_argument("--pages", help="comma-separated page names (default: all)")
     perf.set_defaults(func=cmd_bench)
+    cons = sub.add_parser("bench-console", help="peak memory and stop time of hostile SQL console queries")
+    cons.add_argument("--db", default=str(DEMO_DB))
+    cons.set_defaults(func=cmd_bench_console)
     rep = sub.add_parser("report", help="print a study's numbers as of a date")
     rep.add_argument("--db", default=str(DEMO_DB))
     rep.add_argument("--study", required=True)

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from smc import settings
+from smc.outputs.csv_export import safe_csv
 from smc.store.db import Database
 from smc.store.study import Study, default_as_of, load_study, study_ids
 from smc.ui.pages import SUBJECT_PAGE
@@ -247,6 +248,7 @@ def paged(frame: pd.DataFrame, key: str, noun: str = "subjects", size: int = set
 
 
 def download_csv(frame: pd.DataFrame, file_name: str, key: str, label: str = "Download CSV") -> None:
-    """A CSV download written only when clicked (a 60,000-row listing would otherwise cost every rerun)."""
-    st.download_button(label, lambda: frame.to_csv(index=False).encode("utf-8"), file_name=file_name,
+    """A CSV download written only when clicked (a 60,000-row listing would otherwise cost every rerun), with any
+    text a spreadsheet could run as a formula neutralised (``csv_export.safe_csv``)."""
+    st.download_button(label, lambda: safe_csv(frame), file_name=file_name,
                        mime="text/csv", key=key, icon=":material/download:", on_click="ignore")
