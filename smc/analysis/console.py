@@ -359,12 +359,11 @@ class _ForkServer:
             return
         self._stop()
         ours, theirs = socket.socketpair()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(settings.ROOT), os.environ.get("PYTHONPATH", "")) if p))
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", console_worker.__name__, str(theirs.fileno())], pass_fds=[theirs.fileno()],
-                env=env, cwd=settings.ROOT, stdin=subprocess.DEVNULL, start_new_session=True)
+                # `python -m` puts its working directory first on sys.path: the worker imports smc from ROOT
+                cwd=settings.ROOT, stdin=subprocess.DEVNULL, start_new_session=True)
         except BaseException:
             ours.close()
             raise

@@ -96,7 +96,7 @@ def test_an_uncaught_error_under_apptest_shows_neither_its_message_nor_its_trace
 
 def _make_run(*variables: str) -> str:
     """The command `make run` would run (make -n prints it without running it)."""
-    out = subprocess.run(["make", "-n", "run", "DB=data/schema.sql", *variables], cwd=ROOT, capture_output=True,
+    out = subprocess.run(["make", "--no-print-directory", "-n", "run", "DB=data/schema.sql", *variables], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=True)  # DB: a file that exists, so no demo build is planned
     return out.stdout.strip().splitlines()[-1]
 
