@@ -77,6 +77,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("import_max_columns", 1_000, "a CSV or SAS transport file with more columns is refused"),
     Setting("import_max_rows", 10_000_000, "a file with more rows is refused"),
     Setting("mapping_max_chars", 200_000, "a longer SDTM mapping file is refused before parsing"),
+    Setting("mapping_max_levels", 8, "an SDTM mapping nested deeper is refused before it is walked (the format "
+            "nests four deep)"),
     # Decision log
     Setting("decision_log_key_file", lambda: setting("db_path").value().parent / ".decision_log.key",
             "the secret that keys the decision log's hash chain (HMAC-SHA-256); kept outside the log",
@@ -142,6 +144,7 @@ IMPORT_MAX_MB: int = _at_start("import_max_mb")
 IMPORT_MAX_COLUMNS: int = _at_start("import_max_columns")
 IMPORT_MAX_ROWS: int = _at_start("import_max_rows")
 MAPPING_MAX_CHARS: int = _at_start("mapping_max_chars")
+MAPPING_MAX_LEVELS: int = _at_start("mapping_max_levels")
 PIVOT_FILTER_CHOICES_VALUES: int = _at_start("pivot_filter_choices_values")
 QUICK_CHART_MAX_COLOURS: int = _at_start("quick_chart_max_colours")
 DECISION_LOG_BUSY_TIMEOUT_S: int = _at_start("decision_log_busy_timeout_s")

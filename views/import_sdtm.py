@@ -1,10 +1,13 @@
 """Import: uploaded SDTM datasets and a mapping file become a new database file."""
+import shlex
+
 import streamlit as st
 
 from smc import ui
 from smc.ingest.load import ERROR, ImportFailed
 from smc.ingest.sdtm.mapping import TEMPLATE
 from smc.ingest.sdtm.upload import import_target, import_uploads, problems_table
+from smc.ui.text import md
 
 st.title("Import SDTM")
 st.caption("CDISC SDTM datasets (SAS transport .xpt or CSV with SDTM variable names) and a mapping file become a "
@@ -18,45 +21,47 @@ with left:
     mapping_file = st.file_uploader("Mapping file (.toml)", type=["toml"], key="mapping_file",
                                     help="Replaces the text on the right when given. 'The mapping file' in docs/cli.md documents every key.")
     name = st.text_input("New database name", value="sdtm_import", key="db_name",
-                         help=f"Written as <name>.duckdb in {ui.imports_dir()}")
+                         help=f"Written as {md('<name>.duckdb')} in {md(ui.imports_dir())}")
+    # An existing database is replaced only when asked, per name: a tick for one name never carries to another.
+    existing, _ = import_target(ui.imports_dir(), name, ui.database_path(), replace=True)
+    replace = False
+    if existing is not None and existing.exists():
+        replace = st.checkbox(f"Replace the existing {md(existing.name)}", key=f"replace:{existing.name}",
+                              help="Without this tick an existing database of this name is kept and the import "
+                                   "is refused.")
 with right:
     mapping_text = st.text_area("Mapping (TOML)", value=TEMPLATE, height=420, key="mapping_text")
 
 if st.button("Import", key="import_sdtm", type="primary", disabled=not files):
-    target, refusal = import_target(ui.imports_dir(), name, ui.database_path())
+    target, refusal = import_target(ui.imports_dir(), name, ui.database_path(), replace=replace)
     if refusal:
         st.session_state["import_result"] = {"refusal": refusal}
     else:
-        text = mapping_text
-        if mapping_file is not None:
-            try:
-                text = mapping_file.getvalue().decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-                st.session_state["import_result"] = {"refusal": f"{mapping_file.name} is not UTF-8 text"}
-        if text is not None:
-            try:
-                with st.spinner("Importing…"):
-                    warnings, counts = import_uploads([(f.name, f.getvalue()) for f in files], text, target)
-                st.session_state["import_result"] = {"target": target, "warnings": warnings, "counts": counts}
-            except ImportFailed as failed:
-                st.session_state["import_result"] = {"failed": failed.problems, "target": target}
+        upload = (mapping_file.name, mapping_file.getvalue()) if mapping_file is not None else None
+        try:
+            with st.spinner("Importing…"):
+                warnings, counts = import_uploads([(f.name, f.getvalue()) for f in files], mapping_text, target,
+                                                  replace=replace, mapping_file=upload)
+            st.session_state["import_result"] = {"target": target, "warnings": warnings, "counts": counts}
+        except ImportFailed as failed:
+            st.session_state["import_result"] = {"failed": failed.problems, "target": target}
 
 result = st.session_state.get("import_result")
 if result and "refusal" in result:
-    st.error(result["refusal"])
+    st.error(md(result["refusal"]))
 elif result and "failed" in result:
     problems = problems_table(result["failed"])
     n_errors = int((problems["severity"] == ERROR).sum())
-    st.error(f"Import refused: {n_errors} error(s). Nothing was written; {result['target'].name} is unchanged.")
+    st.error(f"Import refused: {n_errors} error(s). Nothing was written; {md(result['target'].name)} is unchanged.")
     st.dataframe(problems, hide_index=True, key="import_problems")
     ui.download_csv(problems, "sdtm_import_problems.csv", key="import_problems_csv")
 elif result:
     target = result["target"]
-    st.success(f"Imported into {target}.")
+    st.success(f"Imported into {md(target)}.")
     st.dataframe([{"table": t, "rows": n} for t, n in result["counts"].items()], hide_index=True,
                  key="import_counts")
-    st.markdown(f"Serve it with `SMC_DB={target} make run`.")
+    st.markdown("Serve it with:")
+    st.code(f"SMC_DB={shlex.quote(str(target))} make run", language="bash")  # a code block: no Markdown at all
     if result["warnings"]:
         st.subheader(f"{len(result['warnings'])} warning(s)")
         warnings = problems_table(result["warnings"])

@@ -3,13 +3,15 @@
 Every source (contract CSVs, the demo simulation, SDTM) arrives here as
 a dict of DataFrames of text, passes one validator that reports every problem
 at once, and is written into a fresh file that atomically replaces the old
-database. On any error nothing is written.
+database, under the target's lock (``smc.ingest.target``: one import of a file at a
+time). Files are checked against the limits of ``smc.ingest.limits`` before they are
+parsed. On any error nothing is written.
 """
 from __future__ import annotations
 
 import datetime as dt
 import math
-import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,43 +20,10 @@ import numpy as np
 import pandas as pd
 
 from smc import __version__, settings
+from smc.ingest import limits
+from smc.ingest.problems import ERROR, WARNING, ImportFailed, Problem  # importers and callers take them from here
+from smc.ingest.target import Target
 from smc.store import contract
-
-ERROR, WARNING = "error", "warning"
-
-
-@dataclass(frozen=True)
-class Problem:
-    severity: str
-    table: str | None
-    row: int | None  # spreadsheet row: the header is row 1, the first data row is row 2
-    column: str | None
-    value: str | None
-    message: str
-    # An SDTM record ("USUBJID 01-701-1015 AESEQ 3") in place of a CSV row; table is then the domain.
-    record: str | None = None
-
-    def __str__(self) -> str:
-        if self.record is not None:
-            where = f"{self.table} {self.record}".strip()
-        else:
-            where = f"{self.table}.csv" if self.table else ""
-            if self.row is not None:
-                where += f" row {self.row}"
-        subject = ""
-        if self.column is not None:
-            subject = self.column if self.value is None else f'{self.column} "{self.value}"'
-        text = f"{subject} {self.message}".strip()
-        return f"{where}: {text}" if where else text
-
-
-class ImportFailed(Exception):
-    """Validation or writing failed; nothing was written."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        errors = [p for p in problems if p.severity == ERROR]
-        super().__init__(f"{len(errors)} error(s); first: {errors[0] if errors else '?'}")
 
 
 @dataclass
@@ -74,25 +43,57 @@ class Validated:
 # --------------------------------------------------------------------------- reading
 
 
+def read_csv_text(path: Path) -> pd.DataFrame:
+    """A CSV file as text, its first row the column names (stripped; a column without a name is called
+    "column N (no name)"). Raises ValueError, before parsing, for a NUL byte or too many columns, and for more
+    rows than ``import_max_rows`` (the parser stops one row past it)."""
+    trouble = limits.csv_check(path)
+    if trouble:
+        raise ValueError(trouble)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", header=None,
+                        nrows=limits.csv_rows_to_read())
+    if frame.empty:
+        raise pd.errors.EmptyDataError("No columns to parse from file")
+    trouble = limits.too_many_rows(len(frame) - 1)
+    if trouble:
+        raise ValueError(trouble)
+    names = [str(c).strip() or f"column {i} (no name)" for i, c in enumerate(frame.iloc[0].fillna(""), start=1)]
+    return frame.iloc[1:].set_axis(names, axis=1).reset_index(drop=True)
+
+
 def read_csv_dir(directory: str | Path) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
-    """Read ``<table>.csv`` files as text. Unreadable files become problems."""
+    """Read ``<table>.csv`` files as text. Files past a limit (``settings.IMPORT_MAX_…``: checked before anything
+    is parsed) and unreadable files become problems."""
     directory = Path(directory)
     raw: dict[str, pd.DataFrame] = {}
     problems: list[Problem] = []
     if not directory.is_dir():
         return raw, [Problem(ERROR, None, None, None, None, f"{directory} is not a directory")]
-    for table in contract.TABLES:
-        path = directory / f"{table}.csv"
-        if not path.exists():
-            continue
+    paths = {table: directory / f"{table}.csv" for table in contract.TABLES}
+    paths = {table: path for table, path in paths.items() if path.is_file()}
+    too_big = limits.too_many_bytes([(p.name, p.stat().st_size) for p in paths.values()],
+                                    f"the CSV files in {directory}")
+    if too_big:
+        return raw, [Problem(ERROR, None, None, None, None, too_big)]
+    for table, path in paths.items():
         try:
-            raw[table] = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            frame = read_csv_text(path)
+            # pandas would call a second "term" "term.1", and the first would win unseen
+            repeated = sorted(name for name, n in Counter(frame.columns).items() if n > 1)
+            if repeated:
+                raise ValueError(f"has the column(s) {', '.join(repeated)} more than once")
+            raw[table] = frame
         except UnicodeDecodeError as exc:
-            problems.append(Problem(ERROR, table, None, None, None,
-                                    f"is not UTF-8 text (byte {exc.start})"))
+            problems.append(Problem(ERROR, table, None, None, None, f"is not UTF-8 text (byte {exc.start})"))
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             problems.append(Problem(ERROR, table, None, None, None,
                                     f"is not a readable CSV file: {exc}".strip()))
+        except ValueError as exc:
+            problems.append(Problem(ERROR, table, None, None, None, str(exc)))
+        except MemoryError:
+            problems.append(Problem(ERROR, table, None, None, None, "is too large to read in the memory there is"))
+        except OSError as exc:
+            problems.append(Problem(ERROR, table, None, None, None, f"could not be read: {exc.strerror or exc}"))
     known = {f"{t}.csv" for t in contract.TABLES}
     for path in sorted(directory.glob("*.csv")):
         if path.name not in known:
@@ -163,14 +164,15 @@ def _stripped(series: pd.Series) -> pd.Series:
     return series.fillna("").astype(str).str.strip()
 
 
-def validate(raw: dict[str, pd.DataFrame], clean: bool = False) -> Validated:
+def validate(raw: dict[str, pd.DataFrame], clean: bool = False, unread: frozenset[str] = frozenset()) -> Validated:
     """Check contract tables given as text; return typed tables and every problem.
-    ``clean``: the text is already stripped with no missing values (an importer's own output)."""
+    ``clean``: the text is already stripped with no missing values (an importer's own output).
+    ``unread``: tables whose file is there but was refused (its problem says why), not reported missing."""
     check = _Checker()
     text: dict[str, pd.DataFrame] = {}
 
     for table in contract.REQUIRED_FILES:
-        if table not in raw:
+        if table not in raw and table not in unread:
             check.add(ERROR, table, None, None, None, "is missing (a required file)")
 
     for table in contract.TABLES:
@@ -393,51 +395,61 @@ def _check_dates(check: _Checker, typed, text) -> None:
 
 
 def write_database(tables: dict[str, pd.DataFrame], db_path: str | Path, source: str,
-                   n_warnings: int = 0) -> None:
-    """Write validated tables to a new file beside ``db_path`` and swap it in."""
-    db_path = Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = db_path.with_name(f".{db_path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        con = duckdb.connect(str(tmp))
+                   n_warnings: int = 0, target: Target | None = None) -> None:
+    """Write validated tables to a new file beside ``db_path`` and swap it in, under the target's lock (taken
+    here unless the caller holds it: an import holds it from before it reads)."""
+    if target is None:
+        with Target(db_path) as target:
+            return write_database(tables, db_path, source, n_warnings, target)
+    with target.work_folder() as work:
+        built = work / "cut.duckdb"
         try:
-            con.execute(settings.SCHEMA_SQL.read_text())
-            for table in contract.TABLES:
-                frame = tables.get(table)
-                if frame is None or frame.empty:
-                    continue
-                cols = contract.columns()[table]
-                select = ", ".join(f'CAST("{c.name}" AS {c.sql_type}) AS "{c.name}"' for c in cols)
-                con.register("incoming", frame[[c.name for c in cols]])
-                con.execute(f"INSERT INTO {table} SELECT {select} FROM incoming")
-                con.unregister("incoming")
-            con.execute("INSERT INTO load_info VALUES (?, ?, ?, ?)", [
-                source, dt.datetime.now(dt.UTC).replace(tzinfo=None), n_warnings, __version__])
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
-        os.replace(tmp, db_path)
-    except duckdb.Error as exc:
-        raise ImportFailed([Problem(ERROR, None, None, None, None,
-                                    f"the database rejected the data: {exc}")]) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-        Path(f"{tmp}.wal").unlink(missing_ok=True)
+            con = duckdb.connect(str(built))
+            try:
+                con.execute(settings.SCHEMA_SQL.read_text())
+                for table in contract.TABLES:
+                    frame = tables.get(table)
+                    if frame is None or frame.empty:
+                        continue
+                    cols = contract.columns()[table]
+                    select = ", ".join(f'CAST("{c.name}" AS {c.sql_type}) AS "{c.name}"' for c in cols)
+                    con.register("incoming", frame[[c.name for c in cols]])
+                    con.execute(f"INSERT INTO {table} SELECT {select} FROM incoming")
+                    con.unregister("incoming")
+                con.execute("INSERT INTO load_info VALUES (?, ?, ?, ?)", [
+                    source, dt.datetime.now(dt.UTC).replace(tzinfo=None), n_warnings, __version__])
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+        except duckdb.Error as exc:
+            raise ImportFailed([Problem(ERROR, None, None, None, None,
+                                        f"the database rejected the data: {exc}")]) from exc
+        try:
+            target.install(built)
+        except OSError as exc:
+            raise ImportFailed([Problem(ERROR, None, None, None, None,
+                                        f"could not write {target.path}: {exc.strerror or exc}")]) from exc
+    return None
 
 
 def import_tables(raw: dict[str, pd.DataFrame], db_path: str | Path, source: str,
-                  read_problems: list[Problem] | None = None) -> list[Problem]:
+                  read_problems: list[Problem] | None = None, target: Target | None = None) -> list[Problem]:
     """Validate and write one data cut; return its warnings or raise ImportFailed."""
-    result = validate(raw)
-    problems = (read_problems or []) + result.problems
+    read_problems = read_problems or []
+    if any(p.severity == ERROR and p.table is None for p in read_problems):
+        raise ImportFailed(read_problems)  # the set as a whole was refused (not a folder, too large): nothing read
+    result = validate(raw, unread=frozenset(p.table for p in read_problems if p.severity == ERROR and p.table))
+    problems = read_problems + result.problems
     if any(p.severity == ERROR for p in problems):
         raise ImportFailed(problems)
     warnings = [p for p in problems if p.severity == WARNING]
-    write_database(result.tables, db_path, source, len(warnings))
+    write_database(result.tables, db_path, source, len(warnings), target)
     return warnings
 
 
 def import_csv_dir(directory: str | Path, db_path: str | Path) -> list[Problem]:
-    raw, problems = read_csv_dir(directory)
-    return import_tables(raw, db_path, f"csv:{Path(directory).resolve()}", problems)
+    """``python -m smc import --csv``: the target is locked before anything is read, so a second import of it is
+    refused at once."""
+    with Target(db_path) as target:
+        raw, problems = read_csv_dir(directory)
+        return import_tables(raw, db_path, f"csv:{Path(directory).resolve()}", problems, target)

@@ -11,16 +11,23 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from smc import settings
+from smc.demo.build import demo_tables
 from smc.ingest import load
 from smc.ingest.load import ImportFailed, import_csv_dir, read_csv_dir, validate
+from smc.ingest.target import Target
 from tests.helpers import ROOT
 
 DB_NAME = "smc.duckdb"
@@ -690,3 +697,290 @@ def test_cli_missing_directory_fails_and_keeps_database(tmp_path, baseline):
     assert "no_such_dir" in proc.stderr
     assert sha256(db) == digest
     assert leftovers(db.parent) == []
+
+
+# --------------------------------------------------------------------------- limits, checked before parsing
+
+
+def errors_of(info) -> list[str]:
+    return [str(p) for p in info.value.problems if p.severity == load.ERROR]
+
+
+def wide_line(n: int, cell: str = "c") -> str:
+    return ",".join(f"{cell}{i}" for i in range(n))
+
+
+@pytest.mark.parametrize("table", ["studies", "lab_results"])
+@pytest.mark.parametrize("prefix", ["", "\n\n  \n", "\r,\n"], ids=["plain", "blank-lines", "lone-cr-comma"])
+def test_a_200000_column_csv_is_refused_in_under_2_s_naming_the_file_and_the_limit(tmp_path, baseline, table,
+                                                                                   prefix):
+    db, digest = baseline
+    src = write_csv_set(tmp_path / "wide", valid_tables())
+    # "\r,\n" is one more blank line to pandas (it swallows a comma after a lone CR): the wide line is still first
+    (src / f"{table}.csv").write_text(prefix + wide_line(200_000) + "\n" + wide_line(200_000, "") + "\n")
+    started = time.perf_counter()
+    with pytest.raises(ImportFailed) as info:
+        import_csv_dir(src, db)
+    assert time.perf_counter() - started < 2
+    (error,) = errors_of(info)  # the file is refused, not also reported missing
+    assert error.startswith(f"{table}.csv: ") and "import_max_columns" in error
+    assert f"{settings.IMPORT_MAX_COLUMNS:,}" in error
+    assert sha256(db) == digest and leftovers(db.parent) == []
+
+
+def test_columns_at_the_limit_are_read_and_one_more_is_refused(tmp_path, baseline, monkeypatch):
+    tables = valid_tables()
+    n_columns = len(tables["subjects"][0])
+    src = write_csv_set(tmp_path / "csv", tables)
+    monkeypatch.setattr(settings, "IMPORT_MAX_COLUMNS", n_columns)
+    assert import_csv_dir(src, tmp_path / "at_limit.duckdb") == []
+    monkeypatch.setattr(settings, "IMPORT_MAX_COLUMNS", n_columns - 1)
+    problems = import_must_fail(tmp_path, baseline, tables)
+    assert_problem(problems, "subjects", None, None, contains="import_max_columns")
+
+
+def test_commas_and_line_breaks_inside_quoted_names_are_not_columns(tmp_path, monkeypatch):
+    tables = valid_tables()
+    limit = max(len(rows[0]) for rows in tables.values())
+    extra = [f"a, b,\nc, d{i}" for i in range(limit - len(tables["sites"][0]))]  # sites as wide as the widest
+    src = write_csv_set(tmp_path / "csv", tables)
+    rows = (src / "sites.csv").read_text().splitlines()
+    header = rows[0] + "".join(f',"{name}"' for name in extra)
+    (src / "sites.csv").write_text("\n".join([header] + [r + ",x" * len(extra) for r in rows[1:]]) + "\n")
+    monkeypatch.setattr(settings, "IMPORT_MAX_COLUMNS", limit)
+    warnings = import_csv_dir(src, tmp_path / "quoted.duckdb")
+    assert [p.column for p in warnings] == extra  # each one column, named as written
+
+
+def test_a_data_row_longer_than_the_header_is_a_problem_not_a_traceback(tmp_path, baseline):
+    tables = valid_tables()
+    bad = write_csv_set(tmp_path / "bad_csv", tables)
+    with open(bad / "sites.csv", "a") as fh:
+        fh.write("SITE2,Other,FR," + wide_line(5_000, "") + "\n")
+    db, digest = baseline
+    with pytest.raises(ImportFailed) as info:
+        import_csv_dir(bad, db)
+    assert any(e.startswith("sites.csv: is not a readable CSV file") for e in errors_of(info)), errors_of(info)
+    assert sha256(db) == digest and leftovers(db.parent) == []
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_rows_at_the_limit_are_read_and_one_more_is_refused(tmp_path, baseline, monkeypatch, newline):
+    tables = valid_tables()
+    cell(tables, "lab_results", 2, "test_name", "a value\non two lines")  # one row, whatever its line breaks
+    n_rows = len(tables["lab_results"])
+    src = tmp_path / "csv"
+    write_csv_set(src, tables)
+    for path in src.iterdir():
+        path.write_bytes(path.read_bytes().replace(b"\r\n", newline.encode()))
+    monkeypatch.setattr(settings, "IMPORT_MAX_ROWS", n_rows)
+    import_csv_dir(src, tmp_path / "at_limit.duckdb")
+    assert counts(tmp_path / "at_limit.duckdb")["lab_results"] == n_rows
+    append_copy(tables, "lab_results", 2, test_name="ALT")
+    problems = import_must_fail(tmp_path, baseline, tables)
+    (error,) = [p for p in problems if p.severity == load.ERROR]
+    assert str(error).startswith("lab_results.csv: ") and "import_max_rows" in str(error)
+
+
+def test_a_set_of_files_past_the_byte_limit_is_refused_before_reading_naming_the_largest(tmp_path, baseline,
+                                                                                        monkeypatch):
+    tables = valid_tables()
+    cell(tables, "adverse_events", 2, "outcome", "x" * 700_000)
+    cell(tables, "lab_results", 2, "test_name", "y" * 500_000)
+    bad = write_csv_set(tmp_path / "bad_csv", tables)
+    sizes = {p.name: p.stat().st_size for p in bad.iterdir()}
+    assert 1024 * 1024 < sum(sizes.values()) and max(sizes, key=sizes.get) == "adverse_events.csv"
+    monkeypatch.setattr(settings, "IMPORT_MAX_MB", 1)
+    problems = import_must_fail(tmp_path, baseline, tables)
+    (error,) = [str(p) for p in problems if p.severity == load.ERROR]
+    assert "import_max_mb" in error and "adverse_events.csv" in error and str(bad) in error
+
+
+@pytest.mark.parametrize("where", ["header", "value"])
+def test_a_nul_byte_is_refused_naming_the_file_not_silently_cut(tmp_path, baseline, where):
+    tables = valid_tables()
+    if where == "value":
+        cell(tables, "adverse_events", 3, "term", "Rash\x00 grade 3")
+    else:
+        for row in tables["sites"]:
+            row["coun\x00try"] = row.pop("country")
+    problems = import_must_fail(tmp_path, baseline, tables)
+    table = "adverse_events" if where == "value" else "sites"
+    assert_problem(problems, table, None, None, contains="NUL")
+
+
+def test_a_column_named_twice_is_an_error_naming_it(tmp_path, baseline):
+    tables = valid_tables()
+    header = list(tables["subjects"][0]) + ["sex"]
+    bad = write_csv_set(tmp_path / "bad_csv", {t: r for t, r in tables.items() if t != "subjects"})
+    with open(bad / "subjects.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in tables["subjects"]:
+            writer.writerow(list(row.values()) + ["F"])
+    db, digest = baseline
+    with pytest.raises(ImportFailed) as info:
+        import_csv_dir(bad, db)
+    assert "subjects.csv: has the column(s) sex more than once" in errors_of(info)
+    assert sha256(db) == digest and leftovers(db.parent) == []
+
+
+# --------------------------------------------------------------------------- one import per target at a time
+
+
+@pytest.fixture(scope="module")
+def big_csv(tmp_path_factory) -> Path:
+    """The demo at portfolio scale as contract CSVs (27 MB; an import takes seconds, its write most of one)."""
+    folder = tmp_path_factory.mktemp("big_csv")
+    for table, frame in demo_tables(seed=7, scale=10).items():
+        load.as_text(frame).to_csv(folder / f"{table}.csv", index=False)
+    return folder
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+BUSY = "another import is writing"
+
+
+def test_two_imports_to_one_target_in_threads_one_is_refused_the_other_succeeds(tmp_path, big_csv, baseline):
+    served, served_digest = baseline
+    target = served.parent / "cut.duckdb"
+    outcomes: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        try:
+            outcomes[name] = import_csv_dir(big_csv, target)
+        except ImportFailed as failed:
+            outcomes[name] = failed
+        except BaseException as exc:  # noqa: BLE001 - recorded, then the test fails on it
+            outcomes[name] = exc
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    wait_for(lambda: target.with_name("cut.duckdb.lock").exists() or "first" in outcomes, what="the first import")
+    run("second")
+    first.join()
+    refused = [o for o in outcomes.values() if isinstance(o, ImportFailed)]
+    done = [o for o in outcomes.values() if isinstance(o, list)]
+    assert len(refused) == 1 and len(done) == 1, outcomes
+    (message,) = [str(p) for p in refused[0].problems]
+    assert BUSY in message and str(target) in message
+    assert counts(target)["lab_results"] == sum(1 for _ in open(big_csv / "lab_results.csv")) - 1
+    assert sha256(served) == served_digest
+    assert leftovers(served.parent) == ["cut.duckdb"]
+
+
+def test_two_imports_to_one_target_in_processes_one_is_refused_the_other_succeeds(tmp_path, big_csv, baseline):
+    served, served_digest = baseline
+    target = served.parent / "cut.duckdb"
+    command = [sys.executable, "-m", "smc", "import", "--csv", str(big_csv), "--db", str(target)]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: target.with_name("cut.duckdb.lock").exists() or first.poll() is not None,
+             what="the first import to lock its target")
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    first_err = first.communicate(timeout=300)[1]
+    results = sorted([(first.returncode, first_err), (second.returncode, second.stderr)])
+    assert [code for code, _ in results] == [0, 2], results
+    assert BUSY in results[1][1] and "was not changed" in results[1][1]
+    assert all("Traceback" not in err for _, err in results)
+    assert counts(target)["subjects"] == sum(1 for _ in open(big_csv / "subjects.csv")) - 1
+    assert sha256(served) == served_digest
+    assert leftovers(served.parent) == ["cut.duckdb"]
+
+
+def test_imports_to_two_targets_of_one_folder_run_side_by_side(tmp_path):
+    tables = valid_tables()
+    src = write_csv_set(tmp_path / "csv", tables)
+    folder = tmp_path / "db"
+    errors = []
+
+    def run(name):
+        try:
+            import_csv_dir(src, folder / name)
+        except BaseException as exc:  # noqa: BLE001 - recorded, then the test fails on it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"cut{i}.duckdb",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(p.name for p in folder.iterdir()) == [f"cut{i}.duckdb" for i in range(4)]
+    assert all(counts(folder / f"cut{i}.duckdb") == expected_counts(tables) for i in range(4))
+
+
+def test_a_held_target_is_refused_at_once_and_free_again_after_any_ending(tmp_path, baseline):
+    db, digest = baseline
+    src = write_csv_set(tmp_path / "csv", valid_tables())
+    with Target(db):
+        started = time.perf_counter()
+        with pytest.raises(ImportFailed) as info:
+            import_csv_dir(src, db)
+        assert time.perf_counter() - started < 1 and BUSY in errors_of(info)[0]
+        assert sha256(db) == digest
+    broken = valid_tables()
+    drop_column(broken, "subjects", "subject_id")
+    import_must_fail(tmp_path, baseline, broken)  # refused by validation: the lock goes with it
+    assert import_csv_dir(src, db) == []
+    assert leftovers(db.parent) == []
+
+
+def test_a_folder_made_for_a_refused_import_is_removed(tmp_path):
+    target = tmp_path / "new" / "deeper" / "cut.duckdb"
+    with pytest.raises(ImportFailed):
+        import_csv_dir(tmp_path / "no_such_dir", target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- what a killed import leaves
+
+
+def test_kill_9_mid_write_keeps_the_target_and_the_next_import_sweeps_the_leftovers(tmp_path, big_csv, baseline):
+    db, digest = baseline
+    served = db.parent / "served.duckdb"
+    served.write_bytes(db.read_bytes())
+    proc = subprocess.Popen([sys.executable, "-m", "smc", "import", "--csv", str(big_csv), "--db", str(db)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def writing() -> bool:
+        return any((work / "cut.duckdb").exists() for work in db.parent.glob(f".{DB_NAME}.*.import"))
+
+    wait_for(lambda: writing() or proc.poll() is not None, what="the import to start writing")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the import ended before it could be killed mid-write"
+    left = leftovers(db.parent)
+    assert f"{DB_NAME}.lock" in left and any(name.endswith(".import") for name in left), left
+    assert sha256(db) == digest
+
+    # Killed by an older version: .<name>.<pid>.tmp and its WAL, of a process that no longer runs.
+    for name in (f".{DB_NAME}.4999999.tmp", f".{DB_NAME}.4999999.tmp.wal", ".other.duckdb.4999999.tmp"):
+        (db.parent / name).write_bytes(b"half a database")
+    alive = db.parent / f".other.duckdb.{os.getpid()}.tmp"  # a running process's file is kept
+    alive.write_bytes(b"being written")
+    proc = run_cli(write_csv_set(tmp_path / "csv", valid_tables()), db)
+    assert proc.returncode == 0, proc.stderr
+    assert counts(db) == expected_counts(valid_tables())
+    assert leftovers(db.parent) == [alive.name, "served.duckdb"]
+    assert sha256(served) == digest
+
+
+def test_the_sweep_keeps_what_a_running_import_of_another_target_owns(tmp_path, baseline):
+    db, _ = baseline
+    src = write_csv_set(tmp_path / "csv", valid_tables())
+    dead = db.parent / ".dead.duckdb.abc123.import"
+    dead.mkdir()
+    (dead / "cut.duckdb").write_bytes(b"half")
+    (db.parent / "dead.duckdb.lock").touch()
+    (db.parent / "notes.lock").touch()  # not a database's lock: not ours to sweep
+    with Target(db.parent / "live.duckdb") as live, live.work_folder() as work:
+        (work / "cut.duckdb").write_bytes(b"being written")
+        assert import_csv_dir(src, db) == []
+        assert leftovers(db.parent) == sorted([work.name, "live.duckdb.lock", "notes.lock"])
+    assert leftovers(db.parent) == ["notes.lock"]

@@ -18,8 +18,10 @@ import hashlib
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +30,11 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from smc import cli
+from smc import cli, settings
 from smc.ingest.load import ERROR, WARNING, ImportFailed, Problem
 from smc.ingest.sdtm import REQUIRED_DOMAINS, dates, import_sdtm
 from smc.ingest.sdtm.mapping import TEMPLATE, parse_mapping
+from smc.ingest.target import Target
 from tests.helpers import DATA, ROOT
 
 SAMPLE = DATA / "sdtm_sample"  # the CDISC pilot and pharmaversesdtm files (README.md, LICENSES.md there)
@@ -1430,3 +1433,182 @@ def test_sample_xpt_drops_placebo_doses_with_pbo_excluded_and_keeps_zero_doses_w
     assert with_pbo.query("SELECT count(*) FROM administrations WHERE dose IS NULL") == [(0,)]
     assert with_pbo.query("SELECT count(*) FROM subjects WHERE dose_level = 3") \
         == raw("SELECT count(*) FROM dm WHERE ACTARMCD = 'Pbo'")
+
+
+# --------------------------------------------------------------------------- limits, checked before parsing
+
+
+def _only_error(problems: list[Problem]) -> Problem:
+    found = errors(problems)
+    assert len(found) == 1, "\n".join(map(str, found))
+    return found[0]
+
+
+@pytest.mark.parametrize("fmt, n_columns", [("csv", 200_000), ("xpt", 1_500)])
+def test_a_wide_dataset_is_refused_in_under_2_s_naming_the_file_and_the_limit(tmp_path, fmt, n_columns):
+    data = study()
+    source = write_study(tmp_path / "sdtm", data)
+    wide = pd.DataFrame({f"V{i}": [1.0] for i in range(n_columns)})
+    path = source / f"lb.{fmt}"
+    if fmt == "xpt":  # version 5 transport names are 8 characters at most
+        pyreadstat.write_xport(wide, str(path), table_name="LB", file_format_version=5)
+    else:
+        wide.to_csv(path, index=False)
+    (tmp_path / "m.toml").write_text(MAPPING)
+    started = time.perf_counter()
+    with pytest.raises(ImportFailed) as failed:
+        import_sdtm(source, tmp_path / "x.duckdb", tmp_path / "m.toml")
+    assert time.perf_counter() - started < 2
+    error = _only_error(failed.value.problems)
+    assert error.table == f"lb.{fmt}" and "import_max_columns" in error.message
+    assert f"{settings.IMPORT_MAX_COLUMNS:,}" in error.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.toml", "sdtm"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xpt"])
+def test_a_required_domain_past_a_limit_is_refused_and_not_also_called_missing(tmp_path, monkeypatch, fmt):
+    data = study()
+    monkeypatch.setattr(settings, "IMPORT_MAX_ROWS", len(data["AE"]) - 1)
+    problems = import_problems(tmp_path, data, fmt=fmt)
+    messages = [str(p) for p in errors(problems)]
+    assert any(m.startswith(f"ae.{fmt}: ") and "import_max_rows" in m for m in messages), messages
+    assert not any("is missing" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xpt"])
+def test_rows_at_the_limit_are_read_and_one_more_is_refused(tmp_path, monkeypatch, fmt):
+    data = study()
+    longest = max(len(rows) for rows in data.values() if rows)
+    monkeypatch.setattr(settings, "IMPORT_MAX_ROWS", longest)
+    run = run_import(tmp_path, data, fmt=fmt, name="at_limit")
+    assert run.counts["subjects"] == len(data["DM"])
+    monkeypatch.setattr(settings, "IMPORT_MAX_ROWS", longest - 1)
+    problems = import_problems(tmp_path, data, fmt=fmt)
+    refused = {p.table for p in errors(problems) if "import_max_rows" in p.message}
+    assert refused == {f"{name.lower()}.{fmt}" for name, rows in data.items() if rows and len(rows) == longest}
+
+
+def test_a_set_of_datasets_past_the_byte_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    data = study()
+    data["AE"][0]["AETERM"] = "x" * 1_200_000
+    monkeypatch.setattr(settings, "IMPORT_MAX_MB", 1)
+    error = _only_error(import_problems(tmp_path, data))
+    assert "import_max_mb" in error.message and "ae.csv" in error.message
+
+
+@pytest.mark.parametrize("depth", [5_000, 50])
+@pytest.mark.parametrize("shape", ["arrays", "inline-tables", "dotted-keys", "table-header"])
+def test_a_deeply_nested_mapping_is_a_problem_not_a_recursion_error(tmp_path, depth, shape):
+    nested = {
+        "arrays": "x = " + "[" * depth + "]" * depth,
+        "inline-tables": "x = " + "{a = " * depth + "1" + "}" * depth,
+        "dotted-keys": "x" + ".a" * depth + " = 1",
+        "table-header": "[x" + ".a" * depth + "]\nb = 1",
+    }[shape]
+    for text in (nested, MAPPING + "\n" + nested):
+        mapping, problems = parse_mapping(text)
+        assert mapping is None
+        (problem,) = problems
+        assert problem.table == "mapping file" and "levels deep" in problem.message, str(problem)
+    problems = import_problems(tmp_path, mapping_text=MAPPING + "\n" + nested)
+    assert [p.table for p in errors(problems)] == ["mapping file"]
+
+
+def test_the_template_and_every_mapping_of_the_tests_are_within_the_depth_limit():
+    for text in (TEMPLATE, MAPPING, SAMPLE_MAPPING.format(extra_level=PBO_LEVEL, excluded="")):
+        assert parse_mapping(text)[1] == []
+
+
+def test_a_mapping_longer_than_the_limit_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    text = MAPPING + "# " + "x" * 1_000 + "\n"
+    monkeypatch.setattr(settings, "MAPPING_MAX_CHARS", len(text) - 1)
+    assert "mapping_max_chars" in _only_error(parse_mapping(text)[1]).message
+    problems = import_problems(tmp_path, mapping_text=text)  # from a file: its size, then its characters
+    assert [p.table for p in errors(problems)] == ["mapping file"] and "mapping_max_chars" in problems[-1].message
+    monkeypatch.setattr(settings, "MAPPING_MAX_CHARS", len(text))
+    assert parse_mapping(text)[1] == []
+
+
+@pytest.mark.parametrize("change, key", [
+    (("dlt_window_days = 28", 'dlt_window_days = "four weeks"'), "study.dlt_window_days"),
+    (("dlt_window_days = 28", "dlt_window_days = 28.5"), "study.dlt_window_days"),
+    (("dlt_window_days = 28", "dlt_window_days = [28]"), "study.dlt_window_days"),
+    (('design = "3+3"', 'design = "4+4"'), "study.design"),
+    (("level = 1", "level = 1.5"), "levels[1].level"),
+    (("level = 1", 'level = "one"'), "levels[1].level"),
+    (('arms = ["L1"]', 'arms = "L1"'), "levels[1].arms"),
+    (('arms = ["L1"]', "arms = [1, 2]"), "levels[1].arms"),
+    (("dose = 10", 'dose = "ten"'), "levels[1].dose"),
+    (("dose = 10", "dose = -10"), "levels.dose"),
+    (('dlt_qnam = "AEDLT"', "dlt_qnam = 3"), "ae.dlt_qnam"),
+    (('dlt_qnam = "AEDLT"', 'not_related = "NONE"'), "ae.not_related"),
+], ids=lambda v: v if isinstance(v, str) else v[1])
+def test_a_mapping_value_of_the_wrong_type_is_an_error_naming_its_key(tmp_path, change, key):
+    text = MAPPING.replace(*change, 1)
+    assert text != MAPPING
+    problems = import_problems(tmp_path, mapping_text=text)
+    found = [p for p in errors(problems) if p.table == "mapping file"]
+    assert [p.column for p in found] == [key], "\n".join(map(str, problems))
+
+
+@pytest.mark.parametrize("text", [
+    "study = 3", "levels = 3", "levels = [1, 2]", "[[study]]\ndesign = 1", "lab_categories = [1]",
+    "[lab_categories]\nALT = {a = 1}", "findings = 1", "[findings]\ndomains = [1]", "[tumor]\nevaluator = [1]",
+    "", "\x00", "[study]\n" + "k = 1\n" * 1_000,
+], ids=lambda t: repr(t[:24]))
+def test_a_mapping_of_the_wrong_shape_is_refused_with_problems(tmp_path, text):
+    mapping, problems = parse_mapping(text)
+    assert mapping is None and problems and all(p.table == "mapping file" and p.message for p in problems)
+
+
+# --------------------------------------------------------------------------- one import per target at a time
+
+
+BUSY = "another import is writing"
+
+
+def test_an_import_of_a_target_another_import_holds_is_refused_at_once(tmp_path, base):
+    db = tmp_path / "cut.duckdb"
+    shutil.copy(base.db, db)
+    before = _digest(db)
+    source = write_study(tmp_path / "sdtm", study())
+    (tmp_path / "m.toml").write_text(MAPPING)
+    with Target(db):
+        started = time.perf_counter()
+        with pytest.raises(ImportFailed) as failed:
+            import_sdtm(source, db, tmp_path / "m.toml")
+        assert time.perf_counter() - started < 1
+        assert BUSY in _only_error(failed.value.problems).message and _digest(db) == before
+    warnings, counts = import_sdtm(source, db, tmp_path / "m.toml")
+    assert counts["subjects"] == len(study()["DM"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.duckdb", "m.toml", "sdtm"]
+
+
+HOLD = """
+import sys, time
+from smc.ingest.target import Target
+target = Target(sys.argv[1]).__enter__()
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_process_holding_the_target_refuses_the_cli_import_and_its_kill_frees_it(tmp_path):
+    source = write_study(tmp_path / "sdtm", study())
+    (source / "mapping.toml").write_text(MAPPING)
+    db = tmp_path / "cut.duckdb"
+    db.write_bytes(b"the served cut")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cmd = [sys.executable, "-m", "smc", "import", "--sdtm", str(source), "--db", str(db)]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and BUSY in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert db.read_bytes() == b"the served cut"
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # the kernel lets go of a dead process's lock
+        holder.wait(timeout=60)
+    assert (tmp_path / "cut.duckdb.lock").exists()  # left by the killed holder
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.duckdb", "sdtm"]

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from smc import settings
 from smc.ingest import load
 from smc.ingest.load import ERROR, Problem
 from smc.ingest.sdtm import events, findings, subjects, tumor
 from smc.ingest.sdtm.common import ORIGIN, SdtmImport, label_records
-from smc.ingest.sdtm.mapping import Mapping, parse_mapping
-from smc.ingest.sdtm.read import Dataset, read_sdtm_dir
+from smc.ingest.sdtm.mapping import Mapping, decode_mapping, parse_mapping, too_long
+from smc.ingest.sdtm.read import SUFFIXES, WHOLE_SET, Dataset, read_sdtm_dir
+from smc.ingest.target import Target
 
 REQUIRED_DOMAINS = ("DM", "EX", "AE")
 # Variables a present domain must have; a tuple inside means "one of these".
@@ -54,11 +56,13 @@ SOURCE_VARIABLES = {
 }
 
 
-def _check_structure(datasets: dict[str, Dataset], mapping: Mapping) -> tuple[list[Problem], set[str]]:
-    """Missing domains and variables, and the domains that cannot be read for want of a variable."""
+def _check_structure(datasets: dict[str, Dataset], mapping: Mapping,
+                     unread: frozenset[str] = frozenset()) -> tuple[list[Problem], set[str]]:
+    """Missing domains and variables, and the domains that cannot be read for want of a variable. ``unread``:
+    domains whose file is there but was refused (its problem says why), not reported missing."""
     problems, broken = [], set()
     for domain in REQUIRED_DOMAINS:
-        if domain not in datasets:
+        if domain not in datasets and domain not in unread:
             problems.append(Problem(ERROR, domain, None, None, None,
                                     "is missing (a required domain: DM, EX and AE)", record=""))
     for domain, dataset in datasets.items():
@@ -79,11 +83,12 @@ def _check_structure(datasets: dict[str, Dataset], mapping: Mapping) -> tuple[li
     return problems, broken
 
 
-def convert(datasets: dict[str, Dataset], mapping: Mapping) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+def convert(datasets: dict[str, Dataset], mapping: Mapping,
+            unread: frozenset[str] = frozenset()) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
     """Contract tables (as text, each row with its SDTM origin) and every problem found.
     A domain that lacks a required variable is skipped, so the others' problems are still found;
     without a usable DM nothing can be checked."""
-    problems, broken = _check_structure(datasets, mapping)
+    problems, broken = _check_structure(datasets, mapping, unread)
     if "DM" not in datasets or "DM" in broken:
         return {}, problems
     usable = {name: Dataset(name, label_records(name, ds.frame), ds.files)
@@ -128,8 +133,22 @@ def _origins(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], 
     return raw, where
 
 
-def _in_sdtm_terms(problem: Problem, where: dict[str, list]) -> Problem:
-    """A validator problem about a contract row, restated for the SDTM record it came from."""
+_TS_PARAMETERS = {field: parm for parm, field in subjects.TS_FIELDS.items()}
+
+
+def _in_sdtm_terms(problem: Problem, where: dict[str, list], mapping: Mapping) -> Problem:
+    """A validator problem about a contract row, restated for the SDTM record (or mapping key) it came from."""
+    if problem.table == "dose_levels" and problem.row is not None:
+        return Problem(problem.severity, "mapping file", None, f"levels.{problem.column}", problem.value,
+                       problem.message, record="")
+    if problem.table == "studies" and problem.row is not None:
+        if problem.column in mapping.study:
+            domain, variable = "mapping file", f"study.{problem.column}"
+        elif problem.column in _TS_PARAMETERS:
+            domain, variable = "TS", _TS_PARAMETERS[problem.column]
+        else:
+            domain, variable = "DM", "STUDYID" if problem.column == "study_id" else problem.column
+        return Problem(problem.severity, domain, None, variable, problem.value, problem.message, record="")
     if problem.table not in where or problem.row is None:
         return problem
     domain, record = where[problem.table][problem.row - 2]
@@ -139,9 +158,13 @@ def _in_sdtm_terms(problem: Problem, where: dict[str, list]) -> Problem:
 
 
 def import_datasets(datasets: dict[str, Dataset], mapping_text: str | None, db_path: str | Path, source: str,
-                    read_problems: list[Problem] | None = None) -> tuple[list[Problem], dict[str, int]]:
-    """Map, validate and write; return the warnings and each table's row count, or raise ImportFailed."""
+                    read_problems: list[Problem] | None = None,
+                    target: Target | None = None) -> tuple[list[Problem], dict[str, int]]:
+    """Map, validate and write; return the warnings and each table's row count, or raise ImportFailed.
+    ``target``: the target's lock when the caller holds it (else writing takes it)."""
     problems = list(read_problems or [])
+    if any(p.severity == ERROR and p.table == WHOLE_SET for p in problems):
+        raise load.ImportFailed(problems)  # the set as a whole was refused: nothing was read
     if mapping_text is None:
         problems.append(Problem(ERROR, "mapping file", None, None, None,
                                 "is missing: SDTM does not say the design, agent, DLT window or dose "
@@ -151,7 +174,10 @@ def import_datasets(datasets: dict[str, Dataset], mapping_text: str | None, db_p
     problems += mapping_problems
     if mapping is None:
         raise load.ImportFailed(problems)
-    tables, found = convert(datasets, mapping)
+    # A refused file's domain, as read_sdtm_dir would name it from the file (dm.xpt, lb_central.csv)
+    unread = frozenset(Path(p.table).stem.split("_")[0].upper() for p in problems
+                       if p.severity == ERROR and p.table and Path(p.table).suffix.lower() in SUFFIXES)
+    tables, found = convert(datasets, mapping, unread)
     problems += found
     if not tables:
         raise load.ImportFailed(problems)
@@ -159,29 +185,41 @@ def import_datasets(datasets: dict[str, Dataset], mapping_text: str | None, db_p
     result = load.validate(raw, clean=True)
     # The contract's checks, restated for SDTM records; a record already in error is not reported twice.
     in_error = {(p.table, p.record) for p in problems if p.severity == ERROR}
-    restated = [_in_sdtm_terms(p, where) for p in result.problems]
+    restated = [_in_sdtm_terms(p, where, mapping) for p in result.problems]
     problems += [p for p in restated if (p.table, p.record) not in in_error]
     if any(p.severity == ERROR for p in problems):
         raise load.ImportFailed(problems)
     warnings = [p for p in problems if p.severity != ERROR]
-    load.write_database(result.tables, db_path, source, len(warnings))
+    load.write_database(result.tables, db_path, source, len(warnings), target)
     return warnings, {table: len(frame) for table, frame in result.tables.items()}
+
+
+def read_mapping_file(path: Path) -> tuple[str | None, list[Problem]]:
+    """A mapping file's text, its size checked (``mapping_max_chars``) before it is read."""
+    try:
+        if path.stat().st_size > 4 * settings.MAPPING_MAX_CHARS:  # UTF-8 takes at most 4 bytes a character
+            return None, [too_long(str(path))]
+        return decode_mapping(path.read_bytes(), str(path))
+    except OSError as exc:
+        return None, [Problem(ERROR, "mapping file", None, None, None, f"{path} could not be read: "
+                              f"{exc.strerror or exc}", record="")]
 
 
 def import_sdtm(directory: str | Path, db_path: str | Path,
                 mapping_path: str | Path | None = None) -> tuple[list[Problem], dict[str, int]]:
-    """``python -m smc import --sdtm DIR``: the mapping defaults to ``DIR/mapping.toml``."""
+    """``python -m smc import --sdtm DIR``: the mapping defaults to ``DIR/mapping.toml``. The target is locked
+    before anything is read, so a second import of it is refused at once."""
     directory = Path(directory)
     mapping_path = Path(mapping_path) if mapping_path else directory / "mapping.toml"
-    datasets, problems = read_sdtm_dir(directory)
-    try:
-        mapping_text = mapping_path.read_text(encoding="utf-8") if mapping_path.is_file() else None
-    except UnicodeDecodeError as exc:
-        problems.append(Problem(ERROR, "mapping file", None, None, None,
-                                f"{mapping_path} is not UTF-8 text (byte {exc.start})", record=""))
-        raise load.ImportFailed(problems) from None
-    if mapping_text is None and mapping_path != directory / "mapping.toml":
-        problems.append(Problem(ERROR, "mapping file", None, None, None, f"{mapping_path} does not exist",
-                                record=""))
-        raise load.ImportFailed(problems)
-    return import_datasets(datasets, mapping_text, db_path, f"sdtm:{directory.resolve()}", problems)
+    with Target(db_path) as target:
+        datasets, problems = read_sdtm_dir(directory)
+        mapping_text = None
+        if mapping_path.is_file():
+            mapping_text, trouble = read_mapping_file(mapping_path)
+            if trouble:
+                raise load.ImportFailed(problems + trouble)
+        elif mapping_path != directory / "mapping.toml":
+            problems.append(Problem(ERROR, "mapping file", None, None, None, f"{mapping_path} does not exist",
+                                    record=""))
+            raise load.ImportFailed(problems)
+        return import_datasets(datasets, mapping_text, db_path, f"sdtm:{directory.resolve()}", problems, target)

@@ -10,6 +10,7 @@ import datetime as dt
 import tomllib
 from dataclasses import dataclass, field
 
+from smc import settings
 from smc.ingest.load import ERROR, Problem
 from smc.store import contract
 
@@ -76,12 +77,57 @@ def _strings(value, key: str, problems: list[Problem]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def decode_mapping(data: bytes, name: str) -> tuple[str | None, list[Problem]]:
+    """A mapping file's bytes as text, or None and the problem: too long (``mapping_max_chars``) or not UTF-8."""
+    if len(data) > 4 * settings.MAPPING_MAX_CHARS:  # UTF-8 takes at most 4 bytes a character
+        return None, [too_long(name)]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [_problem(None, f"{name} is not UTF-8 text (byte {exc.start})")]
+    return (None, [too_long(name)]) if len(text) > settings.MAPPING_MAX_CHARS else (text, [])
+
+
+def too_long(name: str | None = None) -> Problem:
+    what = f"{name} is" if name else "is"
+    return _problem(None, f"{what} longer than {settings.MAPPING_MAX_CHARS:,} characters (setting "
+                          "mapping_max_chars); a mapping is a page of keys")
+
+
+def _depth(value) -> int:
+    """How deep tables and arrays nest (the file itself is 1), walked without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > settings.MAPPING_MAX_LEVELS:
+            break
+        todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_deep() -> Problem:
+    return _problem(None, f"nests tables or arrays more than {settings.MAPPING_MAX_LEVELS} levels deep (setting "
+                          "mapping_max_levels); a mapping needs four at most ([[levels]] tables with their arms lists)")
+
+
 def parse_mapping(text: str) -> tuple[Mapping | None, list[Problem]]:
     """Read mapping TOML; return the mapping, or None and every problem found."""
+    if len(text) > settings.MAPPING_MAX_CHARS:
+        return None, [too_long()]
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [_problem(None, f"is not valid TOML: {exc}")]
+    except RecursionError:  # tomllib parses nested arrays and inline tables by recursion
+        return None, [_too_deep()]
+    except MemoryError:
+        return None, [_problem(None, "is too large to read in the memory there is")]
+    if _depth(raw) > settings.MAPPING_MAX_LEVELS:  # dotted keys nest without recursion in the parser
+        return None, [_too_deep()]
     problems: list[Problem] = []
     for section, value in raw.items():
         if section not in SECTIONS:
@@ -168,9 +214,10 @@ def _levels(raw_levels, problems: list[Problem]) -> tuple[Level, ...]:
         if dose is not None and (isinstance(dose, bool) or not isinstance(dose, (int, float))):
             problems.append(_problem(f"{where}.dose", "is not a number", dose))
             dose = None
+        before = len(problems)
         arms = _strings(entry.get("arms", []), f"{where}.arms", problems)
         expansion = _strings(entry.get("expansion_arms", []), f"{where}.expansion_arms", problems)
-        if not arms and not expansion:
+        if not arms and not expansion and len(problems) == before:  # not again when a list was of the wrong type
             problems.append(_problem(f"{where}.arms", "is empty: name the ACTARMCD/ARMCD values of this level"))
         levels.append(Level(level, str(label or ""), dose, entry.get("unit"), arms, expansion))
     seen = [lv.level for lv in levels]

@@ -7,15 +7,18 @@ without a spurious ``.0``, missing values empty.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyreadstat
 
-from smc.ingest.load import ERROR, WARNING, Problem, numbers_as_text
+from smc.ingest import limits
+from smc.ingest.load import ERROR, WARNING, Problem, numbers_as_text, read_csv_text
 
 SUFFIXES = (".xpt", ".csv")
+WHOLE_SET = "SDTM"  # the "domain" of a problem with the set of files as a whole (not a folder, too large)
 
 
 @dataclass
@@ -37,17 +40,23 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _duplicated_names(frame: pd.DataFrame) -> list[str]:
-    names = [str(c).strip().upper() for c in frame.columns]
-    return sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(str(c).strip().upper() for c in frame.columns)  # linear: a file may have many columns
+    return sorted(name for name, n in counts.items() if n > 1)
 
 
 def read_file(path: Path) -> pd.DataFrame:
-    """One dataset as text. pyreadstat reads XPT (pandas' read_sas misreads some zeros)."""
+    """One dataset as text. pyreadstat reads XPT (pandas' read_sas misreads some zeros). A file past a limit
+    (columns, rows: ``settings.IMPORT_MAX_…``) raises ValueError before it is parsed."""
     if path.suffix.lower() == ".xpt":
-        frame, _ = pyreadstat.read_xport(str(path))
+        too_wide = limits.xpt_shape(path)
+        if too_wide:
+            raise ValueError(too_wide)
+        frame, _ = pyreadstat.read_xport(str(path), row_limit=limits.xpt_row_limit())
+        too_long = limits.too_many_rows(len(frame))
+        if too_long:
+            raise ValueError(too_long)
     else:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", header=None)
-        frame = frame.iloc[1:].set_axis(list(frame.iloc[0]), axis=1).reset_index(drop=True)
+        frame = read_csv_text(path)
     repeated = _duplicated_names(frame)
     if repeated:
         raise ValueError(f"has the variable(s) {', '.join(repeated)} more than once")
@@ -82,18 +91,35 @@ def read_sdtm_dir(directory: str | Path) -> tuple[dict[str, Dataset], list[Probl
     """Every ``.xpt`` and ``.csv`` in the directory (not its subdirectories), by domain."""
     directory = Path(directory)
     if not directory.is_dir():
-        return {}, [Problem(ERROR, "SDTM", None, None, None, f"{directory} is not a directory", record="")]
+        return {}, [Problem(ERROR, WHOLE_SET, None, None, None, f"{directory} is not a directory", record="")]
     problems: list[Problem] = []
     parts: dict[str, list[tuple[str, pd.DataFrame]]] = {}
-    for path in sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES):
+    paths = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    too_big = limits.too_many_bytes([(p.name, p.stat().st_size) for p in paths], "the SDTM datasets")
+    if too_big:
+        return {}, [Problem(ERROR, WHOLE_SET, None, None, None, too_big, record="")]
+    for path in paths:
         try:
             frame = read_file(path)
-        except ValueError as exc:
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(ERROR, path.name, None, None, None, f"is not UTF-8 text (byte {exc.start})",
+                                    record=""))
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            problems.append(Problem(ERROR, path.name, None, None, None, f"is not a readable CSV file: {exc}",
+                                    record=""))
+            continue
+        except ValueError as exc:  # our own: past a limit, a variable twice
             problems.append(Problem(ERROR, path.name, None, None, None, str(exc), record=""))
             continue
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
+        except MemoryError:
             problems.append(Problem(ERROR, path.name, None, None, None,
-                                    f"could not be read: {type(exc).__name__}: {exc}", record=""))
+                                    "is too large to read in the memory there is", record=""))
+            continue
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
+            kind = "SAS transport (.xpt)" if path.suffix.lower() == ".xpt" else "CSV"
+            problems.append(Problem(ERROR, path.name, None, None, None,
+                                    f"is not a readable {kind} file: {exc}", record=""))
             continue
         domain, trouble = _domain_of(frame, path)
         if trouble:
