@@ -8,7 +8,8 @@ try:
     from smc import ui
     from smc.ui import pages
 except SettingError as exc:  # the limits are read as smc.settings is imported
-    st.error(f"The server is misconfigured: {exc}")
+    st.error("The server is misconfigured:")
+    st.code(str(exc), language=None, wrap_lines=True)  # literal text: smc.ui (and its md) did not import
     st.stop()
 
 PAGES = [st.Page(p.script, title=p.title, icon=p.icon, url_path=p.url_path or None, default=not p.url_path)
@@ -20,7 +21,7 @@ try:
     context = ui.sidebar(database)
 except Exception as exc:  # noqa: BLE001 - a broken file must not show a traceback
     ui.log.exception("could not open the database")
-    st.error(f"The database could not be read: {type(exc).__name__}: {exc}")
+    st.error(f"The database could not be read: {type(exc).__name__}: {ui.md(exc)}")
     st.stop()
 ui.set_context(context)
 ui.banner(context)

@@ -1,4 +1,4 @@
-"""Helpers the test modules share: paths, the demo studies, the app run through AppTest, the command line, and
+"""Helpers the test modules share: paths, the demo studies, the app run through AppTest, the command line, the served app, and
 independent SQL readings of the contract tables that both a page test and a report test compare with.
 
 Plain functions and constants only; fixtures live in conftest.py (tests/conftest.py for all kinds, tests/pages/
@@ -7,6 +7,7 @@ conftest.py and tests/browser/conftest.py for one kind). No test module imports 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -15,8 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.stats import beta
 from streamlit.testing.v1 import AppTest
+
+from smc.tools import server as server_module
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 DATA = ROOT / "tests" / "data"  # test data kept in the repository
@@ -285,3 +289,14 @@ SELECT count(*) FILTER (WHERE coalesce(screening_date, enrollment_date) <= $2),
            AND a.admin_date <= $2))
 FROM subjects s WHERE study_id = $1
 """
+
+
+@contextlib.contextmanager
+def served_app(db_path):
+    """The app served on a free port for the database at ``db_path``; a server that does not start fails the
+    test with its log."""
+    try:
+        with server_module.serve(db_path) as (url, _):
+            yield url
+    except server_module.ServerFailed as failed:
+        pytest.fail(str(failed))

@@ -11,6 +11,7 @@ from smc.charts.biomarkers import (
     subset_panels,
 )
 from smc.settings import MAX_SUBJECT_LINES, too_many_subjects
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
@@ -18,8 +19,8 @@ levels = {lv.level: lv.label for lv in study.levels}
 view = ui.cached(biomarkers.load_biomarker_view, ctx.db, study, ctx.as_of)
 data, series = view.data, view.series
 
-st.title(f"{study.study_id} · Biomarkers")
-st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Subjects dosed with {study.agent}; time 0 is that first dose. A result "
+st.title(f"{md(study.study_id)} · Biomarkers")
+st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Subjects dosed with {md(study.agent)}; time 0 is that first dose. A result "
            "below the lower limit of quantification (LLOQ) is drawn at LLOQ/2 as an open circle and counted. "
            "Baseline: the last result at or before time 0.")
 if not data.results.empty and not data.results["first_agent_dose_time_known"].all():
@@ -133,7 +134,8 @@ def draw_immunogenicity() -> None:
     immunity = view.immunogenicity
     st.subheader("Immunogenicity")
     tests = list(dict.fromkeys(immunity["test"]))
-    test = st.segmented_control("Assay", tests, default=tests[0], key="immunogenicity_test") or tests[0]
+    test = st.segmented_control("Assay", tests, default=tests[0], format_func=md,
+                                key="immunogenicity_test") or tests[0]
     st.plotly_chart(ui.figure(immunogenicity_chart, immunity, test, levels,
                               f"{test}: subjects positive by day and level"),
                     key="immunogenicity_chart")

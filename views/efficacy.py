@@ -6,14 +6,15 @@ from smc.analysis import efficacy, tumor_markers
 from smc.charts.efficacy import marker_best_change, marker_trends, spider, swimmer, swimmer_order, waterfall
 from smc.rules import recist
 from smc.settings import MAX_SUBJECT_LINES, too_many_subjects
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
 levels = {lv.level: lv.label for lv in study.levels}
 as_of = f"{ctx.as_of:%Y-%m-%d}"
 
-st.title(f"{study.study_id} · Efficacy")
-st.caption(f"As of {as_of}. Subjects dosed with {study.agent}; day 0 is that first dose and the baseline scan is "
+st.title(f"{md(study.study_id)} · Efficacy")
+st.caption(f"As of {as_of}. Subjects dosed with {md(study.agent)}; day 0 is that first dose and the baseline scan is "
            "the last assessment on or before it. Best overall response (BOR) from the investigator's time-point "
            f"responses. **Rule applied:** {recist.rule_text(study.min_sd_days)}")
 phase = (st.segmented_control("Phase", ["All", "Escalation", "Expansion"], default="All", key="efficacy_phase")
@@ -31,7 +32,7 @@ def best_response() -> None:
     st.caption("Evaluable: dosed subjects with a baseline assessment (the ORR and DCR denominator); those without a "
                "post-baseline assessment count as NE. ORR = (CR + PR) / evaluable, DCR = (CR + PR + SD) / evaluable, "
                "with exact Clopper–Pearson 95% CIs."
-               + (f" Not evaluable (no baseline scan): {', '.join(no_baseline['subject_id'])}." if len(no_baseline)
+               + (f" Not evaluable (no baseline scan): {', '.join(map(md, no_baseline['subject_id']))}." if len(no_baseline)
                   else ""))
     ui.download_csv(efficacy.response_table_display(table), f"{study.study_id}_response_{ctx.as_of}.csv",
                     key="response_csv")
@@ -79,7 +80,7 @@ def over_time() -> None:
 
     st.subheader("Swimmer plot")
     if data.subjects.empty:
-        st.info(f"No subject dosed with {study.agent} by this date.")
+        st.info(f"No subject dosed with {md(study.agent)} by this date.")
     else:
         ui.open_clicked_subject(st.plotly_chart(
             ui.figure(swimmer, ui.paged(swimmer_order(data.subjects), key="swimmer_page"), levels, study.agent, as_of,
@@ -112,7 +113,8 @@ def tumor_marker_trends() -> None:
         st.info("No tumor-marker result by this date.")
     else:
         test_col, measure_col, log_col = st.columns([3, 3, 1])
-        test = test_col.segmented_control("Marker", tests, default=tests[0], key="marker_test") or tests[0]
+        test = test_col.segmented_control("Marker", tests, default=tests[0], format_func=md,
+                                          key="marker_test") or tests[0]
         measure = {"Value": "plot_value", "% change from baseline": "pct_change"}[
             measure_col.segmented_control("Show", ["Value", "% change from baseline"], default="Value",
                                           key="marker_measure") or "Value"]

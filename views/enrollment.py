@@ -4,13 +4,14 @@ import streamlit as st
 from smc import ui
 from smc.analysis import enrollment
 from smc.charts.enrollment import cumulative_enrollment, site_counts, status_counts
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
 data = ui.cached(enrollment.load_enrollment, ctx.db, study, ctx.as_of)
 projected = enrollment.projection(data)
 
-st.title(f"{study.study_id} · Enrollment")
+st.title(f"{md(study.study_id)} · Enrollment")
 st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Screened: screening date by then (a screen failure counts from its "
            "screening date); dosed: any study treatment given.")
 

@@ -1,4 +1,6 @@
 """Escalation: what the protocol rule says next, and the subjects behind it."""
+import html
+
 import pandas as pd
 import streamlit as st
 
@@ -17,14 +19,15 @@ from smc.decision_log import ledger
 from smc.outputs.packet import build_packet
 from smc.rules import boin
 from smc.ui import decision_log_form as decision_form
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
 decision = ui.cached(load_dose_decision, ctx.db, study, ctx.as_of)
 rec, advice = decision.assessment.recommendation, decision.boin
 
-st.title(f"{study.study_id} · Escalation")
-st.caption(f"{study.design} · DLT window {study.dlt_window_days} days from the first dose of {study.agent} · "
+st.title(f"{md(study.study_id)} · Escalation")
+st.caption(f"{md(study.design)} · DLT window {study.dlt_window_days} days from the first dose of {md(study.agent)} · "
            f"as of {ctx.as_of:%Y-%m-%d}. Only escalation-phase subjects count.")
 
 st.download_button(
@@ -37,16 +40,16 @@ st.download_button(
 protocol, second = st.columns([3, 2])
 with protocol.container(border=True):
     st.markdown("##### Protocol rule")
-    target = study.label(rec.to_level) if rec.to_level is not None else ""
+    target = md(study.label(rec.to_level)) if rec.to_level is not None else ""
     st.markdown(f"### `{rec.action}` {target}")
     if rec.mtd_level is not None:
-        st.markdown(f"**MTD: {study.label(rec.mtd_level)}** (level {rec.mtd_level})")
-    st.write(rec.reason)
+        st.markdown(f"**MTD: {md(study.label(rec.mtd_level))}** (level {rec.mtd_level})")
+    st.markdown(md(rec.reason))
 with second.container(border=True):
     st.markdown(f"##### BOIN advice (target DLT rate {advice.target:.0%}) — advice only")
-    st.markdown(f"**{advice.advice}** {study.label(advice.to_level) if advice.to_level is not None else ''}")
-    st.write(advice.reason)
-    mtd = study.label(advice.mtd_estimate) if advice.mtd_estimate is not None else "none yet"
+    st.markdown(f"**{advice.advice}** {md(study.label(advice.to_level)) if advice.to_level is not None else ''}")
+    st.markdown(md(advice.reason))
+    mtd = md(study.label(advice.mtd_estimate)) if advice.mtd_estimate is not None else "none yet"
     st.caption(f"λe = {advice.lambda_e:.4f}, λd = {advice.lambda_d:.4f}; isotonic MTD estimate: {mtd}. "
                "The protocol rule decides.")
 
@@ -64,7 +67,7 @@ else:
     shown = lanes.lanes
     if len(shown) > settings.CHART_PAGE_LANES and shown["phase"].nunique() > 1:
         phase = st.segmented_control("Lanes", ["escalation", "expansion"], default="escalation",
-                                     format_func=lambda p: f"{p.capitalize()} ({(shown['phase'] == p).sum()})",
+                                     format_func=lambda p: f"{md(p.capitalize())} ({(shown['phase'] == p).sum()})",
                                      key="swimlane_phase") or "escalation"
         shown = shown[shown["phase"] == phase]
     shown = ui.paged(shown, key="swimlane_page")
@@ -74,7 +77,8 @@ else:
                        study.dlt_window_days, ctx.as_of, calendar=calendar)
     event = st.plotly_chart(figure, key="swimlanes", on_select="rerun", selection_mode="points")
     points = (event or {}).get("selection", {}).get("points", [])
-    clicked = next((p["customdata"][0] for p in points if p.get("customdata")), None)
+    # customdata holds the id as plotly text (charts.style.plain): unescaped, it is the id again
+    clicked = next((html.unescape(p["customdata"][0]) for p in points if p.get("customdata")), None)
     if clicked in set(lanes.lanes.subject_id):
         st.session_state["escalation_subject"] = clicked
 
@@ -82,13 +86,14 @@ else:
     subject = st.selectbox("Subject (or click a lane)", lanes.lanes.subject_id, key="escalation_subject")
     lane = lanes.lanes[lanes.lanes.subject_id == subject].iloc[0]
     st.markdown(
-        f"**{subject}** · {lane.label} · {lane.phase} · DLT state **{lane.state}** · enrolled "
+        f"**{md(subject)}** · {md(lane.label)} · {md(lane.phase)} · DLT state **{md(lane.state)}** · enrolled "
         f"{lane.enrollment_date:%Y-%m-%d} · first dose "
         f"{'—' if pd.isna(lane.first_dose_date) else f'{lane.first_dose_date:%Y-%m-%d}'}"
         + ("" if pd.isna(lane.window_end) else f" · window ends {lane.window_end:%Y-%m-%d} (exclusive)")
-        + ("" if pd.isna(lane.off_study_date) else f" · off study {lane.off_study_date:%Y-%m-%d} ({lane.off_study_reason})")
+        + ("" if pd.isna(lane.off_study_date) else f" · off study {lane.off_study_date:%Y-%m-%d} "
+                                                    f"({md(lane.off_study_reason)})")
         + ("" if pd.isna(lane.death_date) else f" · died {lane.death_date:%Y-%m-%d}"))
-    st.page_link("views/subject.py", label=f"Open the profile of {subject}", icon=":material/person:",
+    st.page_link("views/subject.py", label=f"Open the profile of {md(subject)}", icon=":material/person:",
                  query_params={"study": study.study_id, "as_of": ctx.as_of.isoformat(), "subject": subject})
     aes = lanes.adverse_events[lanes.adverse_events.subject_id == subject]
     st.dataframe(aes[["day", "onset_date", "end_date", "term", "soc", "grade", "serious", "related", "dlt", "outcome"]],

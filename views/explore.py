@@ -4,11 +4,14 @@ import streamlit as st
 from smc import settings, ui
 from smc.analysis import console, explore
 from smc.charts.explore import CHART_KINDS, quick_chart
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
 COUNT_ROWS = "(count rows)"
 NONE = "(none)"
+# A query stopped, cut short or kept waiting is a warning; a refused or failed one an error.
+WARNING_ICONS = {"timeout": ":material/timer:", "truncated": ":material/cut:", "busy": ":material/hourglass_top:"}
 
 
 def fill_box(sql: str) -> None:
@@ -25,7 +28,8 @@ st.caption("The raw tables of this data cut, every study and every date (the sid
 
 st.subheader("SQL console")
 st.caption(f"One SELECT statement (WITH, FROM x, DESCRIBE and SUMMARIZE count). It stops after "
-           f"{settings.CONSOLE_TIME_LIMIT_S:g} s and shows at most {settings.CONSOLE_ROW_CAP_ROWS:,} rows. Examples:")
+           f"{settings.CONSOLE_TIME_LIMIT_S:g} s or {settings.CONSOLE_MEMORY_LIMIT_MB:,} MB and shows at most "
+           f"{settings.CONSOLE_ROW_CAP_ROWS:,} rows or {settings.CONSOLE_RESULT_MAX_MB:,} MB. Examples:")
 examples = explore.examples()
 for column, example in zip(st.columns(len(examples) or 1), examples):
     column.button(example.label, key=f"example_{example.name}", on_click=fill_box, args=(example.sql,),
@@ -35,12 +39,13 @@ st.button("Run", key="run_sql", type="primary", icon=":material/play_arrow:", on
 
 result: console.ConsoleResult | None = st.session_state.get("console_result")
 if result is not None:
+    # A message can quote the statement or a value of the data (a failed cast): shown as text.
     if result.status == "ok":
-        st.caption(result.message)
-    elif result.status in ("truncated", "timeout"):
-        st.warning(result.message, icon=":material/timer:" if result.status == "timeout" else ":material/cut:")
+        st.caption(md(result.message))
+    elif result.status in WARNING_ICONS:
+        st.warning(md(result.message), icon=WARNING_ICONS[result.status])
     else:
-        st.error(result.message, icon=":material/block:")
+        st.error(md(result.message), icon=":material/block:")
     if result.rows is not None:
         st.dataframe(result.rows, hide_index=True, key="sql_result")
         ui.download_csv(result.rows, "query_result.csv", key="sql_csv")
@@ -57,7 +62,7 @@ if result is not None:
                                       None if colour == NONE else colour,
                                       f"{'Rows' if y == COUNT_ROWS else y} by {x}"), key="sql_chart")
 
-st.subheader(f"Pivot ({study.study_id})")
+st.subheader(f"Pivot ({md(study.study_id)})")
 st.caption("Pick a table, what goes down and across, and the aggregate; no SQL needed.")
 table_col, rows_col, columns_col = st.columns(3)
 table = table_col.selectbox("Table", explore.pivot_tables(), index=explore.pivot_tables().index("subjects"),
@@ -86,7 +91,7 @@ spec = explore.PivotSpec(table, rows, None if across == NONE else across, aggreg
 try:
     long = explore.load_pivot(ctx.db, study.study_id, spec)
 except ValueError as exc:
-    st.error(str(exc), icon=":material/block:")
+    st.error(md(exc), icon=":material/block:")
 else:
     if long.empty:
         st.info("No rows match.")
@@ -103,7 +108,7 @@ with st.expander(f"{schema['table_name'].nunique()} tables, {len(schema)} column
                  "descriptions", expanded=False):
     for name, described in schema.drop_duplicates("table_name")[["table_name", "table_comment"]].itertuples(
             index=False):
-        st.markdown(f"**{name}**: {described or ''}")
+        st.markdown(f"**{md(name)}**: {md(described or '')}")
     st.dataframe(schema[["table_name", "column_name", "data_type", "column_comment"]], hide_index=True,
                  key="schema", column_config={"table_name": "Table", "column_name": "Column",
                                               "data_type": "Type", "column_comment": "Description"})

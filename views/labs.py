@@ -6,17 +6,18 @@ from smc.analysis import labs
 from smc.charts.labs import edish, lab_course
 from smc.rules import ctcae
 from smc.settings import MAX_SUBJECT_LINES
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
 summary = ui.cached(labs.load_lab_summary, ctx.db, study, ctx.as_of)
 levels = {lv.level: lv.label for lv in study.levels}
 
-st.title(f"{study.study_id} · Safety labs")
+st.title(f"{md(study.study_id)} · Safety labs")
 st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Hematology and chemistry. Baseline: last result on or before the day of "
            f"the first dose of any study treatment. Grades as reported; an empty grade is derived from value and "
            f"normal range by CTCAE v5 ({', '.join(g.ae_term.lower() for g in ctcae.GRADINGS.values())}). Days count "
-           f"from the first dose of {study.agent}.")
+           f"from the first dose of {md(study.agent)}.")
 if summary.derived:
     st.info(f"{summary.derived} of {summary.results} results had no grade from the lab; the dashboard graded them "
             "from value and normal range (CTCAE v5, normal-baseline rules).", icon=":material/calculate:")
@@ -64,7 +65,7 @@ st.plotly_chart(ui.figure(lab_course, summary.course, nadirs, cytopenia, levels,
                 key="nadir_chart")
 first_day, last_day = labs.course_days(study.dlt_window_days)
 nadir = "the nadir, the lowest value at any time after the first dose,"
-st.caption(f"Days {first_day} to {last_day} from the first dose of {study.agent}. "
+st.caption(f"Days {first_day} to {last_day} from the first dose of {md(study.agent)}. "
            + (f"Over {MAX_SUBJECT_LINES} subjects: each level's median (line) and 25th–75th "
               f"percentiles (band) per day, on days with at least {labs.COURSE_MIN_RESULTS} results at that level; "
               f"{nadir} is in the table for every subject." if as_quartiles
@@ -84,7 +85,7 @@ else:
     st.dataframe(ui.with_subject_links(listing, ctx), hide_index=True, key="lab_listing", column_config={
         "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
         "test": "Test", "collected_at": st.column_config.DatetimeColumn("Collected", format="YYYY-MM-DD HH:mm"),
-        "agent_day": st.column_config.NumberColumn("Day", help=f"Days from the first dose of {study.agent}"),
+        "agent_day": st.column_config.NumberColumn("Day", help=f"Days from the first dose of {md(study.agent)}"),
         "value": st.column_config.NumberColumn("Value", format="%.2f"), "unit": "Unit",
         "xuln": st.column_config.NumberColumn("×ULN", format="%.2f"), "grade": "Grade", "grade_source": "Grade from"})
     ui.download_csv(listing, f"{study.study_id}_lab_grade3_{ctx.as_of}.csv", key="lab_listing_csv")

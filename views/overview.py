@@ -1,18 +1,21 @@
 """Overview: the study's design, dose ladder and enrollment as of the sidebar date."""
+from urllib.parse import urlencode
+
 import streamlit as st
 
 from smc import ui
 from smc.analysis.dose_decision import load_dose_decision
 from smc.analysis.overview import load_overview
 from smc.charts.overview import subjects_per_level
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
 decision = ui.cached(load_dose_decision, ctx.db, study, ctx.as_of)
 ov = load_overview(ctx.db, study, decision)
 
-st.title(f"{study.study_id} · Overview")
-st.caption(study.title or "")
+st.title(f"{md(study.study_id)} · Overview")
+st.caption(md(study.title or ""))
 
 c = st.columns(5)
 c[0].metric("Screened", ov.screened, help="Screening (consent) date on or before the as-of date")
@@ -22,8 +25,8 @@ c[3].metric("Deaths", ov.deaths)
 c[4].metric("Data cut", f"{study.data_cut_date:%Y-%m-%d}" if study.data_cut_date else "—")
 
 st.markdown(
-    f"**Design** {study.design} · **Agent** {study.agent} · **DLT window** {study.dlt_window_days} days · "
-    f"**Target DLT rate** {study.target_dlt_rate:.0%} · **Indication** {study.indication or '—'}")
+    f"**Design** {md(study.design)} · **Agent** {md(study.agent)} · **DLT window** {study.dlt_window_days} days · "
+    f"**Target DLT rate** {study.target_dlt_rate:.0%} · **Indication** {md(study.indication or '—')}")
 
 left, right = st.columns([1, 1])
 with left:
@@ -38,5 +41,5 @@ with right:
     st.caption("DLTs: escalation subjects with an adjudicated DLT inside their DLT window, as the "
                "protocol rule counts them.")
     rec = decision.assessment.recommendation
-    st.markdown(f"**Protocol rule:** `{rec.action}` — {rec.reason} "
-                f"([details](/escalation?study={study.study_id}&as_of={ctx.as_of.isoformat()}))")
+    details = urlencode({"study": study.study_id, "as_of": ctx.as_of.isoformat()})  # the id is data: encoded
+    st.markdown(f"**Protocol rule:** `{rec.action}` — {md(rec.reason)} ([details](/escalation?{details}))")

@@ -4,11 +4,12 @@ import streamlit as st
 from smc import ui
 from smc.analysis import safety
 from smc.charts.safety import ae_heatmap
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
 
-st.title(f"{study.study_id} · Safety")
+st.title(f"{md(study.study_id)} · Safety")
 st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Treatment-emergent AE (TEAE): onset on or after the first dose of any "
            "study treatment; earlier AEs are baseline events, listed but not counted. A subject counts once per "
            "term and SOC, at their worst CTCAE grade. % of subjects dosed at the level.")

@@ -5,10 +5,11 @@ import streamlit as st
 from smc import ui
 from smc.analysis.subject_profile import load_enrolled_subjects, load_subject_profile
 from smc.charts.subject import subject_labs, subject_timeline
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
-st.title(f"{study.study_id} · Subject profile")
+st.title(f"{md(study.study_id)} · Subject profile")
 ids = load_enrolled_subjects(ctx.db, study, ctx.as_of)
 
 key = f"subject::{study.study_id}"
@@ -17,7 +18,7 @@ if wanted and wanted != st.session_state.get("_subject_in_url"):  # arrived by a
     if wanted in ids:
         st.session_state[key] = wanted
     else:
-        st.warning(f'Subject "{wanted}" from the link is not enrolled in {study.study_id} by {ctx.as_of}.')
+        st.warning(f'Subject "{md(wanted)}" from the link is not enrolled in {md(study.study_id)} by {ctx.as_of}.')
 if st.session_state.get(key) not in ids:
     st.session_state.pop(key, None)
 
@@ -30,7 +31,7 @@ else:
     profile = ui.cached(load_subject_profile, ctx.db, study, ctx.as_of, subject_id)
     s = profile.subject
 
-    st.markdown(f"## {subject_id} · {profile.status}")
+    st.markdown(f"## {md(subject_id)} · {md(profile.status)}")
     teae = profile.adverse_events[profile.adverse_events["treatment_emergent"]]
     facts = {
         "Dose level": f"{profile.label} (level {s['level']})",
@@ -40,10 +41,10 @@ else:
         "Sex / age / site": f"{s['sex'] or '—'} / {s['age'] if s['age'] is not None else '—'} / {s['site_id'] or '—'}",
     }
     for column, (name, value) in zip(st.columns(len(facts)), facts.items()):
-        column.markdown(f"<small>{name}</small><br>**{value}**", unsafe_allow_html=True)
+        column.markdown(f":small[{name}]  \n**{md(value)}**")  # a small label over the value, as Markdown
 
     def when(label, date, extra=None):
-        return f"{label} **{date:%Y-%m-%d}**" + (f" ({extra})" if extra else "") if date else None
+        return f"{md(label)} **{date:%Y-%m-%d}**" + (f" ({md(extra)})" if extra else "") if date else None
 
     st.markdown(" · ".join(x for x in (
         when("Screened", s["screening_date"]), when("Enrolled", s["enrollment_date"]),
@@ -68,7 +69,7 @@ else:
     labs = profile.labs
     categories = list(dict.fromkeys(labs["category"].fillna("other")))
     default = [c for c in categories if c in ("hematology", "chemistry", "tumor_marker")] or categories[:1]
-    chosen = st.pills("Laboratory categories", categories, default=default, selection_mode="multi",
+    chosen = st.pills("Laboratory categories", categories, default=default, selection_mode="multi", format_func=md,
                       key=f"subject_lab_categories::{study.study_id}") or []
     st.plotly_chart(ui.figure(subject_labs, labs[labs["category"].fillna("other").isin(chosen)],
                               f"{subject_id} · laboratory results (shaded: normal range; open circle: below LLOQ, "

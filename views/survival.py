@@ -4,12 +4,13 @@ import streamlit as st
 from smc import ui
 from smc.analysis import survival
 from smc.charts.survival import endpoint_plot
+from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
 
-st.title(f"{study.study_id} · Survival")
-st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Subjects dosed with {study.agent}; time 0 is that first dose. Events and "
+st.title(f"{md(study.study_id)} · Survival")
+st.caption(f"As of {ctx.as_of:%Y-%m-%d}. Subjects dosed with {md(study.agent)}; time 0 is that first dose. Events and "
            "censorings after the as-of date are not known yet. Kaplan–Meier estimates with Greenwood variance; 95% "
            "CIs of the curve and of the median use the log(−log) transform. Months are days / 30.4375.")
 endpoint_col, group_col, unit_col, ci_col = st.columns([2, 3, 2, 2])

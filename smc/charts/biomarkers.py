@@ -18,6 +18,8 @@ from smc.charts.style import (
     lines_by_level,
     log_ticks,
     panel_axes,
+    plain,
+    plain_each,
     points_trace,
     side_legend,
     unchecked_figure,
@@ -38,6 +40,7 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
     each level's centre with its spread as thick markers and error bars and, up to MAX_SUBJECT_LINES subjects
     in ``results``, a thin line per subject with below-LLOQ results (drawn at LLOQ/2) as open circles."""
     colours = level_colors(list(levels))
+    levels = plain_each(levels)
     series = results[results[measure].notna()]
     traces = []
     for level, lines in ([] if too_many_subjects(results) else lines_by_level(series)):
@@ -47,11 +50,11 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
             x=_time(lines, unit), y=lines[measure], mode="lines+markers", name=label, legendgroup=str(level),
             opacity=0.45, line=dict(color=colours.get(level, "#636363"), width=1), connectgaps=False,
             marker=dict(size=6, symbol=np.where(below, BELOW_LLOQ_SYMBOL, "circle")),
-            customdata=np.stack([lines["subject_id"], lines["plot_value"],
+            customdata=np.stack([plain_each(lines["subject_id"]), lines["plot_value"],
                                  np.where(below, " (below LLOQ, drawn at LLOQ/2)", ""),
                                  lines["collected_at"].dt.strftime("%Y-%m-%d %H:%M")], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[3]}} ({unit[:-1]} %{{x:.1f}})"
-                           f"<br>%{{customdata[1]:.4g}} {lines['unit'].iloc[0] or ''}%{{customdata[2]}}"
+                           f"<br>%{{customdata[1]:.4g}} {plain(lines['unit'].iloc[0] or '')}%{{customdata[2]}}"
                            + ("<br>%{y:.2f}× baseline" if measure == "fold_change" else "") + "<extra></extra>")))
     fig = unchecked_figure(traces)
     for level, centre in summary.groupby("level", sort=True):
@@ -71,8 +74,8 @@ def biomarker_course(results: pd.DataFrame, summary: pd.DataFrame, levels: dict[
         add_overlays(fig, [hline(1, line=NO_CHANGE_LINE)])
     base_layout(fig, title, height=480)
     side_legend(fig, 200, "Dose level")
-    fig.update_xaxes(title_text=f"{unit.capitalize()} from first dose of {agent}")
-    fig.update_yaxes(title_text=y_title, **(log_ticks(series[measure]) if log_y else {}))
+    fig.update_xaxes(title_text=f"{unit.capitalize()} from first dose of {plain(agent)}")
+    fig.update_yaxes(title_text=plain(y_title), **(log_ticks(series[measure]) if log_y else {}))
     return fig
 
 
@@ -81,9 +84,10 @@ def subset_panels(fold: pd.DataFrame, levels: dict[int, str], agent: str, title:
     subsets = list(dict.fromkeys(fold["test"]))
     columns = min(3, max(1, len(subsets)))
     rows = math.ceil(len(subsets) / columns) if subsets else 1
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=subsets or [""], shared_yaxes=True,
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=plain_each(subsets) or [""], shared_yaxes=True,
                         horizontal_spacing=0.06, vertical_spacing=0.18)
     colours = level_colors(list(levels))
+    levels = plain_each(levels)
     shown = set()
     # Collected and added at once: an add_trace, add_hline or update_xaxes per panel re-validated the figure.
     traces, panels, lines, axes = [], [], [], {}
@@ -95,13 +99,13 @@ def subset_panels(fold: pd.DataFrame, levels: dict[int, str], agent: str, title:
                 x=points["nominal_day"], y=points["gmean_fold_change"], mode="lines+markers", name=label,
                 legendgroup=str(level), showlegend=level not in shown,
                 line=dict(color=colours.get(level, "#636363"), width=2), customdata=points["n"],
-                hovertemplate=(f"<b>{subset}</b> · {label}<br>day %{{x}}: %{{y:.2f}}× baseline "
+                hovertemplate=(f"<b>{plain(subset)}</b> · {label}<br>day %{{x}}: %{{y:.2f}}× baseline "
                                "(geometric mean, n=%{customdata})<extra></extra>")))
             panels.append((row, col))
             shown.add(level)
         x, y = panel_axes(fig, row, col)
         lines.append(hline(1, xref=x, yref=y, line=NO_CHANGE_LINE))
-        axes[x.replace("x", "xaxis")] = dict(title_text=f"Days from first dose of {agent}")
+        axes[x.replace("x", "xaxis")] = dict(title_text=f"Days from first dose of {plain(agent)}")
     if traces:
         fig.add_traces(traces, rows=[row for row, _ in panels], cols=[col for _, col in panels])
     add_overlays(fig, lines)
@@ -117,16 +121,17 @@ def exposure_vs_dose(exposure: pd.DataFrame, measure: str, measure_label: str, f
     """Each subject's exposure (Cmax or AUClast) against its dose on log–log axes, coloured by level, with the
     fitted power model and its slope (1 = dose-proportional)."""
     colours = level_colors(list(levels))
+    measure_label, value_unit = plain(measure_label), plain(value_unit)
     fig = go.Figure()
     measured = exposure[exposure[measure] > 0]
-    for level, label in levels.items():
+    for level, label in plain_each(levels).items():
         mine = measured[measured["level"] == level]
         if mine.empty:
             continue
         fig.add_trace(points_trace(len(mine),
             x=mine["dose"], y=mine[measure], mode="markers", name=label,
             marker=dict(size=10, color=colours[level], line=dict(width=1, color="white")),
-            customdata=np.stack([mine["subject_id"], mine["tmax_h"]], axis=1),
+            customdata=np.stack([plain_each(mine["subject_id"]), mine["tmax_h"]], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>{measure_label} %{{y:.4g}} {value_unit}"
                            "<br>Tmax %{customdata[1]:.1f} h<extra></extra>")))
     if fit is not None:
@@ -138,8 +143,8 @@ def exposure_vs_dose(exposure: pd.DataFrame, measure: str, measure_label: str, f
     base_layout(fig, title, height=440)
     side_legend(fig, 260)
     shown_doses = measured.drop_duplicates("level").sort_values("dose")
-    fig.update_xaxes(title_text=f"Dose ({dose_unit}, log scale)", type="log", tickvals=shown_doses["dose"],
-                     ticktext=shown_doses["label"])
+    fig.update_xaxes(title_text=f"Dose ({plain(dose_unit)}, log scale)", type="log", tickvals=shown_doses["dose"],
+                     ticktext=plain_each(shown_doses["label"]))
     fig.update_yaxes(title_text=f"{measure_label} ({value_unit})", **log_ticks(measured[measure]))
     return fig
 
@@ -150,8 +155,9 @@ def shedding_chart(shed: pd.DataFrame, levels: dict[int, str], title: str) -> go
     columns = min(3, max(1, len(panels)))
     rows = math.ceil(len(panels) / columns) if panels else 1
     fig = make_subplots(rows=rows, cols=columns, shared_yaxes=True, horizontal_spacing=0.06,
-                        vertical_spacing=0.2, subplot_titles=[f"{t} · {s}" for t, s in panels] or [""])
+                        vertical_spacing=0.2, subplot_titles=[plain(f"{t} · {s}") for t, s in panels] or [""])
     colours = level_colors(list(levels))
+    levels = plain_each(levels)
     shown = set()
     for i, (test, specimen) in enumerate(panels):
         row, col = i // columns + 1, i % columns + 1
@@ -163,7 +169,7 @@ def shedding_chart(shed: pd.DataFrame, levels: dict[int, str], title: str) -> go
                 name=label, legendgroup=str(level), showlegend=level not in shown,
                 line=dict(color=colours.get(level, "#636363"), width=2),
                 customdata=np.stack([points["n_detected"], points["n_tested"]], axis=1),
-                hovertemplate=(f"<b>{specimen}</b> · {label}<br>day %{{x}}: %{{customdata[0]}} of "
+                hovertemplate=(f"<b>{plain(specimen)}</b> · {label}<br>day %{{x}}: %{{customdata[0]}} of "
                                "%{customdata[1]} subjects with detectable virus<extra></extra>")), row=row, col=col)
             shown.add(level)
         fig.update_xaxes(title_text="Day after first dose", row=row, col=col)
@@ -178,13 +184,13 @@ def immunogenicity_chart(table: pd.DataFrame, test: str, levels: dict[int, str],
     colours = level_colors(list(levels))
     fig = go.Figure()
     for level, points in table[table["test"] == test].groupby("level", sort=True):
-        label = levels.get(level, str(level))
+        label = plain(levels.get(level, level))
         fig.add_trace(go.Scatter(
             x=points["nominal_day"], y=points["pct_positive"], mode="lines+markers", name=label,
             line=dict(color=colours.get(level, "#636363"), width=2), marker=dict(size=8),
             customdata=np.stack([points["n_positive"], points["n_tested"],
                                  points["gmt"].map(lambda g: "—" if pd.isna(g) else f"{g:.4g}")], axis=1),
-            hovertemplate=(f"<b>{test}</b> · {label}<br>day %{{x}}: %{{customdata[0]}} of %{{customdata[1]}} "
+            hovertemplate=(f"<b>{plain(test)}</b> · {label}<br>day %{{x}}: %{{customdata[0]}} of %{{customdata[1]}} "
                            "positive<br>geometric mean of positives %{customdata[2]}<extra></extra>")))
     base_layout(fig, title, height=400)
     side_legend(fig, 160, "Dose level")

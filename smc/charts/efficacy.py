@@ -18,6 +18,8 @@ from smc.charts.style import (
     level_colors,
     lines_by_level,
     log_ticks,
+    plain,
+    plain_each,
     points_trace,
     quartile_traces,
     side_legend,
@@ -52,9 +54,11 @@ def _response_lines(fig: go.Figure, *shapes: dict) -> None:
 def waterfall(subjects: pd.DataFrame, levels: dict[int, str], title: str) -> go.Figure:
     """One bar per subject with a post-baseline measurement: best (most negative) % change of the target
     sum from baseline, coloured by BOR, largest increase left; a strip under the bars shows the dose level.
-    customdata[0] is the subject id (a click opens the profile)."""
+    customdata[0] is the subject id as plotly text (style.plain; a click opens the profile)."""
     measured = subjects[subjects["best_pct_change"].notna()].sort_values(
         ["best_pct_change", "subject_id"], ascending=[False, True])
+    measured = plain_each(measured)  # after sorting on the raw ids
+    levels = plain_each(levels)
     fig = go.Figure()
     for bor in RESPONSES:
         mine = measured[measured["bor"] == bor]
@@ -116,6 +120,7 @@ def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title:
     """% change of the target sum from baseline over days from first dose, one line per subject from its
     baseline (0%), coloured by level; each time point's marker shows the investigator's response."""
     colours = level_colors(list(levels))
+    levels = plain_each(levels)
     measured = time_points.assign(pct=time_points["pct_change"].where(~time_points["baseline"], 0.0))
     measured = measured[measured["pct"].notna()]
     drawn = measured.groupby("subject_id")["pct"].transform("size") >= 2  # a baseline alone draws nothing
@@ -128,9 +133,9 @@ def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title:
             line=dict(color=colours.get(level, "#636363"), width=1.8), connectgaps=False,
             marker=dict(size=8, color=[RESPONSE_COLORS.get(r, "#ffffff") for r in lines["response"]],
                         line=dict(width=1.5, color=colours.get(level, "#636363"))),
-            customdata=np.stack([lines["subject_id"], lines["response"], lines["target_sum_mm"],
+            customdata=np.stack([plain_each(lines["subject_id"]), plain_each(lines["response"]), lines["target_sum_mm"],
                                  lines["assessment_date"].dt.strftime("%Y-%m-%d"),
-                                 lines["data_issue"].replace("", "—")], axis=1),
+                                 plain_each(lines["data_issue"].replace("", "—"))], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[3]}} (day %{{x}}): "
                            "%{customdata[1]}<br>sum %{customdata[2]:.0f} mm, %{y:+.1f}% from baseline"
                            "<br>data issue: %{customdata[4]}<extra></extra>")))
@@ -138,7 +143,7 @@ def spider(time_points: pd.DataFrame, levels: dict[int, str], agent: str, title:
     _response_lines(fig, ZERO_LINE)
     base_layout(fig, title, height=460)
     fig.update_layout(margin=dict(t=90), legend_title_text="Dose level ")
-    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
+    fig.update_xaxes(title_text=f"Days from first dose of {plain(agent)}")
     fig.update_yaxes(title_text="Change in target-lesion sum from baseline (%)")
     return fixed_margins(fig, left=80, bottom=60)  # 0.53 s -> 0.37 s to draw 200 subjects' lines
 
@@ -151,9 +156,10 @@ def swimmer_order(subjects: pd.DataFrame) -> pd.DataFrame:
 def swimmer(subjects: pd.DataFrame, levels: dict[int, str], agent: str, as_of_label: str, title: str) -> go.Figure:
     """Time on study per subject (first dose to death, leaving the study or the as-of date) as a bar coloured
     by level, grouped by level; an arrow marks subjects still on study; markers show the first response,
-    progression, end of treatment and death. customdata[0] is the subject id."""
+    progression, end of treatment and death. customdata[0] is the subject id as plotly text (style.plain)."""
     colours = level_colors(list(levels))
-    order = swimmer_order(subjects)
+    levels = plain_each(levels)
+    order = plain_each(swimmer_order(subjects))
     fig = go.Figure()
     for level, label in levels.items():
         mine = order[order["level"] == level]
@@ -195,9 +201,9 @@ def swimmer(subjects: pd.DataFrame, levels: dict[int, str], agent: str, as_of_la
     base_layout(fig, title, height=max(360, 26 * len(order) + 140))
     fig.update_layout(barmode="overlay")
     side_legend(fig, 170)
-    fig.update_xaxes(title_text=f"Days from first dose of {agent}", rangemode="tozero")
+    fig.update_xaxes(title_text=f"Days from first dose of {plain(agent)}", rangemode="tozero")
     fig.update_yaxes(title_text="Subject", categoryorder="array", categoryarray=list(order["subject_id"]))
-    return fixed_margins(fig, left=label_margin(order["subject_id"], axis_title=True), bottom=60)
+    return fixed_margins(fig, left=label_margin(subjects["subject_id"], axis_title=True), bottom=60)
 
 
 def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measure: str, levels: dict[int, str],
@@ -215,20 +221,21 @@ def marker_trends(markers: pd.DataFrame, medians: pd.DataFrame, test: str, measu
         fig = unchecked_figure(_marker_subject_traces(series, measure, levels, unit))
         colours = level_colors(list(levels))
         for level, median in medians.groupby("level", sort=True):
-            label = levels.get(level, str(level))
+            label = plain(levels.get(level, level))
             fig.add_trace(go.Scatter(
                 x=median["day"], y=median["median"], mode="lines", name=f"{label} median", legendgroup=str(level),
                 line=dict(color=colours.get(level, "#636363"), width=4, dash="dash"), customdata=median["n"],
-                hovertemplate=(f"<b>{label} median</b><br>week of day %{{x:.0f}}: %{{y:.4g}} {shown_unit} "
+                hovertemplate=(f"<b>{label} median</b><br>week of day %{{x:.0f}}: %{{y:.4g}} {plain(shown_unit)} "
                                "(n=%{customdata})<extra></extra>")))
     if measure == "pct_change":
         add_overlays(fig, [ZERO_LINE])
         y_title = f"{test}: change from baseline (%)"
     else:
         y_title = f"{test} ({unit})" if unit else test
+    y_title = plain(y_title)
     base_layout(fig, title, height=460)
     side_legend(fig, 190)
-    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
+    fig.update_xaxes(title_text=f"Days from first dose of {plain(agent)}")
     fig.update_yaxes(title_text=y_title, **(log_ticks(series[measure]) if log_y and measure == "plot_value" else {}))
     return fig
 
@@ -237,16 +244,16 @@ def _marker_subject_traces(series: pd.DataFrame, measure: str, levels: dict[int,
     colours = level_colors(list(levels))
     traces = []
     for level, lines in lines_by_level(series, "day"):
-        label = levels.get(level, str(level))
+        label = plain(levels.get(level, level))
         below = lines["below_lloq"].astype("boolean").fillna(False).to_numpy(bool)
         traces.append(points_trace(len(lines),
             x=lines["day"], y=lines[measure], mode="lines+markers", name=label, legendgroup=str(level),
             opacity=0.55, line=dict(color=colours.get(level, "#636363"), width=1.2), connectgaps=False,
             marker=dict(size=6, symbol=np.where(below, "circle-open", "circle")),
-            customdata=np.stack([lines["subject_id"], lines["plot_value"],
+            customdata=np.stack([plain_each(lines["subject_id"]), lines["plot_value"],
                                  lines["pct_change"].map(lambda v: _fmt(v, "+.1f")),
                                  np.where(below, " (below LLOQ, drawn at LLOQ/2)", "")], axis=1),
-            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x:.0f}}: %{{customdata[1]:.4g}} {unit}"
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x:.0f}}: %{{customdata[1]:.4g}} {plain(unit)}"
                            "%{customdata[3]}<br>%{customdata[2]}% from baseline<extra></extra>")))
     return traces
 
@@ -254,13 +261,14 @@ def _marker_subject_traces(series: pd.DataFrame, measure: str, levels: dict[int,
 def marker_best_change(best: pd.DataFrame, test: str, levels: dict[int, str], title: str) -> go.Figure:
     """Each subject's best (most negative) % change of a tumor marker, a bar coloured by level."""
     colours = level_colors(list(levels))
+    levels = plain_each(levels)
     fig = go.Figure()
     for level, label in levels.items():
         mine = best[best["level"] == level]
         if mine.empty:
             continue
         fig.add_trace(go.Bar(
-            x=mine["subject_id"], y=mine["best_pct_change"], name=label, marker_color=colours[level],
+            x=plain_each(mine["subject_id"]), y=mine["best_pct_change"], name=label, marker_color=colours[level],
             # numbers only: plotly serialises a numeric array whole instead of cell by cell on every rerun
             customdata=mine[["baseline_value", "value", "day"]].to_numpy(float),
             hovertemplate=(f"<b>%{{x}}</b> · {label}<br>best change %{{y:+.1f}}%: "
@@ -268,6 +276,6 @@ def marker_best_change(best: pd.DataFrame, test: str, levels: dict[int, str], ti
     add_overlays(fig, [ZERO_LINE])
     base_layout(fig, title, height=420)
     side_legend(fig, 150, "Dose level", l=70)
-    _subject_bar_axis(fig, best["subject_id"])
-    fig.update_yaxes(title_text=f"Best change in {test} from baseline (%)")
+    _subject_bar_axis(fig, plain_each(best["subject_id"]))
+    fig.update_yaxes(title_text=f"Best change in {plain(test)} from baseline (%)")
     return fig

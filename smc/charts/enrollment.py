@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from smc.analysis.enrollment import Projection
-from smc.charts.style import add_overlays, base_layout, hline, hline_label, side_legend
+from smc.charts.style import add_overlays, base_layout, hline, hline_label, plain_each, side_legend
 
 COUNT_COLORS = {"screened": "#969696", "screen_failures": "#d7191c", "enrolled": "#2b83ba", "dosed": "#1a9850"}
 COUNT_NAMES = {"screened": "Screened", "screen_failures": "Screen failures", "enrolled": "Enrolled",
@@ -66,7 +66,7 @@ def site_counts(sites: pd.DataFrame, title: str) -> go.Figure:
     """Grouped horizontal bars per site: screened, screen failures, enrolled, dosed."""
     fig = go.Figure()
     for column, name in COUNT_NAMES.items():
-        fig.add_trace(go.Bar(y=sites["site_name"], x=sites[column], name=name, orientation="h",
+        fig.add_trace(go.Bar(y=plain_each(sites["site_name"]), x=sites[column], name=name, orientation="h",
                              marker_color=COUNT_COLORS[column],
                              hovertemplate=f"%{{y}}: %{{x}} {name.lower()}<extra></extra>"))
     base_layout(fig, title, height=max(260, 90 + 70 * len(sites)))
@@ -79,8 +79,8 @@ def site_counts(sites: pd.DataFrame, title: str) -> go.Figure:
 
 def status_counts(statuses: pd.DataFrame, title: str) -> go.Figure:
     """Subjects per status now, one bar each in the order screening → death."""
-    fig = go.Figure(go.Bar(y=statuses["status"], x=statuses["n"], orientation="h", marker_color="#2b83ba",
-                           text=statuses["n"], textposition="outside", customdata=statuses["reasons"],
+    fig = go.Figure(go.Bar(y=plain_each(statuses["status"]), x=statuses["n"], orientation="h", marker_color="#2b83ba",
+                           text=statuses["n"], textposition="outside", customdata=plain_each(statuses["reasons"]),
                            hovertemplate="%{y}: %{x} subject(s)<br>%{customdata}<extra></extra>"))
     base_layout(fig, title, height=320)
     fig.update_xaxes(title_text="Subjects")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
 import textwrap
 
 import pandas as pd
@@ -21,6 +20,8 @@ from smc.charts.style import (
     hrect,
     label_margin,
     level_colors,
+    plain,
+    plain_each,
     vline,
 )
 from smc.decision_log.ledger import Decision
@@ -29,6 +30,7 @@ LANE_PX = 26
 
 
 def _lane_text(lanes: pd.DataFrame) -> list[str]:
+    """Each lane's subject and phase, as text (escaped where drawn)."""
     return [f"{s} · {'exp' if p == 'expansion' else 'esc'}" for s, p in zip(lanes.subject_id, lanes.phase)]
 
 
@@ -41,7 +43,8 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
     (with the as-of date as a line). Each lane shows its follow-up, the DLT
     window band, doses as ticks, AEs by CTCAE grade, DLTs as red stars,
     RECIST responses, off study and death. ``customdata[0]`` of every point
-    is the subject id, so a click can open the subject.
+    is the subject id as plotly text (style.plain; html.unescape gives the id),
+    so a click can open the subject.
     """
     lanes = lanes.sort_values(["level", "phase", "enrollment_date", "subject_id"],
                               ascending=[True, False, True, True]).reset_index(drop=True)
@@ -90,7 +93,7 @@ def _dlt_window_bars(dosed: pd.DataFrame, y_of: dict[str, int], dlt_window_days:
         x=[dlt_window_days * 86_400_000 if calendar else dlt_window_days] * len(dosed),
         marker=dict(color=[STATE_COLORS.get(s, "#cccccc") for s in dosed.state], opacity=0.28),
         width=0.7, name=f"DLT window ({dlt_window_days} d)",
-        customdata=dosed[["subject_id", "label", "state"]],
+        customdata=plain_each(dosed[["subject_id", "label", "state"]]),
         hovertemplate="%{customdata[0]} · %{customdata[1]}<br>DLT window: %{customdata[2]}<extra></extra>")
 
 
@@ -106,7 +109,7 @@ def _dose_marks(administrations: pd.DataFrame, y_of: dict[str, int], calendar: b
         traces.append(go.Scatter(
             x=_x(part, "day", "admin_date", calendar), y=part.subject_id.map(y_of), mode="markers", name=name,
             marker=dict(symbol="line-ns-open", size=size, color=color, line=dict(width=2, color=color)),
-            customdata=part[["subject_id", "agent", "admin_date", "dose", "unit", "route", "cycle", "day"]],
+            customdata=plain_each(part[["subject_id", "agent", "admin_date", "dose", "unit", "route", "cycle", "day"]]),
             hovertemplate=("%{customdata[0]}<br>%{customdata[1]} %{customdata[3]:.3g} %{customdata[4]} "
                            "%{customdata[5]}<br>%{customdata[2]|%Y-%m-%d} (day %{customdata[7]}, cycle "
                            "%{customdata[6]})<extra></extra>")))
@@ -129,13 +132,13 @@ def _adverse_event_marks(adverse_events: pd.DataFrame, y_of: dict[str, int], cal
             x=_x(part, "day", "onset_date", calendar), y=part.subject_id.map(y_of) + 0.22, mode="markers",
             name=f"AE grade {grade}", marker=dict(symbol="circle", size=7 + grade, color=GRADE_COLORS[grade],
                                                   line=dict(width=0.5, color="white")),
-            customdata=part[ae_data], hovertemplate=ae_hover))
+            customdata=plain_each(part[ae_data]), hovertemplate=ae_hover))
     dlts = aes[aes.dlt == "Y"]
     if not dlts.empty:
         traces.append(go.Scatter(
             x=_x(dlts, "day", "onset_date", calendar), y=dlts.subject_id.map(y_of), mode="markers", name="DLT",
             marker=dict(symbol="star", size=20, color=DLT_COLOR, line=dict(width=1.5, color="black")),
-            customdata=dlts[ae_data], hovertemplate="<b>DLT</b> " + ae_hover))
+            customdata=plain_each(dlts[ae_data]), hovertemplate="<b>DLT</b> " + ae_hover))
     return traces
 
 
@@ -150,7 +153,7 @@ def _response_marks(assessments: pd.DataFrame, y_of: dict[str, int], calendar: b
         traces.append(go.Scatter(
             x=_x(part, "day", "assessment_date", calendar), y=part.subject_id.map(y_of) - 0.25, mode="markers",
             name=f"RECIST {response}", marker=dict(symbol="diamond", size=9, color=color),
-            customdata=part[["subject_id", "overall_response", "assessment_date", "day", "target_sum_mm"]],
+            customdata=plain_each(part[["subject_id", "overall_response", "assessment_date", "day", "target_sum_mm"]]),
             hovertemplate=("%{customdata[0]}: RECIST %{customdata[1]}<br>%{customdata[2]|%Y-%m-%d} "
                            "(day %{customdata[3]}), target sum %{customdata[4]:.0f} mm<extra></extra>")))
     return traces
@@ -169,7 +172,7 @@ def _exit_marks(lanes: pd.DataFrame, y_of: dict[str, int], calendar: bool) -> li
         traces.append(go.Scatter(
             x=part[col] if calendar else part["day"], y=part.subject_id.map(y_of), mode="markers", name=name,
             marker=dict(symbol=symbol, size=13, color=color, line=dict(width=2, color=color)),
-            customdata=part[["subject_id", col, reason, "day"]],
+            customdata=plain_each(part[["subject_id", col, reason, "day"]]),
             hovertemplate=f"%{{customdata[0]}}: {name.lower()} %{{customdata[1]|%Y-%m-%d}} "
                           "(day %{customdata[3]})<br>%{customdata[2]}<extra></extra>"))
     return traces
@@ -184,7 +187,7 @@ def _level_bands(lanes: pd.DataFrame, y_of: dict[str, int]) -> tuple[list[dict],
         shapes += [hrect(lo - 0.5, hi + 0.5, fillcolor=colors[level], opacity=0.07, line=dict(width=0), layer="below"),
                    hline(lo - 0.5, line=dict(color="#737373", width=1))]
         labels.append(dict(xref="paper", x=1.0, xanchor="left", y=(lo + hi) / 2,
-                           text=f"<span style='color:{colors[level]}'>■</span> <b>{group.label.iloc[0]}</b>",
+                           text=f"<span style='color:{colors[level]}'>■</span> <b>{plain(group.label.iloc[0])}</b>",
                            showarrow=False, font=dict(color="#252525", size=12)))
     return shapes, labels
 
@@ -206,7 +209,7 @@ def _time_axis(calendar: bool) -> dict:
 
 def _lane_axis(lane_text: list[str]) -> dict:
     """One tick per lane, labelled with the subject and phase."""
-    return dict(tickmode="array", tickvals=list(range(len(lane_text))), ticktext=lane_text,
+    return dict(tickmode="array", tickvals=list(range(len(lane_text))), ticktext=plain_each(lane_text),
                 range=[-0.7, len(lane_text) - 0.3], title=None, showgrid=False, fixedrange=True)
 
 
@@ -217,8 +220,8 @@ def _legend_under(height: int) -> dict:
 
 
 def _hover_text(text: str, width: int = 70) -> str:
-    """User text made safe for a hover label (plotly shows &quot; literally, so quotes stay) and wrapped."""
-    return "<br>".join(html.escape(line, quote=False) for line in textwrap.wrap(text, width))
+    """Free text (a rationale, a name) as plain text in a hover label, wrapped before it is escaped."""
+    return "<br>".join(plain(line) for line in textwrap.wrap(text, width))
 
 
 def escalation_history(steps: pd.DataFrame, lanes: pd.DataFrame, dlts: pd.DataFrame,
@@ -236,7 +239,7 @@ def escalation_history(steps: pd.DataFrame, lanes: pd.DataFrame, dlts: pd.DataFr
     esc = lanes[lanes.phase == "escalation"]
 
     # Step line: the level the rule pointed at after each decision date.
-    dates, actions, reasons = list(steps["date"]), list(steps["action"]), list(steps["reason"])
+    dates, actions, reasons = list(steps["date"]), list(steps["action"]), plain_each(list(steps["reason"]))
     levels = [pos[level] for level in steps["level"]]
     if dates:
         fig.add_scatter(x=dates + [as_of], y=levels + levels[-1:], mode="lines", line_shape="hv",
@@ -245,23 +248,23 @@ def escalation_history(steps: pd.DataFrame, lanes: pd.DataFrame, dlts: pd.DataFr
         for action in dict.fromkeys(actions[i] for i in changed):
             idx = [i for i in changed if actions[i] == action]
             fig.add_scatter(
-                x=[dates[i] for i in idx], y=[levels[i] for i in idx], mode="markers", name=f"Rule: {action}",
+                x=[dates[i] for i in idx], y=[levels[i] for i in idx], mode="markers", name=f"Rule: {plain(action)}",
                 marker=dict(symbol="square", size=11, color=ACTION_COLORS[action], line=dict(width=1, color="white")),
-                customdata=[[action, reasons[i]] for i in idx],
+                customdata=[[plain(action), reasons[i]] for i in idx],
                 hovertemplate="%{x|%Y-%m-%d}: <b>%{customdata[0]}</b><br>%{customdata[1]}<extra></extra>")
 
     if not esc.empty:
         fig.add_scatter(
             x=esc.enrollment_date, y=esc.level.map(pos) + 0.12, mode="markers", name="Subject enrolled",
             marker=dict(size=9, color=[colors[lv] for lv in esc.level], line=dict(width=1, color="white")),
-            customdata=esc[["subject_id", "label", "state"]],
+            customdata=plain_each(esc[["subject_id", "label", "state"]]),
             hovertemplate="%{x|%Y-%m-%d}: %{customdata[0]} enrolled at %{customdata[1]}<br>"
                           "DLT state on the as-of date: %{customdata[2]}<extra></extra>")
     if not dlts.empty:
         fig.add_scatter(
             x=dlts.onset_date, y=dlts.level.map(pos) - 0.12, mode="markers", name="DLT (counted)",
             marker=dict(symbol="star", size=16, color=DLT_COLOR, line=dict(width=1, color="black")),
-            customdata=dlts[["subject_id", "label"]],
+            customdata=plain_each(dlts[["subject_id", "label"]]),
             hovertemplate="%{x|%Y-%m-%d}: DLT in %{customdata[0]} at %{customdata[1]}<extra></extra>")
     for followed, name, outline in ((1, "SMC decision (follows the rule)", dict(width=1.5, color="black")),
                                     (0, "SMC decision (deviation)", dict(width=3, color=DLT_COLOR))):
@@ -272,13 +275,13 @@ def escalation_history(steps: pd.DataFrame, lanes: pd.DataFrame, dlts: pd.DataFr
             fig.add_scatter(
                 x=[d.data_cut_date for d in shown], y=[pos[d.level] for d in shown], mode="markers", name=name,
                 marker=dict(symbol="diamond", size=15, color=[ACTION_COLORS[d.decision] for d in shown], line=outline),
-                customdata=[[d.id, d.decision, level_labels[d.level], d.recommended_action, d.meeting_date,
+                customdata=[[*plain_each([d.id, d.decision, level_labels[d.level], d.recommended_action, d.meeting_date]),
                              _hover_text(d.rationale) or "(no rationale)", _hover_text(d.recorded_by)] for d in shown],
                 hovertemplate="Data to %{x|%Y-%m-%d}: the SMC decided <b>%{customdata[1]}</b> at %{customdata[2]} "
                               "(record #%{customdata[0]})<br>meeting %{customdata[4]}; the rule said "
                               "%{customdata[3]}<br>%{customdata[5]}<br>recorded by %{customdata[6]}<extra></extra>")
     level_text = [level_labels[lv] for lv in order]
-    fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))), ticktext=level_text,
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(order))), ticktext=plain_each(level_text),
                      range=[-0.5, len(order) - 0.5], title="Dose level")
     fig.update_xaxes(title="Date", type="date")
     base_layout(fig, "Escalation history: the protocol rule replayed at every change, and the SMC's decisions",

@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from smc import settings
-from smc.charts.style import base_layout, side_legend
+from smc.charts.style import base_layout, plain, plain_each, side_legend
 
 CHART_KINDS = {"bar": "Bar", "line": "Line", "scatter": "Scatter", "box": "Box"}
 
@@ -16,6 +16,11 @@ def quick_chart(frame: pd.DataFrame, kind: str, x: str, y: str | None, color: st
     if color and frame[color].nunique() > settings.QUICK_CHART_MAX_COLOURS:
         color = None
     data = frame.assign(**{color: frame[color].astype(str)}) if color else frame
+    # Plotly Express writes column names into its hover templates and legend title, and values into categories
+    # and legend names: both come from whatever the query returned.
+    names = {column: plain(column) for column in data.columns}
+    data = plain_each(data).set_axis([names[c] for c in data.columns], axis=1)
+    x, y, color = names[x], names.get(y), names.get(color)
     if y is None:
         data = data.groupby([x, color] if color else [x], dropna=False).size().reset_index(name="rows")
         y = "rows"

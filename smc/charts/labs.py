@@ -17,6 +17,8 @@ from smc.charts.style import (
     label_margin,
     level_colors,
     lines_by_level,
+    plain,
+    plain_each,
     points_trace,
     quartile_traces,
     unchecked_figure,
@@ -41,15 +43,16 @@ def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title:
     x_column = f"peak_{transaminase.lower()}_xuln"
     colours = level_colors(list(levels))
     fig = go.Figure()
-    for level, label in levels.items():
+    for level, label in plain_each(levels).items():
         mine = peaks[peaks["level"] == level]
         if mine.empty:
             continue
         fig.add_trace(points_trace(len(mine),
             x=mine[x_column], y=mine["peak_bili_xuln"], mode="markers", name=label,
             marker=dict(size=11, color=colours[level], line=dict(width=1, color="white")),
-            customdata=np.stack([mine["subject_id"], mine["hys_law_quadrant"], mine["phase"]], axis=1),
-            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label} · %{{customdata[2]}}<br>peak {transaminase} "
+            customdata=np.stack([plain_each(mine["subject_id"]), plain_each(mine["hys_law_quadrant"]),
+                                 plain_each(mine["phase"])], axis=1),
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label} · %{{customdata[2]}}<br>peak {plain(transaminase)} "
                            "%{x:.2f}×ULN<br>peak bilirubin %{y:.2f}×ULN<br>%{customdata[1]}<extra></extra>")))
     values = pd.concat([peaks[x_column], peaks["peak_bili_xuln"]]).dropna()
     high = max(10.0, float(values.max()) * 1.5) if len(values) else 10.0
@@ -68,7 +71,7 @@ def edish(peaks: pd.DataFrame, transaminase: str, levels: dict[int, str], title:
     fig.update_layout(margin=dict(t=90))
     ticks = dict(type="log", range=[np.log10(low), np.log10(high)], tickvals=EDISH_TICKS,
                  ticktext=[f"{t:g}" for t in EDISH_TICKS])
-    fig.update_xaxes(title_text=f"Peak {transaminase} (×ULN)", **ticks)
+    fig.update_xaxes(title_text=f"Peak {plain(transaminase)} (×ULN)", **ticks)
     fig.update_yaxes(title_text="Peak total bilirubin (×ULN)", **ticks)
     fig.update_layout(legend_title_text="Dose level ")
     return fixed_margins(fig, left=label_margin([NUMERIC_TICK], axis_title=True), bottom=60)
@@ -94,7 +97,7 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
             fig.add_trace(go.Scatter(
                 x=shown["nadir_day"], y=shown["nadir_value"], mode="markers", name="Nadir",
                 marker=dict(symbol="triangle-down", size=11, color="#1a1a1a"),
-                customdata=np.stack([shown["subject_id"], shown["recovery"]], axis=1),
+                customdata=np.stack([plain_each(shown["subject_id"]), plain_each(shown["recovery"])], axis=1),
                 hovertemplate="<b>%{customdata[0]}</b> nadir %{y:.2f} on day %{x}<br>recovery to grade ≤1: "
                               "%{customdata[1]}<extra></extra>"))
     shapes = [vrect(0, dlt_window_days, fillcolor=DLT_WINDOW_FILL, line=dict(width=0))]
@@ -108,12 +111,12 @@ def lab_course(results: pd.DataFrame, nadirs: pd.DataFrame, test: str, levels: d
     if rule is not None and rule.direction == "low":
         for grade, cut in enumerate(rule.cuts, start=2):
             shapes.append(hline(cut, line=dict(color="#a50026", dash="dash", width=1)))
-            labels.append(hline_label(f"G{grade} < {cut:g}", cut))
+            labels.append(hline_label(f"G{grade} &lt; {cut:g}", cut))
     add_overlays(fig, shapes, labels)
     base_layout(fig, title, height=460)
     fig.update_layout(margin=dict(t=90))
-    fig.update_xaxes(title_text=f"Days from first dose of {agent}")
-    fig.update_yaxes(title_text=f"{test} ({unit})" if unit else test, rangemode="tozero")
+    fig.update_xaxes(title_text=f"Days from first dose of {plain(agent)}")
+    fig.update_yaxes(title_text=plain(f"{test} ({unit})" if unit else test), rangemode="tozero")
     fig.update_layout(legend_title_text="Dose level ")
     return fixed_margins(fig, left=label_margin([NUMERIC_TICK], axis_title=True), bottom=60)
 
@@ -122,12 +125,12 @@ def _subject_traces(series: pd.DataFrame, levels: dict[int, str]) -> list[dict]:
     colours = level_colors(list(levels))
     traces = []
     for level, lines in lines_by_level(series[["level", "subject_id", "agent_day", "value", "grade", "unit"]]):
-        label = levels.get(level, str(level))
+        label = plain(levels.get(level, level))
         traces.append(points_trace(len(lines),
             x=lines["agent_day"], y=lines["value"], mode="lines+markers", name=label, legendgroup=str(level),
             line=dict(color=colours.get(level, "#636363"), width=1.5), marker=dict(size=5), connectgaps=False,
-            customdata=np.stack([lines["subject_id"], lines["grade"].astype(object).where(lines["grade"].notna(), "—")],
-                                axis=1),
+            customdata=np.stack([plain_each(lines["subject_id"]),
+                                 lines["grade"].astype(object).where(lines["grade"].notna(), "—")], axis=1),
             hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>day %{{x}}: %{{y:.2f}} "
-                           f"{lines['unit'].iloc[0] or ''}<br>grade %{{customdata[1]}}<extra></extra>")))
+                           f"{plain(lines['unit'].iloc[0] or '')}<br>grade %{{customdata[1]}}<extra></extra>")))
     return traces

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import DLT_COLOR, PHASE_COLORS, base_layout
+from smc.charts.style import DLT_COLOR, PHASE_COLORS, base_layout, plain_each
 
 
 def subjects_per_level(per_level: pd.DataFrame) -> go.Figure:
@@ -12,7 +12,7 @@ def subjects_per_level(per_level: pd.DataFrame) -> go.Figure:
 
     ``per_level``: level, label, escalation, expansion, n_dlt (levels in dose order).
     """
-    labels = per_level["label"].tolist()
+    labels = plain_each(per_level["label"].tolist())
     fig = go.Figure()
     for phase in ("escalation", "expansion"):
         fig.add_bar(
@@ -22,7 +22,7 @@ def subjects_per_level(per_level: pd.DataFrame) -> go.Figure:
             hovertemplate=f"%{{x}} (level %{{customdata[0]}})<br>{phase}: %{{y}} subjects<extra></extra>")
     with_dlt = per_level[per_level["n_dlt"] > 0]
     fig.add_scatter(
-        name="DLTs (escalation, in window)", x=with_dlt["label"],
+        name="DLTs (escalation, in window)", x=plain_each(with_dlt["label"]),
         y=with_dlt["escalation"] + with_dlt["expansion"], mode="markers+text",
         marker=dict(symbol="star", size=16, color=DLT_COLOR, line=dict(width=1, color="black")),
         text=[f"{n} DLT" for n in with_dlt["n_dlt"]], textposition="top center", cliponaxis=False,

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from smc.charts.style import GRADE_COLORS, base_layout
+from smc.charts.style import GRADE_COLORS, base_layout, plain
 
 EMPTY_CELL = "#f0f0f0"
 COUNT_SCALE = [[0.0, "#fee0d2"], [1.0, "#a50f15"]]
@@ -22,7 +22,8 @@ def _grade_scale() -> list:
 
 
 def _wrap(text: str, width: int = 32) -> str:
-    return "<br>".join(textwrap.wrap(text, width)) or text
+    """``text`` as plain text in lines of up to ``width`` characters (wrapped before it is escaped)."""
+    return "<br>".join(plain(line) for line in textwrap.wrap(text, width)) or plain(text)
 
 
 def ae_heatmap(cells: pd.DataFrame, rows: list[tuple[str, str]], columns: list[tuple[int, str, int]],
@@ -34,7 +35,7 @@ def ae_heatmap(cells: pd.DataFrame, rows: list[tuple[str, str]], columns: list[t
     ``color_by``: "count" or "grade" (worst CTCAE grade).
     """
     fig = go.Figure()
-    x = [f"{label}<br>N={n}" for _, label, n in columns]
+    x = [f"{plain(label)}<br>N={n}" for _, label, n in columns]
     if not rows or not columns:
         fig.add_annotation(text="No subject had an event of this kind by this date.", showarrow=False,
                            x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=14))
@@ -44,7 +45,7 @@ def ae_heatmap(cells: pd.DataFrame, rows: list[tuple[str, str]], columns: list[t
 
     # Top to bottom on screen means bottom to top in plotly's y order.
     ordered = list(reversed(rows))
-    y = [[_wrap(soc) for soc, _ in ordered], [term for _, term in ordered]]
+    y = [[_wrap(soc) for soc, _ in ordered], [plain(term) for _, term in ordered]]
     row_index = {key: i for i, key in enumerate(ordered)}
     col_index = {level: j for j, (level, _, _) in enumerate(columns)}
     shape = (len(ordered), len(columns))
@@ -55,7 +56,9 @@ def ae_heatmap(cells: pd.DataFrame, rows: list[tuple[str, str]], columns: list[t
             n[i, j], grade[i, j], percent[i, j] = cell.n_subjects, cell.worst_grade, cell.percent
     hover = np.empty(shape, dtype=object)
     for i, (soc, term) in enumerate(ordered):
+        soc, term = plain(soc), plain(term)
         for j, (_, label, total) in enumerate(columns):
+            label = plain(label)
             hover[i, j] = (f"<b>{term}</b> ({soc})<br>{label}: {int(n[i, j])}/{total} subjects "
                            f"({percent[i, j]:.0f}%)<br>worst grade {int(grade[i, j])}"
                            if not np.isnan(n[i, j]) else f"<b>{term}</b><br>{label}: 0/{total} subjects")

@@ -1,6 +1,10 @@
 """Colours and layout shared by every chart, so a dose level or a CTCAE grade
-looks the same on every page."""
+looks the same on every page; and :func:`plain`, which every text from the data goes through on its way into a
+figure."""
 from __future__ import annotations
+
+import html
+import re
 
 import numpy as np
 import pandas as pd
@@ -39,14 +43,77 @@ def translucent(color: str, alpha: float) -> str:
     return f"rgba({red:.0f},{green:.0f},{blue:.0f},{alpha})"
 
 
+# plotly.js reads every string of a figure (titles, axis titles, tick labels, category values, legend names,
+# annotations, hover templates and the values they show, text on marks) as a subset of HTML: <a href> becomes an
+# SVG link (its popup attribute is pasted into an onclick handler), <span style>, <b>, <br> are drawn, entities
+# are decoded; hover and text templates also expand %{...}. A text from the data is therefore escaped before it
+# enters a figure: & < > as entities and the % of %{ as &#37;, which plotly decodes back, so the text reads as it
+# was. Quotes stay (plotly draws &quot; literally and, without a tag, a quote means nothing). The escaped text
+# differs from the raw one only where it held one of these, and html.unescape gives the raw text back (a
+# clicked point's subject id, customdata[0]).
+_MARKUP = re.compile(r"[&<>]|%\{")
+
+
+def plain(text: object) -> str:
+    """``text`` (any value, as ``str()`` shows it) as literal text in any plotly string."""
+    text = str(text)
+    if not _MARKUP.search(text):
+        return text
+    return html.escape(text, quote=False).replace("%{", "&#37;{")
+
+
+def plain_each(values):
+    """Every text in ``values`` as :func:`plain`: the cells of a Series or of a DataFrame's text columns, the
+    items of a list or tuple (as a list), the values of a dict, the cells of a NumPy array; numbers, dates and
+    missing values untouched. ``values`` itself comes back when no text needed escaping (a figure from ordinary
+    data is then exactly what it was, and a 2,000-subject frame is not copied)."""
+    if isinstance(values, pd.DataFrame):  # by position: a query result may repeat a column name
+        columns = [values.iloc[:, i] for i in range(values.shape[1])]
+        changed = {i: escaped for i, column in enumerate(columns)
+                   if (escaped := plain_each(column)) is not column}
+        if not changed:
+            return values
+        values = values.copy(deep=False)  # copy-on-write: the caller's frame stays as it was
+        for i, escaped in changed.items():
+            values.isetitem(i, escaped)
+        return values
+    if isinstance(values, pd.Series):
+        return _plain_series(values) if _holds_text(values) else values
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "OU":
+            return values
+        flat = pd.Series(values.ravel().astype(object))
+        escaped = _plain_series(flat)
+        return values if escaped is flat else escaped.to_numpy(object).reshape(values.shape)
+    if isinstance(values, dict):
+        return {key: plain(value) if isinstance(value, str) else value for key, value in values.items()}
+    return [plain(value) if isinstance(value, str) else value for value in values]
+
+
+def _holds_text(series: pd.Series) -> bool:
+    return series.dtype == object or isinstance(series.dtype, (pd.StringDtype, pd.CategoricalDtype))
+
+
+def _plain_series(series: pd.Series) -> pd.Series:
+    # Each distinct value once: a subject id repeats on every point of its line.
+    distinct = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else pd.unique(series)
+    changed = {value: plain(value) for value in distinct if isinstance(value, str) and _MARKUP.search(value)}
+    if not changed:
+        return series
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.rename_categories(lambda value: changed.get(value, value))
+    return series.map(lambda value: changed.get(value, value) if isinstance(value, str) else value)
+
+
 # Every figure starts from plotly_white. As the default, plotly applies it unvalidated when a figure is made;
 # set on each figure instead, validating the template cost 15-25 ms per chart.
 pio.templates.default = "plotly_white"
 
 
 def base_layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    """Title (plain text, escaped here), height, margins, a legend row above the plot."""
     fig.update_layout(
-        title=dict(text=title, x=0, xanchor="left"), height=height,
+        title=dict(text=plain(title), x=0, xanchor="left"), height=height,
         margin=dict(l=10, r=10, t=60, b=40), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
         hoverlabel=dict(align="left"))
     return fig
@@ -134,9 +201,10 @@ def quartile_traces(quartiles: pd.DataFrame, x: str, levels: dict[int, str], x_h
     first, from the 75th percentile down to the 25th) and the median line over it. Hovering the median gives
     ``x_hover`` (a hover template for the x value), the quartiles and n ``counted`` (e.g. "results")."""
     colours = level_colors(list(levels))
+    unit = plain(unit)
     traces = []
     for level, mine in quartiles.groupby("level", sort=True):
-        label, colour = levels.get(level, str(level)), colours.get(level, "#636363")
+        label, colour = plain(levels.get(level, level)), colours.get(level, "#636363")
         band = dict(x=mine[x], mode="lines", line=dict(width=0, color=colour), legendgroup=str(level),
                     showlegend=False, hoverinfo="skip")
         traces += [go.Scatter(y=mine["q3"], name=f"{label} 75th percentile", **band),

@@ -21,6 +21,8 @@ from smc.charts.style import (
     hrect,
     label_margin,
     panel_axes,
+    plain,
+    plain_each,
     vline,
     vrect,
 )
@@ -79,7 +81,9 @@ def _treatment_marks(administrations: pd.DataFrame, agent: str) -> list[go.Scatt
     traces = []
     for name, given in administrations.groupby("agent", sort=False):
         colour = AGENT_COLOR if name == agent else OTHER_AGENT_COLOR
-        hover = [f"<b>{name}</b> {r.dose:g} {r.unit or ''} {r.route or ''}<br>{_date(r.admin_date)} (day {r.day})"
+        name = plain(name)  # the agent's row label, legend name and hover: text from the data
+        hover = [f"<b>{name}</b> {r.dose:g} {plain(r.unit or '')} {plain(r.route or '')}<br>{_date(r.admin_date)} "
+                 f"(day {r.day})"
                  + (f" to {_date(r.end_date)}" if pd.notna(r.end_date) else "")
                  + (f"<br>cycle {r.cycle:g}" if pd.notna(r.cycle) else "")
                  for r in given.itertuples()]
@@ -100,14 +104,14 @@ def _adverse_event_bars(adverse_events: pd.DataFrame, as_of_day: int) -> list[go
     for r in adverse_events.itertuples():
         ongoing = pd.isna(r.end_day)
         end = as_of_day if ongoing else r.end_day
-        hover = (f"<b>{r.term}</b> grade {r.grade}{' · DLT' if r.dlt == 'Y' else ''}"
+        hover = (f"<b>{plain(r.term)}</b> grade {r.grade}{' · DLT' if r.dlt == 'Y' else ''}"
                  f"{' · serious' if r.serious == 'Y' else ''}{' · related' if r.related == 'Y' else ''}"
                  f"<br>onset {_date(r.onset_date)} (day {r.day}), "
                  + ("ongoing" if ongoing else f"end {_date(r.end_date)} (day {r.end_day})")
                  + ("" if r.treatment_emergent else "<br>baseline event (before first dose)")
-                 + (f"<br>outcome: {r.outcome}" if isinstance(r.outcome, str) else ""))
+                 + (f"<br>outcome: {plain(r.outcome)}" if isinstance(r.outcome, str) else ""))
         traces.append(go.Bar(
-            y=[r.term], x=[max(end - r.day, 0) + 1], base=[r.day], orientation="h", width=0.6,
+            y=[plain(r.term)], x=[max(end - r.day, 0) + 1], base=[r.day], orientation="h", width=0.6,
             marker=dict(color=GRADE_COLORS[r.grade], pattern=dict(shape="/" if ongoing else "")),
             name=f"Grade {r.grade}", legendgroup=f"grade{r.grade}", legendrank=r.grade,
             showlegend=r.grade not in shown_grades,
@@ -121,21 +125,21 @@ def _dlt_marks(adverse_events: pd.DataFrame) -> list[go.Scatter]:
     dlts = adverse_events[adverse_events["dlt"] == "Y"]
     if dlts.empty:
         return []
-    return [go.Scatter(x=dlts["day"], y=dlts["term"], mode="markers", name="DLT",
+    return [go.Scatter(x=dlts["day"], y=plain_each(dlts["term"]), mode="markers", name="DLT",
                        marker=dict(symbol="star", size=15, color=DLT_COLOR, line=dict(width=1, color="white")),
                        hovertemplate="DLT onset day %{x}<extra></extra>")]
 
 
 def _target_lesion_line(assessments: pd.DataFrame) -> go.Scatter:
     """Target-lesion panel: the sum of diameters at each assessment, marked and labelled with its response."""
-    responses = assessments["overall_response"].fillna("Baseline")
+    responses = plain_each(assessments["overall_response"].fillna("Baseline"))
     return go.Scatter(
         x=assessments["day"], y=assessments["target_sum_mm"], mode="lines+markers+text", name="Target sum",
         text=responses.where(responses != "Baseline", "BL"), textposition="top center", showlegend=False,
         cliponaxis=False,  # the response over the highest sum would be cut at the panel's top
         line=dict(color="#636363"), marker=dict(size=10, color=[RESPONSE_COLORS.get(x, "#bdbdbd") for x in responses]),
         customdata=np.stack([responses, assessments["assessment_date"].map(_date),
-                             assessments["new_lesions"].fillna("—")], axis=1),
+                             plain_each(assessments["new_lesions"].fillna("—"))], axis=1),
         hovertemplate="%{customdata[1]} (day %{x})<br>sum %{y:.0f} mm<br>response %{customdata[0]}"
                       "<br>new lesions %{customdata[2]}<extra></extra>")
 
@@ -171,7 +175,7 @@ def _milestone_lines(milestones: dict[str, int], panels: list[tuple[str, str]],
     shapes, notes = [], []
     for day, labels in on_day.items():
         shapes += [vline(day, xref=x, yref=y, line=dict(color="#1a1a1a", dash="dot", width=1)) for x, y in panels]
-        notes.append(dict(x=day, y=1.0, xref=note_x, yref=f"{note_y} domain", text=" · ".join(labels),
+        notes.append(dict(x=day, y=1.0, xref=note_x, yref=f"{note_y} domain", text=plain(" · ".join(labels)),
                           showarrow=False, textangle=-90, xanchor="right", yanchor="top", font=dict(size=11),
                           bgcolor="rgba(255,255,255,0.85)"))
     return shapes, notes
@@ -189,7 +193,7 @@ def subject_labs(labs: pd.DataFrame, title: str, columns: int = 3) -> go.Figure:
         fig.update_yaxes(visible=False)
         return base_layout(fig, title, height=220)
     rows = math.ceil(len(panels) / columns)
-    names = [f"{test}{'' if pd.isna(spec) else f' · {spec}'} ({frame['unit'].iloc[0] or 'no unit'})"
+    names = [plain(f"{test}{'' if pd.isna(spec) else f' · {spec}'} ({frame['unit'].iloc[0] or 'no unit'})")
              for (test, spec), frame in panels]
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=names, horizontal_spacing=0.06,
                         vertical_spacing=0.5 / rows)
@@ -201,7 +205,7 @@ def subject_labs(labs: pd.DataFrame, title: str, columns: int = 3) -> go.Figure:
         graded = frame["grade"].notna()
         colours = [GRADE_COLORS.get(int(g), "#636363") if ok and g >= 1 else "#636363"
                    for g, ok in zip(frame["grade"].fillna(0), graded)]
-        hover = [f"{_date(t)} (day {d:.1f})<br>" + (f"< LLOQ {lloq:g}" if b else f"{v:g}") + f" {u or ''}"
+        hover = [f"{_date(t)} (day {d:.1f})<br>" + (f"&lt; LLOQ {lloq:g}" if b else f"{v:g}") + f" {plain(u or '')}"
                  + (f"<br>grade {int(g)}" if pd.notna(g) else "")
                  + (f"<br>normal {lo:g}–{hi:g}" if pd.notna(lo) and pd.notna(hi) else "")
                  for t, d, v, lloq, b, u, g, lo, hi in zip(frame["collected_at"], frame["day"], frame["value"],

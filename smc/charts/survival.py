@@ -23,6 +23,8 @@ from smc.charts.style import (
     fixed_margins,
     label_margin,
     level_colors,
+    plain,
+    plain_each,
     side_legend,
     translucent,
 )
@@ -47,7 +49,7 @@ def km_plot(curves: list[GroupCurve], colors: dict, unit: str, ticks: list[float
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.1)
     x_unit = "Month" if unit == "months" else "Day"
     for c in curves:
-        color = colors.get(c.key, POOLED_COLOR)
+        color, label = colors.get(c.key, POOLED_COLOR), plain(c.label)
         x = c.steps["days"] / scale
         if show_ci:
             fig.add_trace(go.Scatter(x=x, y=c.steps["lower"], mode="lines", line=dict(width=0, shape="hv"),
@@ -56,28 +58,29 @@ def km_plot(curves: list[GroupCurve], colors: dict, unit: str, ticks: list[float
                                      fill="tonexty", fillcolor=translucent(color, 0.15), legendgroup=c.label,
                                      showlegend=False, hoverinfo="skip"), row=1, col=1)
         fig.add_trace(go.Scatter(
-            x=x, y=c.steps["survival"], mode="lines", name=c.label, legendgroup=c.label,
+            x=x, y=c.steps["survival"], mode="lines", name=label, legendgroup=c.label,
             line=dict(color=color, width=2.5, shape="hv"),
             customdata=np.stack([c.steps["lower"], c.steps["upper"], c.steps["at_risk"], c.steps["events"],
                                  c.steps["censored"]], axis=1),
-            hovertemplate=(f"<b>{c.label}</b><br>{x_unit} %{{x:.1f}}: S = %{{y:.3f}} "
+            hovertemplate=(f"<b>{label}</b><br>{x_unit} %{{x:.1f}}: S = %{{y:.3f}} "
                            "(95% CI %{customdata[0]:.3f}–%{customdata[1]:.3f})<br>"
                            "at risk %{customdata[2]}, events %{customdata[3]}, censored %{customdata[4]}"
                            "<extra></extra>")), row=1, col=1)
         if len(c.censored):
             fig.add_trace(go.Scatter(
-                x=c.censored["days"] / scale, y=c.censored["survival"], mode="markers", name=f"{c.label} censored",
+                x=c.censored["days"] / scale, y=c.censored["survival"], mode="markers", name=f"{label} censored",
                 legendgroup=c.label, showlegend=False,
                 marker=dict(symbol="line-ns-open", size=11, color=color, line=dict(width=2, color=color)),
-                customdata=np.stack([c.censored["subject_id"], c.censored["reason"], c.censored["days"]], axis=1),
-                hovertemplate=(f"<b>%{{customdata[0]}}</b> · {c.label}<br>%{{customdata[1]}} on day "
+                customdata=np.stack([plain_each(c.censored["subject_id"]), plain_each(c.censored["reason"]),
+                                     c.censored["days"]], axis=1),
+                hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[1]}} on day "
                                "%{customdata[2]}<extra></extra>")), row=1, col=1)
     labels = [c.label for c in curves]
-    for c in curves:
+    for c, label in zip(curves, plain_each(labels)):
         fig.add_trace(go.Scatter(
-            x=[t / scale for t in ticks], y=[c.label] * len(ticks), mode="text", text=[str(n) for n in c.at_risk],
+            x=[t / scale for t in ticks], y=[label] * len(ticks), mode="text", text=[str(n) for n in c.at_risk],
             textfont=dict(color=colors.get(c.key, POOLED_COLOR), size=12), showlegend=False,
-            hovertemplate=f"{c.label}: %{{text}} at risk at {x_unit.lower()} %{{x:.0f}}<extra></extra>"),
+            hovertemplate=f"{label}: %{{text}} at risk at {x_unit.lower()} %{{x:.0f}}<extra></extra>"),
             row=2, col=1)
     base_layout(fig, title, height=560)
     side_legend(fig, 170, "Group")
@@ -86,8 +89,8 @@ def km_plot(curves: list[GroupCurve], colors: dict, unit: str, ticks: list[float
     fig.update_xaxes(tickvals=[t / scale for t in ticks], ticktext=tick_text, range=[-0.03 * end, 1.03 * end],
                      showgrid=True)
     fig.update_xaxes(title_text=f"Time since first dose ({unit})", showgrid=False, row=2, col=1)
-    fig.update_yaxes(title_text=y_title, range=[0, 1.03], tickformat=".0%", row=1, col=1)
-    fig.update_yaxes(title_text="At risk", categoryorder="array", categoryarray=labels[::-1], showgrid=False,
+    fig.update_yaxes(title_text=plain(y_title), range=[0, 1.03], tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(title_text="At risk", categoryorder="array", categoryarray=plain_each(labels[::-1]), showgrid=False,
                      row=2, col=1)
     return fixed_margins(fig, left=label_margin([*labels, NUMERIC_TICK], axis_title=True), bottom=60)
 

@@ -6,6 +6,7 @@ Pages call :func:`context` and draw; they never compute a clinical figure.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import importlib
 import logging
 import pickle
@@ -23,6 +24,7 @@ from smc.outputs.csv_export import safe_csv
 from smc.store.db import Database
 from smc.store.study import Study, default_as_of, load_study, study_ids
 from smc.ui.pages import SUBJECT_PAGE
+from smc.ui.text import md
 
 log = logging.getLogger("smc")
 EARLIEST_AS_OF = dt.date(2000, 1, 1)
@@ -124,8 +126,8 @@ def open_database() -> Database:
     path = database_path()
     if not path.is_file():
         if path.resolve() != settings.DEMO_DB.resolve():
-            st.error(f"No database at {path} (set by SMC_DB). Build one with "
-                     f"`python -m smc import --csv DIR --db {path}`.")
+            st.error(f"No database at {md(path)} (set by SMC_DB). Build one with "
+                     "`python -m smc import --csv DIR --db` and that path.")
             st.stop()
         from smc.demo.build import build_demo
         with st.spinner("Building the demo database (first start only)…"):
@@ -144,13 +146,13 @@ def sidebar(db: Database) -> PageContext:
     """Study picker and as-of date, in sync with ``?study=…&as_of=…``."""
     ids = study_ids(db)
     if not ids:
-        st.error(f"The database {db.path} holds no study.")
+        st.error(f"The database {md(db.path)} holds no study.")
         st.stop()
     params = st.query_params
     wanted = params.get("study")
     if "study" not in st.session_state:
         if wanted and wanted not in ids:
-            st.sidebar.warning(f'Study "{wanted}" from the link is not in this database; showing {ids[0]}.')
+            st.sidebar.warning(f'Study "{md(wanted)}" from the link is not in this database; showing {md(ids[0])}.')
         st.session_state["study"] = wanted if wanted in ids else ids[0]
     study_id = st.sidebar.selectbox("Study", ids, key="study")
     study = load_study(db, study_id)
@@ -161,24 +163,27 @@ def sidebar(db: Database) -> PageContext:
         link_date = params.get("as_of") if params.get("study", study_id) == study_id else None
         asked = _parse_date(link_date)
         if link_date and asked is None:
-            st.sidebar.warning(f'"{params.get("as_of")}" in the link is not a date (YYYY-MM-DD); '
+            st.sidebar.warning(f'"{md(params.get("as_of"))}" in the link is not a date (YYYY-MM-DD); '
                                f"showing the data cut {cut}.")
         elif asked and asked > cut:
             st.sidebar.warning(f"{asked} is after the data cut; showing the data cut {cut}.")
-        st.session_state[key] = min(asked, cut) if asked else cut
+        elif asked and asked < EARLIEST_AS_OF:
+            st.sidebar.warning(f"{asked} is before {EARLIEST_AS_OF}, the earliest date the app shows; showing "
+                               f"{EARLIEST_AS_OF}.")
+        st.session_state[key] = min(max(asked, EARLIEST_AS_OF), cut) if asked else cut
     as_of = st.sidebar.date_input(
         "As of", key=key, min_value=EARLIEST_AS_OF, max_value=cut, format="YYYY-MM-DD",
         help="Everything shown is what had happened by this date. It cannot pass the data cut: "
              "nothing after the cut has been collected.")
     st.query_params.update({"study": study_id, "as_of": as_of.isoformat()})
-    st.sidebar.caption(f"Data cut {cut:%Y-%m-%d} · loaded {db.loaded_at}")
+    st.sidebar.caption(f"Data cut {cut:%Y-%m-%d} · loaded {md(db.loaded_at)}")
     return PageContext(db, study, as_of)
 
 
 def banner(ctx: PageContext) -> None:
     cut = default_as_of(ctx.study)
     if ctx.as_of < cut:
-        st.info(f"Viewing **{ctx.study.study_id}** as of **{ctx.as_of:%Y-%m-%d}**, before the data cut "
+        st.info(f"Viewing **{md(ctx.study.study_id)}** as of **{ctx.as_of:%Y-%m-%d}**, before the data cut "
                 f"{cut:%Y-%m-%d}: later events are hidden.", icon="🕰️")
 
 
@@ -196,26 +201,29 @@ def run_page(page) -> None:
         page.run()
     except Exception as exc:  # noqa: BLE001 - the UI must keep serving
         log.exception("page %s failed", getattr(page, "title", page))
-        st.error(f"This page could not be drawn: {type(exc).__name__}: {exc}. "
+        st.error(f"This page could not be drawn: {type(exc).__name__}: {md(exc)}. "
                  "The error was logged; other pages still work.")
 
 
 
 
 def subject_url(ctx: PageContext, subject_id: str) -> str:
-    """A shareable link to a subject's profile (relative, so it works under any host or base path)."""
+    """A shareable link to a subject's profile (relative, so it works under any host or base path). The path
+    is ours and every value is percent-encoded, so no id can give the link a scheme (``javascript:``), a host or
+    another parameter."""
     query = urlencode({"study": ctx.study.study_id, "as_of": ctx.as_of.isoformat(), "subject": subject_id})
     return f"{SUBJECT_PAGE}?{query}"
 
 
 def open_clicked_subject(event, ctx: PageContext) -> None:
-    """Open the profile of the subject whose chart point was clicked (customdata[0], or customdata itself)."""
+    """Open the profile of the subject whose chart point was clicked (customdata[0], or customdata itself: the
+    id as plotly text, which charts.style.plain escaped and html.unescape gives back)."""
     points = (event or {}).get("selection", {}).get("points", [])
     clicked = next((p["customdata"][0] if isinstance(p["customdata"], list) else p["customdata"]
                     for p in points if p.get("customdata")), None)
     if clicked:
         st.switch_page("views/subject.py", query_params={"study": ctx.study.study_id, "as_of": ctx.as_of.isoformat(),
-                                                          "subject": clicked})
+                                                          "subject": html.unescape(str(clicked))})
 
 
 def with_subject_links(frame: pd.DataFrame, ctx: PageContext, column: str = "subject_id") -> pd.DataFrame:
@@ -224,7 +232,9 @@ def with_subject_links(frame: pd.DataFrame, ctx: PageContext, column: str = "sub
 
 
 def subject_link_column(label: str = "Subject") -> st.column_config.LinkColumn:
-    return st.column_config.LinkColumn(label, display_text=r"subject=([^&]*)$", help="Opens the subject profile")
+    """A column of :func:`subject_url` links showing the subject id as the link encodes it (an id with
+    characters a URL escapes shows them percent-encoded: the grid draws text, never markup)."""
+    return st.column_config.LinkColumn(label, display_text=r"[?&]subject=([^&]*)$", help="Opens the subject profile")
 
 
 def lazy_tabs(views: dict[str, Callable[[], None]], key: str) -> None:
@@ -248,7 +258,7 @@ def paged(frame: pd.DataFrame, key: str, noun: str = "subjects", size: int = set
 
 
 def download_csv(frame: pd.DataFrame, file_name: str, key: str, label: str = "Download CSV") -> None:
-    """A CSV download written only when clicked (a 60,000-row listing would otherwise cost every rerun), with any
+    """A CSV download written only when clicked (a 60,000-row listing would otherwise cost every rerun), with
     text a spreadsheet could run as a formula neutralised (``csv_export.safe_csv``)."""
     st.download_button(label, lambda: safe_csv(frame), file_name=file_name,
                        mime="text/csv", key=key, icon=":material/download:", on_click="ignore")

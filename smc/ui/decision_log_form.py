@@ -13,6 +13,7 @@ from smc import ui
 from smc.analysis.dose_decision import DoseDecision
 from smc.decision_log import ledger
 from smc.rules.escalation import recommended_level
+from smc.ui.text import md
 
 NEW = 0  # "Corrects record" choice for a new decision (record ids start at 1)
 
@@ -64,11 +65,11 @@ def decision_log(ctx: ui.PageContext) -> tuple[list[ledger.Decision], bool]:
     try:
         records, broken = ledger.study_log(ledger.log_path(ctx.db.path), ctx.study.study_id)
     except ledger.LogUnreadable as exc:
-        st.error(f"The decision log cannot be read: {exc}", icon=":material/gpp_bad:")
+        st.error(f"The decision log cannot be read: {md(exc)}", icon=":material/gpp_bad:")
         return [], False
     if broken:
         st.error("**The decision log has been altered outside the dashboard.** Its hash chain is broken at:\n\n"
-                 + "\n".join(f"- {b}" for b in broken) + "\n\nRestore it from a backup and investigate before "
+                 + "\n".join(f"- {md(b)}" for b in broken) + "\n\nRestore it from a backup and investigate before "
                  "relying on these records.", icon=":material/gpp_bad:")
     return records, not broken
 
@@ -76,13 +77,14 @@ def decision_log(ctx: ui.PageContext) -> tuple[list[ledger.Decision], bool]:
 def history_section(ctx: ui.PageContext, records: list[ledger.Decision], intact: bool) -> None:
     log = ledger.log_path(ctx.db.path)
     if not records:
-        st.info(f"No decision recorded for {ctx.study.study_id} yet. The log is {log.name}, beside the database.")
+        st.info(f"No decision recorded for {md(ctx.study.study_id)} yet. The log is {md(log.name)}, beside the "
+                "database.")
         return
     table = ledger.log_table(records, {lv.level: lv.label for lv in ctx.study.levels})
     st.dataframe(table, hide_index=True, key="decision_table")
-    head = (f" Chain head {records[-1].hash} (quote it in the minutes: any later change to the log changes it or "
+    head = (f" Chain head {md(records[-1].hash)} (quote it in the minutes: any later change to the log changes it or "
             "breaks the chain)." if intact else "")
-    st.caption(f"{len(records)} record(s) in {log.name}, newest first; every record, whatever the as-of date. "
+    st.caption(f"{len(records)} record(s) in {md(log.name)}, newest first; every record, whatever the as-of date. "
                f"Records are never changed: a correction supersedes one.{head}")
     ui.download_csv(table, f"{ctx.study.study_id}_smc_decisions.csv", key="decision_csv")
 
@@ -94,8 +96,8 @@ def record_form(ctx: ui.PageContext, dose: DoseDecision, records: list[ledger.De
     with st.container(border=True):
         st.markdown("##### Record a decision")
         st.markdown(f"On the data as of **{dose.as_of:%Y-%m-%d}** (database cut {study.data_cut_date or '—'}), "
-                    f"the protocol rule recommends **{rec.action}**"
-                    + ("" if target is None else f" at **{study.label(target)}** (level {target})") + ".")
+                    f"the protocol rule recommends **{md(rec.action)}**"
+                    + ("" if target is None else f" at **{md(study.label(target))}** (level {target})") + ".")
         left, middle, right = st.columns(3)
         left.date_input("Meeting date", key="decision_meeting_date", min_value=dose.as_of,
                         # the UTC date + 1 is already today east of Greenwich (decisions.validate allows it)
@@ -122,8 +124,8 @@ def record_form(ctx: ui.PageContext, dose: DoseDecision, records: list[ledger.De
                   on_click=_record, args=(dose, ledger.log_path(ctx.db.path), ledger.data_source(ctx.db)))
         outcome = st.session_state.pop("decision_outcome", None)
         if outcome and outcome[0] == "refused":
-            st.error("Not recorded:\n\n" + "\n".join(f"- {e}" for e in outcome[1]), icon=":material/block:")
+            st.error("Not recorded:\n\n" + "\n".join(f"- {md(e)}" for e in outcome[1]), icon=":material/block:")
         elif outcome:
             record = outcome[1]
-            st.success(f"Recorded as #{record.id} at {record.recorded_at_utc} (UTC): {record.decision} at "
-                       f"{study.label(record.level)}.", icon=":material/check_circle:")
+            st.success(f"Recorded as #{record.id} at {record.recorded_at_utc} (UTC): {md(record.decision)} at "
+                       f"{md(study.label(record.level))}.", icon=":material/check_circle:")

@@ -1,14 +1,13 @@
 """Fixtures of the browser tests: Debian's Chromium for pytest-playwright, and the app served on a free port."""
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 
 import pytest
 
-from smc.tools import server as server_module
 from smc.tools.server import CHROMIUM_ARGS, chromium_path
+from tests.helpers import served_app
 
 
 @pytest.fixture(scope="session")
@@ -21,19 +20,9 @@ def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": path, "args": CHROMIUM_ARGS}
 
 
-@contextlib.contextmanager
-def serve(db_path):
-    """The app served on a free port for the database at ``db_path``."""
-    try:
-        with server_module.serve(db_path) as (url, _):
-            yield url
-    except server_module.ServerFailed as failed:
-        pytest.fail(str(failed))
-
-
 @pytest.fixture(scope="session")
 def server(demo_db):
-    with serve(demo_db) as url:
+    with served_app(demo_db) as url:
         yield url
 
 
@@ -41,5 +30,5 @@ def server(demo_db):
 def decision_server(demo_db, tmp_path):
     """A server on a copy of the demo database, so recorded decisions stay out of the session's."""
     shutil.copy(demo_db, tmp_path / "cut.duckdb")
-    with serve(tmp_path / "cut.duckdb") as url:
+    with served_app(tmp_path / "cut.duckdb") as url:
         yield url, tmp_path

@@ -4,9 +4,14 @@ enrollment section against the same SQL: tests/unit/test_report.py)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
+from smc import settings
+from smc.analysis import console
+from smc.store.db import Database
 from smc.ui import pages
 from tests.helpers import COUNTS_SQL, STUDIES, array, as_of_dates, figures, run_app
 
@@ -94,6 +99,29 @@ def test_explore_console_refuses_with_a_message(app_env, sql, text, words):
     assert any(words in e.value for e in at.error), [e.value for e in at.error]
     run_sql(at, "SELECT count(*) AS n FROM subjects")
     assert not at.error
+    assert next(df.value for df in at.dataframe if list(df.value.columns) == ["n"])["n"][0] == sql(
+        "SELECT count(*) FROM subjects")[0][0]
+
+
+def test_explore_console_asks_to_wait_while_every_slot_is_taken(app_env, sql):
+    """A whole meeting running queries at once: past console_concurrent_queries the next is told to wait (a
+    warning, not an error), and runs once a slot is free."""
+    cap = settings.CONSOLE_CONCURRENT_QUERIES
+    running = [threading.Thread(target=console.run_console, args=(Database(app_env), "SELECT sleep_ms(3000) AS s"),
+                                kwargs={"time_limit": 10}) for _ in range(cap)]
+    for thread in running:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while console.SLOTS.running < cap and time.monotonic() < deadline:
+        time.sleep(0.01)
+    at = run_app("IX001", as_of_dates(sql, "IX001")[0], pages.script("explore"))
+    run_sql(at, "SELECT count(*) AS n FROM subjects")
+    assert not at.error
+    assert any("wait" in w.value.lower() for w in at.warning), [w.value for w in at.warning]
+    assert not any(list(df.value.columns) == ["n"] for df in at.dataframe)
+    for thread in running:
+        thread.join(timeout=30)
+    run_sql(at, "SELECT count(*) AS n FROM subjects")
     assert next(df.value for df in at.dataframe if list(df.value.columns) == ["n"])["n"][0] == sql(
         "SELECT count(*) FROM subjects")[0][0]
 

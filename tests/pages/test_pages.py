@@ -103,6 +103,19 @@ def test_bad_link_values_give_a_message_not_an_error(app_env):
     assert any("2025-13-40" in w.value for w in at.sidebar.warning)
 
 
+@pytest.mark.parametrize("link_date", ["1999-12-31", "0001-01-01"])
+def test_a_link_date_before_any_trial_is_clamped_with_a_message(app_env, link_date):
+    """The date picker refuses a value under its minimum with an exception: the link's date is raised to the
+    earliest date the app shows (2000-01-01), and the sidebar says so."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["study"] = "IX001"
+    at.query_params["as_of"] = link_date
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(link_date in w.value and "2000-01-01" in w.value for w in at.sidebar.warning)
+    assert at.sidebar.date_input[0].value == dt.date(2000, 1, 1)
+
+
 def test_missing_database_named_by_smc_db_is_a_message(monkeypatch, tmp_path):
     monkeypatch.setenv("SMC_DB", str(tmp_path / "absent.duckdb"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()

@@ -12,7 +12,7 @@ from smc import settings
 from tests.helpers import ROOT
 
 UNITS = ("_path", "_dir", "_file", "_s", "_ms", "_mb", "_rows", "_columns", "_chars", "_values", "_colours",
-         "_entries", "_lanes", "_lines", "_points", "_sessions", "_queries", "_threads")
+         "_entries", "_lanes", "_levels", "_lines", "_points", "_sessions", "_queries", "_threads")
 
 
 def settings_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -71,3 +71,27 @@ def test_environment_is_read_only_in_settings():
             if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ" \
                     and isinstance(node.ctx, ast.Load):
                 raise AssertionError(f"{path}: reads os.environ[...]")
+
+
+def test_the_app_shows_a_misconfiguration_in_words():
+    """The app reads its settings as it starts: a bad value is a message on the page, not a traceback. In a fresh
+    interpreter, since this one imported smc.settings with the test environment."""
+    script = ("from streamlit.testing.v1 import AppTest\n"
+              "at = AppTest.from_file('app.py', default_timeout=60).run()\n"
+              "print(len(at.exception), '|', ' '.join(e.value for e in at.error), '|', ' '.join(c.value for c in at.code))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SMC_CONSOLE_ROW_CAP": "<b>ten</b>"})
+    assert done.returncode == 0, done.stderr
+    exceptions, errors, code = done.stdout.strip().splitlines()[-1].split(" | ")
+    assert exceptions == "0"
+    assert "misconfigured" in errors
+    assert "SMC_CONSOLE_ROW_CAP" in code and "'<b>ten</b>'" in code and "console_row_cap_rows" in code
+
+
+def test_every_setting_is_in_the_cli_reference():
+    """docs/cli.md lists each setting with its environment variable: an operator reads the limits there."""
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    for s in settings.SETTINGS:
+        row = next((line for line in reference.splitlines() if line.startswith(f"| `{s.name}` |")), None)
+        assert row is not None, s.name
+        assert s.help in row and (f"`{s.env}`" in row if s.env else True), row
