@@ -27,17 +27,23 @@ $(DB): | $(VENV)/.runtime
 demo: $(VENV)/.runtime  ## rebuild the demo database
 	$(BIN)/python -m smc build-demo --db $(DB)
 
-# MALLOC_ARENA_MAX: glibc gives each session's thread its own malloc arena; two keep the server about 50 MB smaller
-# with 5 sessions open (docs/performance.md).
-# The other server defaults (upload limit, no error details, no developer menu) are in .streamlit/config.toml.
-run: $(VENV)/.runtime $(DB)  ## serve the app on the demo data at http://$(ADDRESS):$(PORT)
-	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT)
+# The demo sign-in provider (dev/idp, npm oidc-provider) from its lockfile.
+IDP_MODULES := dev/idp/node_modules/.package-lock.json
+$(IDP_MODULES): dev/idp/package-lock.json
+	npm ci --prefix dev/idp --no-audit --no-fund --silent
+
+# serve-demo starts the demo sign-in provider, prints its users, and serves the app signing in there, with
+# MALLOC_ARENA_MAX=2 (glibc gives each session's thread its own malloc arena; two keep the server about 50 MB
+# smaller with 5 sessions open: docs/performance.md). The other server defaults (upload limit, no error details,
+# no developer menu) are in .streamlit/config.toml.
+run: $(VENV)/.runtime $(DB) $(IDP_MODULES)  ## serve the app on the demo data at http://$(ADDRESS):$(PORT), sign-in beside it
+	$(BIN)/python -m smc serve-demo --address $(ADDRESS) --port $(PORT)
 
 check: $(VENV)/.dev  ## ruff, and the import contracts of pyproject.toml (the layers of docs/architecture.md)
 	$(BIN)/ruff check .
 	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 
-test: $(VENV)/.dev  ## the whole suite, browser tests included
+test: $(VENV)/.dev $(IDP_MODULES)  ## the whole suite, browser tests included (they start their own provider)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

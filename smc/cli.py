@@ -1,4 +1,5 @@
-"""Command line: ``python -m smc import | build-demo | report | decisions | bench | bench-import | settings``."""
+"""Command line: ``python -m smc import | build-demo | report | decisions | bench | bench-import | serve-demo |
+settings``."""
 from __future__ import annotations
 
 import argparse
@@ -123,6 +124,18 @@ def _open_study(db_path: str, study_id: str):
         raise LookupError(exc.args[0]) from None
 
 
+def _command_line_signer(name: str, role: str):
+    """Who signs a record made here: the operating-system account running the command, on this host (the issuer
+    says so), in the SMC role given. Whoever runs it can already write the log file; the record says how it came."""
+    import getpass
+    import socket
+
+    from smc.access.identity import Identity
+    return Identity(issuer=f"urn:smc:command-line:{socket.gethostname()}", subject=getpass.getuser(),
+                    name=name or getpass.getuser(), email="", role=role, sites=frozenset(),
+                    auth_time=dt.datetime.now(dt.UTC))
+
+
 def cmd_decisions_add(args) -> int:
     from smc.analysis.dose_decision import load_dose_decision
     from smc.decision_log import ledger
@@ -142,8 +155,8 @@ def cmd_decisions_add(args) -> int:
     draft = ledger.Draft(
         study_id=study.study_id, meeting_date=args.meeting_date or dt.datetime.now(dt.UTC).date(),
         data_cut_date=as_of, level=args.level, decision=args.decision, rationale=args.rationale,
-        attendees=args.attendees, recorded_by=args.by, follows_recommendation=False if args.deviation else None,
-        supersedes=args.supersedes)
+        attendees=args.attendees, signer=_command_line_signer(args.by, args.role),
+        follows_recommendation=False if args.deviation else None, supersedes=args.supersedes)
     try:
         record = ledger.append(log, draft, dose, ledger.data_source(db))
     except ledger.Refused as refused:
@@ -179,9 +192,16 @@ def cmd_decisions_list(args) -> int:
         note += f"; supersedes #{r.supersedes}" if r.supersedes else ""
         print(f"#{r.id} {r.meeting_date} (data cut {r.data_cut_date}) level {r.level}: {r.decision} "
               f"[{'follows' if r.follows_recommendation else 'deviates from'} the rule's {r.recommended_action}] "
-              f"by {r.recorded_by} at {r.recorded_at_utc}{note}" + (f"\n    {r.rationale}" if r.rationale else ""))
+              f"{_signed_by(r)} at {r.recorded_at_utc}{note}" + (f"\n    {r.rationale}" if r.rationale else ""))
     print(f"{len(records)} record(s) for {study.study_id}", file=sys.stderr)
     return EXIT_OK
+
+
+def _signed_by(r) -> str:
+    if not r.signed:
+        return f"by {r.recorded_by} (typed, not signed)"
+    kind = f"approves #{r.approves}; " if r.approves else ""
+    return f"{kind}{r.signature_meaning} by {r.recorded_by} ({r.signer_subject} at {r.signer_issuer})"
 
 
 def cmd_decisions_verify(args) -> int:
@@ -223,7 +243,7 @@ def _print_chain_heads(db_path: str, study_id: str | None) -> int:
         print(f"{study}: {n} record(s), chain head {head}")
     if study_id and not records:
         print(f"{study_id}: 0 record(s), no chain head yet")
-    keyed = sum(r.hash_kind == ledger.KEYED for r in records)
+    keyed = sum(r.hash_kind in (ledger.KEYED, ledger.SIGNED) for r in records)
     keying = (f"{keyed} keyed with {settings.decision_log_key_file()}" if keyed else "none keyed yet") + (
         f", {len(records) - keyed} from before keying (SHA-256 only)" if keyed < len(records) else "")
     print(f"{path}: intact ({len(records)} record(s)); {keying}", file=sys.stderr)
@@ -288,6 +308,19 @@ def cmd_bench(args) -> int:
     return EXIT_INVALID if any(m.errors for m in result.measurements) else EXIT_OK
 
 
+def cmd_serve_demo(args) -> int:
+    """The app on the demo data with the demo sign-in provider beside it (``make run``)."""
+    from smc import settings
+    from smc.tools import demo_sign_in
+
+    try:
+        return demo_sign_in.serve_demo(args.address, args.port, settings.setting("demo_idp_port").value(),
+                                       settings.setting("demo_secrets_file").value())
+    except demo_sign_in.ProviderFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def cmd_settings(args) -> int:
     """Every setting with its current value, unit (in its name), environment variable and help."""
     from smc import settings
@@ -343,6 +376,10 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true", help="print one JSON object")
     rep.add_argument("--html", metavar="OUT.html", help="also write the meeting packet: one self-contained HTML file")
     rep.set_defaults(func=cmd_report)
+    run = sub.add_parser("serve-demo", help="serve the app with the demo sign-in provider beside it (make run)")
+    run.add_argument("--address", default="127.0.0.1", help="the interface to serve on")
+    run.add_argument("--port", type=int, default=8501)
+    run.set_defaults(func=cmd_serve_demo)
     sets = sub.add_parser("settings", help="print every path and limit with its current value")
     sets.add_argument("--json", action="store_true", help="print one JSON object {name: value}")
     sets.set_defaults(func=cmd_settings)
@@ -355,7 +392,10 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--decision", required=True, help="enroll, wait, escalate, de-escalate, declare_mtd, "
                      "max_dose_cleared, stop, stay or other")
     add.add_argument("--rationale", default="", help="required for a deviation from the recommendation and for other")
-    add.add_argument("--by", required=True, help="who records the decision")
+    add.add_argument("--by", required=True, help="the name of who records the decision; the record is signed by the "
+                     "operating-system account running the command, on this host")
+    add.add_argument("--role", choices=["smc_member", "smc_chair"], default="smc_member",
+                     help="the SMC role the record is signed in (only the chair supersedes)")
     add.add_argument("--attendees", default="")
     add.add_argument("--meeting-date", type=_date, default=None, help="YYYY-MM-DD (default: today, UTC)")
     add.add_argument("--as-of", type=_date, default=None,

@@ -79,6 +79,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mapping_max_chars", 200_000, "a longer SDTM mapping file is refused before parsing"),
     Setting("mapping_max_levels", 8, "an SDTM mapping nested deeper is refused before it is walked (the format "
             "nests four deep)"),
+    # Sign-in and roles (the provider itself is configured in .streamlit/secrets.toml: docs/access.md)
+    Setting("roles_file", ROOT / "config" / "roles.toml", "the provider's groups mapped to roles, and the studies "
+            "each role may see", "SMC_ROLES_FILE"),
+    Setting("auth_provider_section", "smc", "the [auth.<name>] section of secrets.toml that signs users in",
+            "SMC_AUTH_PROVIDER"),
+    Setting("auth_fresh_provider_section", "smcfresh", "the [auth.<name>] section that asks the provider for the password "
+            "again (prompt = \"login\"): before a signature, and after a sign-in expired", "SMC_AUTH_FRESH_PROVIDER"),
+    Setting("demo_idp_port", 9400, "the port `make run` starts the demo sign-in provider on (127.0.0.1 only)",
+            "SMC_DEMO_IDP_PORT"),
+    Setting("demo_secrets_file", ROOT / "data" / ".demo-secrets.toml", "the [auth] secrets `make run` writes for "
+            "the demo provider (a fresh cookie secret each start)"),
+    Setting("sign_in_max_age_s", 8 * 3600, "a sign-in older than this (the token's auth_time) must be renewed",
+            "SMC_SIGN_IN_MAX_AGE_S"),
+    Setting("signature_max_auth_age_s", 300, "a decision is signed only within this long of typing the password "
+            "at the provider (auth_time)", "SMC_SIGNATURE_MAX_AUTH_AGE_S"),
     # Decision log
     Setting("decision_log_key_file", lambda: setting("db_path").value().parent / ".decision_log.key",
             "the secret that keys the decision log's hash chain (HMAC-SHA-256); kept outside the log",
@@ -123,6 +138,10 @@ def decision_log_key_file() -> Path:
     return setting("decision_log_key_file").value()
 
 
+def roles_file() -> Path:
+    return setting("roles_file").value()
+
+
 def chromium_path() -> Path:
     return setting("chromium_path").value()
 
@@ -147,6 +166,10 @@ MAPPING_MAX_CHARS: int = _at_start("mapping_max_chars")
 MAPPING_MAX_LEVELS: int = _at_start("mapping_max_levels")
 PIVOT_FILTER_CHOICES_VALUES: int = _at_start("pivot_filter_choices_values")
 QUICK_CHART_MAX_COLOURS: int = _at_start("quick_chart_max_colours")
+AUTH_PROVIDER: str = _at_start("auth_provider_section")
+AUTH_FRESH_PROVIDER: str = _at_start("auth_fresh_provider_section")
+SIGN_IN_MAX_AGE_S: int = _at_start("sign_in_max_age_s")
+SIGNATURE_MAX_AUTH_AGE_S: int = _at_start("signature_max_auth_age_s")
 DECISION_LOG_BUSY_TIMEOUT_S: int = _at_start("decision_log_busy_timeout_s")
 DECISION_TEXT_MAX_CHARS: int = _at_start("decision_text_max_chars")
 LOADER_CACHE_ENTRIES: int = _at_start("loader_cache_entries")

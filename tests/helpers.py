@@ -10,8 +10,11 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import secrets
 import subprocess
 import sys
+import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ import pytest
 from scipy.stats import beta
 from streamlit.testing.v1 import AppTest
 
+from smc.tools import demo_sign_in
 from smc.tools import server as server_module
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
@@ -59,9 +63,41 @@ def one_study_db(path: Path, **tables: list[dict]):
 # --------------------------------------------------------------------------- the app and the command line
 
 
-def run_app(study_id: str, as_of: dt.date, page: str | None = None, **query: str) -> AppTest:
-    """The app opened by a link ``?study=…&as_of=…`` (plus ``query``), then switched to ``page``."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+TEST_ISSUER = "https://idp.test"
+TEST_COOKIE_SECRET = secrets.token_urlsafe(32)  # AppTest signs in by claims; the browser tests sign in at the real provider
+
+
+def demo_users() -> dict[str, dict]:
+    """The demo provider's users (dev/idp/users.toml) by user name."""
+    return {u["username"]: u for u in tomllib.loads((ROOT / "dev" / "idp" / "users.toml").read_text())["users"]}
+
+
+def claims(username: str = "chair", signed_in_s_ago: float = 60, **extra) -> dict:
+    """``st.user`` as the provider's ID token gives it for a demo user, signed in ``signed_in_s_ago`` seconds ago."""
+    user = demo_users()[username]
+    return {"is_logged_in": True, "iss": TEST_ISSUER, "sub": user["username"], "name": user["name"],
+            "email": user["email"], "groups": user["groups"], "sites": user.get("sites", []),
+            "auth_time": int(time.time() - signed_in_s_ago), **extra}
+
+
+def signer(username: str = "chair", **change):
+    """A demo user's identity as the ledger takes it from a sign-in a minute ago (``change``: other fields)."""
+    from smc.access.identity import Identity, from_claims, load_roles
+    who = from_claims(claims(username), load_roles(ROOT / "config" / "roles.toml"))
+    return Identity(**{**who.__dict__, **change})
+
+
+def app_test(user: str | dict | None = "chair", timeout: float = 60) -> AppTest:
+    """The app under AppTest, signed in as a demo user (a name), with given claims (a dict), or not (None)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    at.user = {"is_logged_in": False} if user is None else claims(user) if isinstance(user, str) else user
+    return at
+
+
+def run_app(study_id: str, as_of: dt.date, page: str | None = None, user: str | dict | None = "chair",
+            **query: str) -> AppTest:
+    """The app opened by a link ``?study=…&as_of=…`` (plus ``query``) as ``user``, then switched to ``page``."""
+    at = app_test(user)
     at.query_params.update({"study": study_id, "as_of": as_of.isoformat(), **query})
     at.run()
     if page:
@@ -292,11 +328,24 @@ FROM subjects s WHERE study_id = $1
 
 
 @contextlib.contextmanager
-def served_app(db_path):
-    """The app served on a free port for the database at ``db_path``; a server that does not start fails the
-    test with its log."""
+def served_app(db_path, issuer: str | None = None, **env: str):
+    """The app served on a free port for the database at ``db_path``, signing in at the provider ``issuer``, with
+    more settings as environment ``env``; a server that does not start fails the test with its log. Every test
+    server has the same cookie secret, so one sign-in holds on each (as on replicas behind a load balancer)."""
     try:
-        with server_module.serve(db_path) as (url, _):
+        with server_module.serve(db_path, issuer=issuer, cookie_secret=TEST_COOKIE_SECRET, env=env) as (url, _):
             yield url
     except server_module.ServerFailed as failed:
         pytest.fail(str(failed))
+
+
+def sign_in(page, url: str, username: str) -> None:
+    """Sign in at ``url`` as a demo user through the provider's own login form, as a person does."""
+    demo_sign_in.sign_in(page, url, username)
+
+
+def type_password(page, username: str, password: str | None = None) -> None:
+    """Fill in and send the provider's login form (the page is on its way there): it is the provider's own."""
+    page.wait_for_selector("#username", timeout=30_000)
+    assert page.title() == "SMC demo sign-in"
+    demo_sign_in.type_password(page, username, password)

@@ -25,6 +25,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from smc import settings
+from smc.access import permissions
+from smc.access.identity import load_roles
 from smc.store.db import QUERY_CLOCK, Database
 from smc.ui import pages
 
@@ -122,10 +124,20 @@ def _components():
     return components
 
 
+def _bench_viewer() -> dict:
+    """The bench's signed-in identity: the admin's role (the one that opens every page, every subject), by the
+    roles file. (The Escalation page then draws the decision log without its form.)"""
+    roles = load_roles(settings.roles_file())
+    group = next(g for g, role in roles.groups.items() if role == permissions.ADMIN)
+    return {"is_logged_in": True, "iss": "urn:smc:bench", "sub": "bench", "name": "Bench", "email": "",
+            "groups": [group], "auth_time": int(time.time())}
+
+
 def _app(page: Page, study: BenchStudy):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(settings.APP_SCRIPT), default_timeout=600)
+    at.user = _bench_viewer()
     # A new AppTest scans every installed package's metadata for components on its first run (0.2 s on this
     # machine). A server does that once at start, not per session, so it is no part of a page's cold time.
     at._bidi_component_manager = _components()
@@ -182,13 +194,17 @@ def time_browser(db_path: Path, measurements: list[Measurement], studies: list[B
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
+    from smc.tools.demo_sign_in import demo_provider, sign_in
     from smc.tools.server import CHROMIUM_ARGS, ERRORS, chromium_path, resident_mb, serve
 
     by_name = {p.name: p for p in PAGES}
     by_id = {s.study_id: s for s in studies}
-    with serve(db_path) as (url, server), sync_playwright() as playwright:
+    with demo_provider() as issuer, serve(db_path, issuer=issuer) as (url, server), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1440, "height": 1000})
+        # Signed in once, through the demo provider's form, as the admin (every page); the other sessions share it.
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        tab = context.new_page()
+        sign_in(tab, url, "admin")
         for m in measurements:
             target = _page_url(url, by_name[m.page], by_id[m.study_id])
             try:
@@ -201,7 +217,9 @@ def time_browser(db_path: Path, measurements: list[Measurement], studies: list[B
                 m.errors.append(f"browser: {tab.locator(ERRORS).first.inner_text()[:200]}")
         tab.close()
         # Server memory: settings.BENCH_SESSIONS sessions held open at once, each having drawn every page.
-        sessions = [browser.new_page(viewport={"width": 1440, "height": 1000}) for _ in range(settings.BENCH_SESSIONS)]
+        state = context.storage_state()
+        sessions = [browser.new_page(viewport={"width": 1440, "height": 1000}, storage_state=state)
+                    for _ in range(settings.BENCH_SESSIONS)]
         for tab in sessions:
             for m in measurements:
                 if m.browser_ms is not None:

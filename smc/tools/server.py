@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 from smc import settings
+from smc.tools import demo_sign_in
 
 # What a failed page shows: a Streamlit exception box or an error alert.
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
@@ -31,34 +32,39 @@ class ServerFailed(RuntimeError):
 
 
 @contextlib.contextmanager
-def serve(db_path, start_timeout_s: float = 60, script: Path = settings.APP_SCRIPT):
+def serve(db_path, start_timeout_s: float = 60, script: Path = settings.APP_SCRIPT, issuer: str | None = None,
+          cookie_secret: str | None = None, env: dict[str, str] | None = None):
     """Yield ``(url, process)`` of ``streamlit run app.py`` (or ``script``) on the database at ``db_path``, from the
-    repository root as ``make run`` serves it, so the root's ``.streamlit/config.toml`` applies."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, SMC_DB=str(db_path), MALLOC_ARENA_MAX="2")  # as `make run` serves it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
-         str(port)],
-        cwd=settings.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    repository root as ``make run`` serves it, so the root's ``.streamlit/config.toml`` applies. With ``issuer``
+    (the demo provider's URL) users sign in there; servers given the same ``cookie_secret`` share a sign-in, as
+    replicas do. ``env``: more environment (settings) for the server."""
+    port = demo_sign_in.free_port()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + start_timeout_s
-    while time.monotonic() < deadline:
+    with tempfile.TemporaryDirectory(prefix="smc-serve-") as folder:
+        flags = []
+        if issuer:
+            secrets_file = demo_sign_in.write_secrets(Path(folder) / "secrets.toml", url, issuer, cookie_secret)
+            flags = ["--secrets.files", str(secrets_file)]
+        server_env = dict(os.environ, SMC_DB=str(db_path), MALLOC_ARENA_MAX="2", **(env or {}))  # as `make run`
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
+             str(port), *flags], cwd=settings.ROOT, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + start_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            proc.kill()
+            raise ServerFailed(f"streamlit did not start: {proc.stdout.read().decode(errors='replace')[-2000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise ServerFailed(f"streamlit did not start: {proc.stdout.read().decode(errors='replace')[-2000:]}")
-    try:
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+            yield url, proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def resident_mb(pid: int) -> float:

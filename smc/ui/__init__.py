@@ -20,9 +20,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from smc import settings
+from smc.access import audit, permissions
+from smc.access.identity import Identity, load_roles
+from smc.access.scope import SubjectScope, subject_scope
 from smc.outputs.csv_export import safe_csv
 from smc.store.db import Database
 from smc.store.study import Study, default_as_of, load_study, study_ids
+from smc.ui import sign_in
 from smc.ui.pages import SUBJECT_PAGE
 from smc.ui.text import md
 
@@ -35,10 +39,32 @@ class PageContext:
     db: Database
     study: Study
     as_of: dt.date
+    viewer: Identity
+    scope: SubjectScope  # whose subject-level rows the viewer may see in this study
+    access_log: Path
+
+    def may(self, action: str) -> bool:
+        return permissions.may(self.viewer.role, action)
 
 
 def database_path() -> Path:
     return settings.db_path()
+
+
+def access_log_path() -> Path:
+    return audit.log_path(database_path())
+
+
+def may_open(viewer: Identity, page_key: str) -> bool:
+    return permissions.may_open(viewer.role, page_key)
+
+
+def page_links(viewer: Identity, routed: dict[str, st.Page]) -> None:
+    """The sidebar's page list: the pages this viewer's role may open, in the app's order."""
+    with st.sidebar:
+        for key, page in routed.items():
+            if may_open(viewer, key) and key != "subject":  # the profile opens from a subject, not the list
+                st.page_link(page)
 
 
 def imports_dir() -> Path:
@@ -142,14 +168,19 @@ def _parse_date(text: str | None) -> dt.date | None:
         return None
 
 
-def sidebar(db: Database) -> PageContext:
-    """Study picker and as-of date, in sync with ``?study=…&as_of=…``."""
-    ids = study_ids(db)
+def sidebar(db: Database, viewer: Identity, access_log: Path) -> PageContext:
+    """Study picker (the studies the viewer's role may see) and as-of date, in sync with ``?study=…&as_of=…``."""
+    every = study_ids(db)
+    roles = load_roles(settings.roles_file())
+    ids = [s for s in every if roles.may_see_study(viewer.role, s)]
     if not ids:
-        st.error(f"The database {md(db.path)} holds no study.")
-        st.stop()
+        sign_in.no_access(access_log, viewer, "studies", f"the {viewer.role_title} role may see none of the studies "
+                          f"in {db.path.name}.")
     params = st.query_params
     wanted = params.get("study")
+    if wanted in every and wanted not in ids:
+        sign_in.no_access(access_log, viewer, f"study {wanted}", f"the {viewer.role_title} role may not see study "
+                          f"{wanted}.")
     if "study" not in st.session_state:
         if wanted and wanted not in ids:
             st.sidebar.warning(f'Study "{md(wanted)}" from the link is not in this database; showing {md(ids[0])}.')
@@ -177,7 +208,8 @@ def sidebar(db: Database) -> PageContext:
              "nothing after the cut has been collected.")
     st.query_params.update({"study": study_id, "as_of": as_of.isoformat()})
     st.sidebar.caption(f"Data cut {cut:%Y-%m-%d} · loaded {md(db.loaded_at)}")
-    return PageContext(db, study, as_of)
+    scope = subject_scope(db, study_id, viewer)
+    return PageContext(db, study, as_of, viewer, scope, access_log)
 
 
 def banner(ctx: PageContext) -> None:
@@ -185,6 +217,38 @@ def banner(ctx: PageContext) -> None:
     if ctx.as_of < cut:
         st.info(f"Viewing **{md(ctx.study.study_id)}** as of **{ctx.as_of:%Y-%m-%d}**, before the data cut "
                 f"{cut:%Y-%m-%d}: later events are hidden.", icon="🕰️")
+
+
+def subject_rows(ctx: PageContext, frame: pd.DataFrame, column: str = "subject_id") -> pd.DataFrame:
+    """The rows of a subject-level view the viewer may see, with a caption when some were left out."""
+    shown = ctx.scope.rows(frame, column)
+    if len(shown) < len(frame):
+        total = frame[column].nunique()
+        st.caption(f":material/visibility_off: Subject-level rows: {md(ctx.scope.description)} "
+                   f"({shown[column].nunique()} of {total} subject{'s' if total != 1 else ''}).")
+    return shown
+
+
+def subject_view(ctx: PageContext, frame: pd.DataFrame, column: str = "subject_id") -> pd.DataFrame | None:
+    """One subject-level section's rows for this viewer (:func:`subject_rows`, with its caption), or None when the
+    section draws nothing: an info line when the scope admits nobody, the caption alone when every row was left
+    out."""
+    if ctx.scope.nothing:
+        if permissions.subject_scope(ctx.viewer.role) == permissions.NO_SUBJECTS:
+            text = f"Subject-level data are not shown for the {md(ctx.viewer.role_title)} role."
+        else:
+            text = (f"Subject-level data are not shown: no subject of {md(ctx.study.study_id)} is one you may see "
+                    f"({md(ctx.scope.description)}).")
+        st.info(text, icon=":material/visibility_off:")
+        return None
+    shown = subject_rows(ctx, frame, column)
+    return None if shown.empty and not frame.empty else shown
+
+
+def refuse(ctx: PageContext, what: str, why: str) -> None:
+    """A plain, logged "no access" for something this viewer may not see (a subject of another site from a link),
+    and stop: nothing of it is drawn or sent."""
+    sign_in.no_access(ctx.access_log, ctx.viewer, f"{ctx.study.study_id}: {what}", why)
 
 
 def set_context(ctx: PageContext) -> None:

@@ -59,7 +59,8 @@ def test_no_deploy_button_nor_developer_options_in_the_menu(server, page, path):
     assert page.get_by_role("dialog").count() == 0
 
 
-def test_the_import_page_states_the_upload_limit_of_the_settings(server, page):
+def test_the_import_page_states_the_upload_limit_of_the_settings(server, page_as):
+    page = page_as("admin")
     page.goto(f"{server}/import")
     page.get_by_role("heading", name="Import SDTM").wait_for(timeout=60_000)
     dropzones = page.locator('[data-testid="stFileUploaderDropzoneInstructions"]')

@@ -41,7 +41,7 @@ def imports(tmp_path, monkeypatch, app_env):
 
 
 def open_page(sql):
-    return run_app("IDOV-SAFE", data_cut(sql, "IDOV-SAFE"), PAGE)
+    return run_app("IDOV-SAFE", data_cut(sql, "IDOV-SAFE"), PAGE, user="datamanager")  # imports: data managers, admins
 
 
 def submit(at, uploads, mapping: str, name: str = "trial", replace: bool = False):

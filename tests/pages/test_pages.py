@@ -5,10 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from smc.ui import pages
-from tests.helpers import ROOT, STUDIES, as_of_dates, enrolled_per_level, figures, in_window_dlt_subjects, run_app
+from tests.helpers import (
+    STUDIES,
+    app_test,
+    as_of_dates,
+    enrolled_per_level,
+    figures,
+    in_window_dlt_subjects,
+    run_app,
+)
 
 PAGES = (pages.script("overview"), pages.script("escalation"))
 
@@ -90,12 +97,12 @@ def test_link_opens_study_and_date_and_stays_in_sync(app_env, sql):
 
 
 def test_bad_link_values_give_a_message_not_an_error(app_env):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = app_test()
     at.query_params["study"] = "NO-SUCH-STUDY"
     at.run()
     assert not at.exception
     assert any("NO-SUCH-STUDY" in w.value for w in at.sidebar.warning)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = app_test()
     at.query_params["study"] = "IX001"
     at.query_params["as_of"] = "2025-13-40"
     at.run()
@@ -107,7 +114,7 @@ def test_bad_link_values_give_a_message_not_an_error(app_env):
 def test_a_link_date_before_any_trial_is_clamped_with_a_message(app_env, link_date):
     """The date picker refuses a value under its minimum with an exception: the link's date is raised to the
     earliest date the app shows (2000-01-01), and the sidebar says so."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = app_test()
     at.query_params["study"] = "IX001"
     at.query_params["as_of"] = link_date
     at.run()
@@ -118,7 +125,7 @@ def test_a_link_date_before_any_trial_is_clamped_with_a_message(app_env, link_da
 
 def test_missing_database_named_by_smc_db_is_a_message(monkeypatch, tmp_path):
     monkeypatch.setenv("SMC_DB", str(tmp_path / "absent.duckdb"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at = app_test().run()
     assert not at.exception
     assert "absent.duckdb" in at.error[0].value
 

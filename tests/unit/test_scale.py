@@ -124,8 +124,10 @@ class Navigated(Exception):
 
 
 def app_navigation(monkeypatch) -> list[str]:
-    """The page scripts app.py hands st.navigation, in order (app.py run with st.Page and st.navigation stood in
-    for, so no Streamlit runtime is needed)."""
+    """The page scripts app.py hands st.navigation, in order (app.py run with st.Page, st.navigation and the
+    sign-in gate stood in for, so no Streamlit runtime is needed)."""
+    from smc.ui import sign_in
+
     handed: list[str] = []
 
     def navigation(entries, *args, **kwargs):
@@ -135,6 +137,7 @@ def app_navigation(monkeypatch) -> list[str]:
     monkeypatch.setattr(st, "set_page_config", lambda *args, **kwargs: None)
     monkeypatch.setattr(st, "Page", lambda page, *args, **kwargs: page)
     monkeypatch.setattr(st, "navigation", navigation)
+    monkeypatch.setattr(sign_in, "require_viewer", lambda log_file: None)
     with pytest.raises(Navigated):
         runpy.run_path(str(ROOT / "app.py"))
     return handed

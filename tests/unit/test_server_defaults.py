@@ -102,8 +102,8 @@ def _make_run(*variables: str) -> str:
 
 
 def test_make_run_serves_this_machine_unless_told_otherwise():
-    assert "--server.address 127.0.0.1 " in _make_run()
-    assert "--server.address 0.0.0.0 " in _make_run("ADDRESS=0.0.0.0")
-    assert "--server.address 192.0.2.7 " in _make_run("ADDRESS=192.0.2.7")
-    assert "--server.port 8601" in _make_run("PORT=8601")
-    assert _make_run().split()[1:3] == [".venv/bin/streamlit", "run"]
+    assert "--address 127.0.0.1 " in _make_run()
+    assert "--address 0.0.0.0 " in _make_run("ADDRESS=0.0.0.0")
+    assert "--address 192.0.2.7 " in _make_run("ADDRESS=192.0.2.7")
+    assert "--port 8601" in _make_run("PORT=8601")
+    assert _make_run().split()[:4] == [".venv/bin/python", "-m", "smc", "serve-demo"]

@@ -12,7 +12,8 @@ from smc import settings
 from tests.helpers import ROOT
 
 UNITS = ("_path", "_dir", "_file", "_s", "_ms", "_mb", "_rows", "_columns", "_chars", "_values", "_colours",
-         "_entries", "_lanes", "_levels", "_lines", "_points", "_sessions", "_queries", "_threads")
+         "_entries", "_lanes", "_levels", "_lines", "_points", "_sessions", "_queries", "_threads",
+         "_port", "_section")
 
 
 def settings_cli(*args: str, **env: str) -> subprocess.CompletedProcess:

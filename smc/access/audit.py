@@ -1,0 +1,53 @@
+"""The access log: who signed in and out, who was refused what, and who signed which decision record.
+
+One append-only SQLite file beside the decision log (``demo.duckdb`` -> ``demo.access.sqlite``), in WAL mode so
+every session of every server process appends at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+from smc import settings
+from smc.access.identity import Identity
+
+LOG_SUFFIX = ".access.sqlite"
+EVENTS = ("sign-in", "sign-out", "denied", "expired", "signature")
+SCHEMA = (settings.QUERIES_DIR / "sqlite" / "access_log_schema.sql").read_text()
+COLUMNS = ("id", "at_utc", "event", "issuer", "subject", "name", "role", "auth_time", "what", "detail")
+
+
+def log_path(db_path: str | Path) -> Path:
+    """The access log of a trial database: same folder, same name, ``.access.sqlite``."""
+    path = Path(db_path)
+    return path.with_name(path.name.removesuffix(".duckdb") + LOG_SUFFIX)
+
+
+def _utc(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def append(path: Path, event: str, who: Identity | None, what: str = "", detail: str = "",
+           now: dt.datetime | None = None) -> None:
+    """Add one row; a second sign-in row for the same sign-in at the provider is ignored."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown access event {event!r}")
+    row = (_utc(now or dt.datetime.now(dt.UTC)), event, who.issuer if who else "", who.subject if who else "",
+           who.name if who else "", who.role if who else "", _utc(who.auth_time) if who else None, what, detail)
+    with contextlib.closing(sqlite3.connect(path, timeout=settings.DECISION_LOG_BUSY_TIMEOUT_S,
+                                            isolation_level=None)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(SCHEMA)  # IF NOT EXISTS throughout
+        con.execute(f"INSERT OR IGNORE INTO access_log ({', '.join(COLUMNS[1:])}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row)
+
+
+def read(path: Path) -> list[dict]:
+    """Every row, oldest first; none when nothing was logged yet."""
+    if not path.is_file():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute("SELECT * FROM access_log ORDER BY id")]
