@@ -1,4 +1,4 @@
-"""The SMC's decision log: what the committee decided, why, and who recorded it.
+"""The SMC's decision log: what the committee decided, why, and who signed it.
 
 One small SQLite file beside the trial database (``demo.duckdb`` ->
 ``demo.decisions.sqlite``), in WAL mode so several server processes can
@@ -11,6 +11,13 @@ and to the file's previous record, so an edit, a deletion or a record added to
 the file by other means is found by :func:`verify`: writing to the file is not
 enough to forge one. Records written before the log was keyed keep their plain
 SHA-256 and verify as before (``hash_kind``).
+
+Every record since sign-in is signed: its signer is the signed-in identity (the
+provider's issuer and subject, name, e-mail, role), with what the signature
+means ("recorded as SMC member", "approved as SMC chair") and when they last
+typed their password at the provider, all sealed in the record. SMC members
+and the chair record decisions; the chair approves a member's record with an
+approval record of its own, and only the chair supersedes (``permissions``).
 
 The Escalation page, ``python -m smc decisions`` and the meeting packet all go
 through this module; :func:`validate` is the one set of rules for a new record.
@@ -34,6 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 from smc import settings
+from smc.access import audit, permissions
+from smc.access.identity import Identity
 from smc.analysis.dose_decision import DoseDecision
 from smc.rules.escalation import ACTIONS, recommended_level
 from smc.store.db import Database
@@ -42,7 +51,9 @@ VOCABULARY = (*ACTIONS, "stay", "other")
 STAYING_ACTIONS = ("enroll", "wait")  # the rule's actions that keep the current level: "stay" follows them
 LOG_SUFFIX = ".decisions.sqlite"
 GENESIS_HASH = "0" * 64
-UNKEYED, KEYED = "sha256", "hmac-sha256"  # hash_kind: a record written before the log was keyed, and since
+# hash_kind: a record written before the log was keyed; keyed before sign-in; keyed and signed (every column sealed)
+UNKEYED, KEYED, SIGNED = "sha256", "hmac-sha256", "hmac-sha256-signed"
+DECISION, APPROVAL = "decision", "approval"  # kind: a decision, or the chair's approval of one
 KEY_BYTES = 32
 
 
@@ -74,7 +85,7 @@ class Draft:
     decision: str
     rationale: str = ""
     attendees: str = ""
-    recorded_by: str = ""
+    signer: Identity | None = None  # the signed-in identity: never a typed name
     follows_recommendation: bool | None = None  # None: work it out from the recommendation
     supersedes: int | None = None
 
@@ -101,17 +112,34 @@ class Decision:
     data_source: str
     prev_hash: str
     hash: str
-    hash_kind: str  # KEYED, or UNKEYED for a record written before the log was keyed
+    hash_kind: str  # SIGNED; KEYED before sign-in; UNKEYED for a record written before the log was keyed
     prev_file_hash: str | None  # the hash of the file's previous record, any study (None before keying)
+    kind: str = DECISION  # or APPROVAL: the chair's signature on the record ``approves``
+    approves: int | None = None
+    signer_issuer: str | None = None  # None on records written before sign-in
+    signer_subject: str | None = None
+    signer_email: str | None = None
+    signer_role: str | None = None
+    signature_meaning: str | None = None
+    signer_auth_time_utc: str | None = None  # when the signer last typed their password at the provider
+
+    @property
+    def signed(self) -> bool:
+        return self.signer_subject is not None
 
 
 COLUMNS = tuple(f.name for f in fields(Decision))
 UNKEYED_COLUMNS = COLUMNS[:COLUMNS.index("hash")]  # what a record written before keying hashed
-SEALED_COLUMNS = tuple(c for c in COLUMNS if c != "hash")  # what a keyed record's HMAC covers, hash_kind included
-# A log made before keying gets the new columns in place: SQLite adds a column without rewriting a row, and the
-# old rows read as unkeyed. (The same columns as in the schema file: a test compares the two layouts.)
+KEYED_COLUMNS = tuple(c for c in COLUMNS[:COLUMNS.index("kind")] if c != "hash")  # a keyed record before sign-in
+SEALED_COLUMNS = tuple(c for c in COLUMNS if c != "hash")  # what a signed record's HMAC covers, hash_kind included
+SIGNER_COLUMNS = COLUMNS[COLUMNS.index("signer_issuer"):]
+# A log made before keying or sign-in gets the new columns in place: SQLite adds a column without rewriting a row,
+# and the old rows read as they were written. (The same columns as in the schema file: a test compares the two.)
 MIGRATIONS = {"hash_kind": f"ALTER TABLE decisions ADD COLUMN hash_kind TEXT NOT NULL DEFAULT '{UNKEYED}'",
-              "prev_file_hash": "ALTER TABLE decisions ADD COLUMN prev_file_hash TEXT"}
+              "prev_file_hash": "ALTER TABLE decisions ADD COLUMN prev_file_hash TEXT",
+              "kind": f"ALTER TABLE decisions ADD COLUMN kind TEXT NOT NULL DEFAULT '{DECISION}'",
+              "approves": "ALTER TABLE decisions ADD COLUMN approves INTEGER",
+              **{c: f"ALTER TABLE decisions ADD COLUMN {c} TEXT" for c in SIGNER_COLUMNS}}
 SCHEMA = (settings.QUERIES_DIR / "sqlite" / "decision_log_schema.sql").read_text()
 # The append-only triggers as SQLite stores them (it drops IF NOT EXISTS and the final ";"), whitespace folded,
 # so a guard removed or replaced by one that does nothing is found.
@@ -146,15 +174,17 @@ def data_source(db: Database) -> str:
 
 
 def record_hash(values: dict, key: bytes | None = None) -> str:
-    """What a record's ``hash`` must be: for a keyed record, the HMAC-SHA-256 under ``key`` of every other column
-    (``hash_kind`` and ``prev_file_hash`` included) as canonical JSON; for one written before the log was keyed,
-    the SHA-256 of the columns it had then, as that code wrote it."""
+    """What a record's ``hash`` must be: for a signed record, the HMAC-SHA-256 under ``key`` of every other column
+    (``hash_kind``, ``prev_file_hash`` and the signer included) as canonical JSON; for one keyed before sign-in, of
+    the columns it had then; for one written before the log was keyed, the SHA-256 of the columns it had then."""
     kind = values.get("hash_kind", UNKEYED)
     if kind == UNKEYED:
         return hashlib.sha256(_canonical(values, UNKEYED_COLUMNS)).hexdigest()
-    if kind == KEYED and key is not None:
-        return hmac.new(key, _canonical(values, SEALED_COLUMNS), hashlib.sha256).hexdigest()
-    raise ValueError(f"a record of hash kind {kind!r} cannot be sealed" + (" without the key" if kind == KEYED else ""))
+    if kind in (KEYED, SIGNED) and key is not None:
+        columns = SEALED_COLUMNS if kind == SIGNED else KEYED_COLUMNS
+        return hmac.new(key, _canonical(values, columns), hashlib.sha256).hexdigest()
+    raise ValueError(f"a record of hash kind {kind!r} cannot be sealed"
+                     + (" without the key" if kind in (KEYED, SIGNED) else ""))
 
 
 def _canonical(values: dict, columns: tuple[str, ...]) -> bytes:
@@ -220,10 +250,32 @@ def follows(decision: str, level: int | None, dose: DoseDecision) -> bool:
     return same_action and (target is None or level == target)
 
 
-def validate(draft: Draft, dose: DoseDecision, today: dt.date, records: list[Decision] = ()) -> list[str]:
+def signer_problems(signer: Identity | None, action: str, now: dt.datetime) -> list[str]:
+    """Why ``signer`` may not sign for ``action`` now: no signed-in identity, a role without the right, or a
+    sign-in at the provider older than ``settings.SIGNATURE_MAX_AUTH_AGE_S`` (the token's auth_time)."""
+    if signer is None:
+        return ["signer: a decision is signed by a signed-in identity, never a typed name"]
+    errors = []
+    if not permissions.may(signer.role, action):
+        allowed = [permissions.ROLE_TITLES[r] for r in permissions.ROLES if permissions.may(r, action)]
+        errors.append(f"signer: the {signer.role_title} role may not {action.replace('_', ' ').replace(' decision', '')}"
+                      f" a decision (only: {', '.join(allowed)})")
+    age = signer.signed_in_for_s(now)
+    limit = settings.SIGNATURE_MAX_AUTH_AGE_S
+    if age is None or age > limit:
+        when = "at an unknown time" if age is None else f"{age / 60:.0f} minute(s) ago"
+        errors.append(f"signature: sign in again first; a signature needs a sign-in at the provider within the last "
+                      f"{limit // 60} minute(s), and yours was {when}")
+    for name in ("name", "email", "issuer", "subject"):
+        if len(getattr(signer, name)) > settings.DECISION_TEXT_MAX_CHARS:
+            errors.append(f"signer: the {name} is longer than {settings.DECISION_TEXT_MAX_CHARS} characters")
+    return errors
+
+
+def validate(draft: Draft, dose: DoseDecision, now: dt.datetime, records: list[Decision] = ()) -> list[str]:
     """Every reason the draft may not be recorded (empty when it may). ``dose``: the rule on the reviewed data;
-    ``records``: the study's log so far; ``today``: the UTC date."""
-    study, errors = dose.study, []
+    ``records``: the study's log so far; ``now``: the server's time."""
+    study, errors, today = dose.study, [], now.astimezone(dt.UTC).date()
     if draft.study_id != study.study_id or dose.as_of != draft.data_cut_date:
         raise ValueError("the dose decision must be the study's on the draft's data cut")
     if draft.decision not in VOCABULARY:
@@ -238,9 +290,9 @@ def validate(draft: Draft, dose: DoseDecision, today: dt.date, records: list[Dec
     # "Today" somewhere on Earth: up to a day ahead of UTC, so an SMC east of Greenwich can record today's meeting.
     if draft.meeting_date > today + dt.timedelta(days=1):
         errors.append(f"meeting date {draft.meeting_date} is in the future (today is {today} UTC)")
-    if not draft.recorded_by.strip():
-        errors.append("recorded by: give the name of who records the decision")
-    for name in ("rationale", "attendees", "recorded_by"):
+    errors += signer_problems(draft.signer, "supersede_decision" if draft.supersedes is not None
+                              else "record_decision", now)
+    for name in ("rationale", "attendees"):
         text = getattr(draft, name)
         if len(text) > settings.DECISION_TEXT_MAX_CHARS:
             errors.append(f"{name.replace('_', ' ')} is longer than {settings.DECISION_TEXT_MAX_CHARS} characters")
@@ -256,12 +308,16 @@ def validate(draft: Draft, dose: DoseDecision, today: dt.date, records: list[Dec
     if _deviates(draft, dose) and not draft.rationale.strip():
         errors.append("rationale: a decision that deviates from the protocol recommendation needs one")
     if draft.supersedes is not None:
-        errors.extend(_supersede_problems(draft, [(r.id, r.supersedes, r.data_cut_date) for r in records]))
+        if not draft.rationale.strip():
+            errors.append("rationale: a correction says why the record it supersedes was wrong")
+        errors.extend(_supersede_problems(draft, [(r.id, r.supersedes, r.data_cut_date) for r in records
+                                                  if r.kind == DECISION]))
     return errors
 
 
 def _supersede_problems(draft: Draft, study_log: list[tuple[int, int | None, str]]) -> list[str]:
-    """Why ``draft`` may not supersede its record, given the study's (id, supersedes, data_cut_date) rows."""
+    """Why ``draft`` may not supersede its record, given the (id, supersedes, data_cut_date) of the study's decision
+    records (approvals are not decisions: they are never superseded)."""
     cuts = {record_id: cut for record_id, _, cut in study_log}
     if draft.supersedes not in cuts:
         return [f"supersedes: {draft.study_id} has no record #{draft.supersedes}"]
@@ -320,7 +376,7 @@ def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
     ``settings.decision_log_key_file()``; made on the first append if there is none); raises :class:`Refused` with
     every reason when it may not be stored, :class:`KeyUnavailable` when the key is missing or not the log's."""
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    errors = validate(draft, dose, now.date(), read_log(path, draft.study_id))
+    errors = validate(draft, dose, now, read_log(path, draft.study_id))
     if errors:
         raise Refused(errors)
     try:
@@ -331,8 +387,24 @@ def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
         raise LogUnreadable(f"{path} cannot be written as a decision log: {exc}") from None
 
 
+def _signature(signer: Identity, meaning: str) -> dict:
+    """The signer's columns of a record: who (issuer and subject name them for good), as which role, meaning what."""
+    auth_time = signer.auth_time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if signer.auth_time else None
+    return dict(signer_issuer=signer.issuer, signer_subject=signer.subject, signer_email=signer.email,
+                signer_role=signer.role, signature_meaning=meaning, signer_auth_time_utc=auth_time)
+
+
+def _log_signature(path: Path, record: Decision, signer: Identity) -> None:
+    """The signature in the access log too; the record is already stored, so a log that cannot be written is no
+    reason to report the signature as failed (the record itself names its signer)."""
+    with contextlib.suppress(OSError, sqlite3.Error):
+        audit.append(path.with_name(path.name.removesuffix(LOG_SUFFIX) + audit.LOG_SUFFIX), "signature", signer,
+                     f"{record.study_id} record #{record.id}", record.signature_meaning or "")
+
+
 def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now: dt.datetime,
             key_file: Path) -> Decision:
+    signer = draft.signer
     with contextlib.closing(_connect(path, create=True)) as con:
         # IMMEDIATE takes the write lock before reading the chain's end, so two writers never share a predecessor.
         con.execute("BEGIN IMMEDIATE")
@@ -342,8 +414,8 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
             last = con.execute("SELECT seq, hash FROM decisions WHERE study_id = ? ORDER BY seq DESC LIMIT 1",
                                (draft.study_id,)).fetchone()
             if draft.supersedes is not None:  # again under the lock: another process may have corrected it
-                study_log = con.execute("SELECT id, supersedes, data_cut_date FROM decisions WHERE study_id = ?",
-                                        (draft.study_id,)).fetchall()
+                study_log = con.execute("SELECT id, supersedes, data_cut_date FROM decisions WHERE study_id = ? "
+                                        "AND kind = ?", (draft.study_id, DECISION)).fetchall()
                 if problems := _supersede_problems(draft, [tuple(row) for row in study_log]):
                     raise Refused(problems)
             top = con.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0), "
@@ -358,9 +430,11 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
                 recommended_action=dose.assessment.recommendation.action,
                 recommended_level=recommended_level(dose.assessment),
                 rationale=draft.rationale.strip(), attendees=draft.attendees.strip(),
-                recorded_by=draft.recorded_by.strip(), supersedes=draft.supersedes, data_source=data_source,
-                prev_hash=last["hash"] if last else GENESIS_HASH, hash_kind=KEYED,
-                prev_file_hash=before["hash"] if before else GENESIS_HASH)
+                recorded_by=signer.name, supersedes=draft.supersedes, data_source=data_source,
+                prev_hash=last["hash"] if last else GENESIS_HASH, hash_kind=SIGNED,
+                prev_file_hash=before["hash"] if before else GENESIS_HASH, kind=DECISION, approves=None,
+                **_signature(signer, permissions.CORRECTION_MEANING if draft.supersedes is not None
+                             else permissions.MEANINGS[signer.role]))
             values["hash"] = record_hash(values, key)
             con.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                         [values[c] for c in COLUMNS])
@@ -368,7 +442,75 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
         except BaseException:
             con.execute("ROLLBACK")
             raise
-    return Decision(**values)
+    record = Decision(**values)
+    _log_signature(path, record, signer)
+    return record
+
+
+def approve(path: str | Path, study_id: str, record_id: int, signer: Identity, now: dt.datetime | None = None,
+            key_file: Path | None = None) -> Decision:
+    """The chair's approval of a member's decision record: a record of its own in the study's chain, restating what
+    it approves and sealed with the chair's signature. :class:`Refused` with every reason when it may not be."""
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    path = Path(path)
+    errors = signer_problems(signer, "approve_decision", now)
+    if errors:
+        raise Refused(errors)
+    key_file = key_file or settings.decision_log_key_file()
+    try:
+        with contextlib.closing(_connect(path, create=True)) as con:
+            con.execute("BEGIN IMMEDIATE")  # the approval problems are judged under the write lock
+            try:
+                _migrate(con)
+                key = _key_to_append(con, key_file)
+                study_log = [_decision(_row(r)) for r in con.execute(
+                    "SELECT * FROM decisions WHERE study_id = ? ORDER BY seq", (study_id,))]
+                if problems := approval_problems(study_log, record_id):
+                    raise Refused(problems)
+                approved = next(r for r in study_log if r.id == record_id)
+                top = con.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), "
+                                  "0), coalesce((SELECT max(id) FROM decisions), 0))").fetchone()[0]
+                before = con.execute("SELECT hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
+                values = {c: getattr(approved, c) for c in COLUMNS} | dict(
+                    id=top + 1, seq=study_log[-1].seq + 1, recorded_at_utc=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    rationale="", attendees="", recorded_by=signer.name, supersedes=None,
+                    prev_hash=study_log[-1].hash, hash_kind=SIGNED,
+                    prev_file_hash=before["hash"] if before else GENESIS_HASH, kind=APPROVAL, approves=record_id,
+                    **_signature(signer, permissions.APPROVAL_MEANING))
+                values["hash"] = record_hash(values, key)
+                con.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                            [values[c] for c in COLUMNS])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise
+        raise LogUnreadable(f"{path} cannot be written as a decision log: {exc}") from None
+    record = Decision(**values)
+    _log_signature(path, record, signer)
+    return record
+
+
+def approval_problems(study_log: list[Decision], record_id: int) -> list[str]:
+    """Why the chair may not approve record ``record_id`` of this study's log (empty when they may)."""
+    record = next((r for r in study_log if r.id == record_id), None)
+    if record is None or record.kind != DECISION:
+        return [f"approve: there is no decision record #{record_id} in this study's log"]
+    if (by := approved_by(study_log).get(record_id)) is not None:
+        return [f"approve: record #{record_id} is already approved (#{by.id}, {by.signature_meaning})"]
+    if (later := superseded_by(study_log).get(record_id)) is not None:
+        return [f"approve: record #{record_id} is superseded by #{later}; approve that one"]
+    return []
+
+
+def approved_by(records: list[Decision]) -> dict[int, Decision]:
+    """Decision record id -> the record that approves it: the chair's approval, or the record itself when the chair
+    signed it."""
+    approvals = {r.approves: r for r in records if r.kind == APPROVAL}
+    approvals.update({r.id: r for r in records if r.kind == DECISION and r.signer_role == permissions.SMC_CHAIR})
+    return approvals
 
 
 def _migrate(con: sqlite3.Connection) -> None:
@@ -383,7 +525,8 @@ def _key_to_append(con: sqlite3.Connection, key_file: Path) -> bytes:
     """The key to seal a new record with: the log's, checked against its newest keyed record; a new one only for a
     log with no keyed record yet (a new key for a keyed log would leave its records unverifiable)."""
     key = read_key(key_file)
-    newest = con.execute("SELECT * FROM decisions WHERE hash_kind = ? ORDER BY id DESC LIMIT 1", (KEYED,)).fetchone()
+    newest = con.execute("SELECT * FROM decisions WHERE hash_kind IN (?, ?) ORDER BY id DESC LIMIT 1",
+                         (KEYED, SIGNED)).fetchone()
     if newest is None:
         return key if key is not None else _create_key(key_file)
     if key is None:
@@ -418,10 +561,12 @@ def read_log(path: str | Path, study_id: str | None = None) -> list[Decision]:
 
 
 def _row(row: sqlite3.Row) -> dict:
-    """A stored row with every column: a log not yet migrated has no hash_kind or prev_file_hash."""
+    """A stored row with every column: a log not yet migrated lacks the later ones."""
     values = dict(row)
     values.setdefault("hash_kind", UNKEYED)
-    values.setdefault("prev_file_hash", None)
+    values.setdefault("kind", DECISION)
+    for column in ("prev_file_hash", "approves", *SIGNER_COLUMNS):
+        values.setdefault(column, None)
     return values
 
 
@@ -462,7 +607,7 @@ def check(path: str | Path, key_file: Path | None = None) -> tuple[list[Decision
             con.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise LogUnreadable(f"{path} is not a readable decision log: {exc}") from None
-    keyed = [r for r in rows if r["hash_kind"] == KEYED]
+    keyed = [r for r in rows if r["hash_kind"] in (KEYED, SIGNED)]
     key_file = key_file or settings.decision_log_key_file()
     key = read_key(key_file) if keyed else None
     if keyed and key is None:
@@ -473,7 +618,8 @@ def check(path: str | Path, key_file: Path | None = None) -> tuple[list[Decision
     top = max([*by_id, sequence[0] if sequence else 0])
     for missing in sorted(set(range(1, top + 1)) - set(by_id)):
         problems.append(Broken(None, missing, "is missing: it was deleted from the file"))
-    problems += _keying_problems(rows, keyed[0]["id"] if keyed else None, by_id)
+    first_signed = next((r["id"] for r in rows if r["hash_kind"] == SIGNED), None)
+    problems += _keying_problems(rows, keyed[0]["id"] if keyed else None, first_signed, by_id)
     sealed = {r["id"]: _sealed(r, key) for r in rows}
     for study_id in dict.fromkeys(r["study_id"] for r in rows):
         previous_hash, expected_seq = GENESIS_HASH, 1
@@ -487,7 +633,7 @@ def check(path: str | Path, key_file: Path | None = None) -> tuple[list[Decision
             if not sealed[r["id"]]:
                 problems.append(Broken(study_id, r["id"], "does not match its hash: it was altered after it was "
                                        "recorded" + (", or the key file is not the one it was written with"
-                                                     if r["hash_kind"] == KEYED else "")))
+                                                     if r["hash_kind"] != UNKEYED else "")))
             previous_hash, expected_seq = r["hash"], r["seq"] + 1
     if keyed and not any(sealed[r["id"]] for r in keyed):
         problems.append(Broken(None, None, f"none of the {len(keyed)} keyed record(s) matches the key {key_file}: "
@@ -498,19 +644,24 @@ def check(path: str | Path, key_file: Path | None = None) -> tuple[list[Decision
     return [_decision(r) for r in rows], problems
 
 
-def _keying_problems(rows: list[dict], first_keyed: int | None, by_id: dict[int, dict]) -> list[Broken]:
-    """Records that are unkeyed where they must be keyed, or whose link to the file's previous record is broken."""
+def _keying_problems(rows: list[dict], first_keyed: int | None, first_signed: int | None,
+                     by_id: dict[int, dict]) -> list[Broken]:
+    """Records that are unkeyed (or unsigned) where they must be keyed (signed), or whose link to the file's previous
+    record is broken."""
     problems = []
     for r in rows:
         where = (r["study_id"], r["id"])
         if r["id"] < 1:  # no append writes one, and below every keyed id it would pass for a record from before keying
             problems.append(Broken(*where, "has an id below 1: it was inserted into the file"))
-        if r["hash_kind"] not in (KEYED, UNKEYED):
+        if r["hash_kind"] not in (SIGNED, KEYED, UNKEYED):
             problems.append(Broken(*where, f"has the hash kind {r['hash_kind']!r}, which no append writes"))
         elif r["hash_kind"] == UNKEYED and first_keyed is not None and r["id"] > first_keyed:
             problems.append(Broken(*where, f"is not keyed, yet record #{first_keyed} before it is: it was added or "
                                    "rewritten without the key"))
-        elif r["hash_kind"] == KEYED:
+        elif r["hash_kind"] == KEYED and first_signed is not None and r["id"] > first_signed:
+            problems.append(Broken(*where, f"is not signed, yet record #{first_signed} before it is: it was added or "
+                                   "rewritten without a signer"))
+        if r["hash_kind"] in (KEYED, SIGNED):
             # A deleted previous record is reported as missing; there is nothing to compare with then.
             previous = GENESIS_HASH if r["id"] == 1 else by_id.get(r["id"] - 1, {}).get("hash")
             if previous is not None and r["prev_file_hash"] != previous:  # about two records, maybe two studies
@@ -535,25 +686,45 @@ def study_log(path: str | Path, study_id: str, key_file: Path | None = None) -> 
 
 
 def superseded_by(records: list[Decision]) -> dict[int, int]:
-    """Record id -> the id of the record that corrects it."""
-    return {r.supersedes: r.id for r in records if r.supersedes is not None}
+    """Decision record id -> the id of the record that corrects it."""
+    return {r.supersedes: r.id for r in records if r.supersedes is not None and r.kind == DECISION}
+
+
+LOG_TABLE_COLUMNS = ["Record", "Kind", "Meeting", "Data cut", "Dose level", "Decision", "Follows the rule",
+                     "Rule recommended", "Rationale", "Attendees", "Signed by", "Role", "Meaning", "Signed (UTC)",
+                     "Signer ID", "Status", "Supersedes", "Superseded by", "Hash"]
 
 
 def log_table(records: list[Decision], labels: dict[int, str]) -> pd.DataFrame:
-    """The history table the page, its CSV and the meeting packet show (newest first)."""
-    corrected = superseded_by(records)
+    """The history table the page, its CSV and the meeting packet show (newest first): every record, approvals
+    included, with its signer, role, meaning and time. A record from before sign-in shows the name typed then."""
+    corrected, approvals = superseded_by(records), approved_by(records)
     rows = [{
-        "Record": r.id, "Meeting": r.meeting_date, "Data cut": r.data_cut_date,
+        "Record": r.id, "Kind": r.kind if r.kind == DECISION else f"approval of #{r.approves}",
+        "Meeting": r.meeting_date, "Data cut": r.data_cut_date,
         "Dose level": f"{labels.get(r.level, r.level)} (level {r.level})", "Decision": r.decision,
         "Follows the rule": "yes" if r.follows_recommendation else "no (deviation)",
         "Rule recommended": r.recommended_action + _at(r.recommended_level),
-        "Rationale": r.rationale, "Attendees": r.attendees, "Recorded by": r.recorded_by,
-        "Recorded (UTC)": r.recorded_at_utc, "Supersedes": _ref(r.supersedes),
-        "Superseded by": _ref(corrected.get(r.id)),
-        "Hash": r.hash[:12]} for r in reversed(records)]
-    return pd.DataFrame(rows, columns=["Record", "Meeting", "Data cut", "Dose level", "Decision", "Follows the rule",
-                                       "Rule recommended", "Rationale", "Attendees", "Recorded by", "Recorded (UTC)",
-                                       "Supersedes", "Superseded by", "Hash"])
+        "Rationale": r.rationale, "Attendees": r.attendees,
+        "Signed by": r.recorded_by if r.signed else f"{r.recorded_by} (typed, not signed)",
+        "Role": permissions.ROLE_TITLES.get(r.signer_role, r.signer_role) if r.signed else "",
+        "Meaning": r.signature_meaning or "", "Signed (UTC)": r.recorded_at_utc,
+        "Signer ID": f"{r.signer_subject} at {r.signer_issuer}" + (f" <{r.signer_email}>" if r.signer_email else "")
+        if r.signed else "",
+        "Status": _status(r, corrected, approvals), "Supersedes": _ref(r.supersedes),
+        "Superseded by": _ref(corrected.get(r.id)), "Hash": r.hash[:12]} for r in reversed(records)]
+    return pd.DataFrame(rows, columns=LOG_TABLE_COLUMNS)
+
+
+def _status(record: Decision, corrected: dict[int, int], approvals: dict[int, Decision]) -> str:
+    if record.kind == APPROVAL:
+        return ""
+    if record.id in corrected:
+        return f"superseded by #{corrected[record.id]}"
+    if record.id in approvals:
+        by = approvals[record.id]
+        return "approved by the chair" + ("" if by.id == record.id else f" (#{by.id})")
+    return "awaiting the chair's approval" if record.signed else "recorded before sign-in"
 
 
 def _ref(record_id: int | None) -> str:
@@ -564,4 +735,5 @@ def in_force(records: list[Decision], as_of: dt.date) -> list[Decision]:
     """Records on data up to ``as_of`` that no record corrects: the markers on the history chart.
     (A correction is on the same data cut as the record it corrects.)"""
     corrected = superseded_by(records)
-    return [r for r in records if r.id not in corrected and r.data_cut_date <= as_of.isoformat()]
+    return [r for r in records if r.kind == DECISION and r.id not in corrected
+            and r.data_cut_date <= as_of.isoformat()]

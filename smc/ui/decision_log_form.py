@@ -1,6 +1,8 @@
-"""The Escalation page's decision log: its integrity, its history table and the form that records a decision.
+"""The Escalation page's decision log: its integrity, its history table, the form that records a decision and the
+chair's approval.
 
-Validation and storage are :mod:`smc.decision_log.ledger`; this module only draws and collects.
+Validation, the permission and freshness checks, and storage are :mod:`smc.decision_log.ledger`; this module only
+draws and collects. The signer is the signed-in identity (``ctx.viewer``), shown read-only.
 """
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import sqlite3
 
 import streamlit as st
 
-from smc import ui
+from smc import settings, ui
+from smc.access import permissions
 from smc.analysis.dose_decision import DoseDecision
 from smc.decision_log import ledger
 from smc.rules.escalation import recommended_level
@@ -40,13 +43,13 @@ def _refill_follows(dose: DoseDecision) -> None:
     state["decision_follows"] = ledger.follows(state["decision_word"], state["decision_level"], dose)
 
 
-def _record(dose: DoseDecision, log, source: str) -> None:
+def _record(ctx: ui.PageContext, dose: DoseDecision, log, source: str) -> None:
     state = st.session_state
     draft = ledger.Draft(
         study_id=dose.study.study_id, meeting_date=state["decision_meeting_date"], data_cut_date=dose.as_of,
         level=state["decision_level"], decision=state["decision_word"], rationale=state["decision_rationale"],
-        attendees=state["decision_attendees"], recorded_by=state["decision_by"],
-        follows_recommendation=state["decision_follows"], supersedes=state["decision_supersedes"] or None)
+        attendees=state["decision_attendees"], signer=ctx.viewer,
+        follows_recommendation=state["decision_follows"], supersedes=state.get("decision_supersedes") or None)
     try:
         record = ledger.append(log, draft, dose, source)
     except ledger.Refused as refused:
@@ -58,6 +61,36 @@ def _record(dose: DoseDecision, log, source: str) -> None:
     state["decision_outcome"] = ("recorded", record)
     state["decision_rationale"] = state["decision_attendees"] = ""
     state["decision_supersedes"] = NEW
+
+
+def _approve(ctx: ui.PageContext, log) -> None:
+    state = st.session_state
+    try:
+        record = ledger.approve(log, ctx.study.study_id, state["decision_to_approve"], ctx.viewer)
+    except ledger.Refused as refused:
+        state["approval_outcome"] = ("refused", refused.errors)
+        return
+    except (OSError, sqlite3.Error, ledger.LogUnreadable) as exc:
+        state["approval_outcome"] = ("refused", [f"the decision log {log} could not be written: {exc}"])
+        return
+    state["approval_outcome"] = ("approved", record)
+
+
+def _signer(ctx: ui.PageContext, meaning: str, key: str) -> None:
+    """Who signs, read-only from the sign-in, what the signature means, and whether the sign-in is fresh enough."""
+    viewer = ctx.viewer
+    st.markdown(f"**Signed by** {md(viewer.name)} ({md(viewer.email or 'no e-mail')}) · {md(viewer.role_title)} · "
+                f"*{md(meaning)}*")
+    age = viewer.signed_in_for_s(dt.datetime.now(dt.UTC))
+    limit = settings.SIGNATURE_MAX_AUTH_AGE_S
+    st.caption(f"Identity from the sign-in: {md(viewer.subject)} at {md(viewer.issuer)}. A signature needs a sign-in "
+               f"within the last {limit // 60} minutes" + ("" if age is None else
+                                                          f"; yours was {age / 60:.0f} minute(s) ago") + ".")
+    if age is None or age > limit:
+        st.warning("Sign in again before you sign: the provider asks for your password, and you come back to the "
+                   "Overview; open this page again to sign.", icon=":material/lock_clock:")
+        st.button("Sign in again to sign", key=f"fresh_sign_in_{key}", icon=":material/key:", on_click=st.login,
+                  args=(settings.AUTH_FRESH_PROVIDER,))
 
 
 def decision_log(ctx: ui.PageContext) -> tuple[list[ledger.Decision], bool]:
@@ -90,6 +123,10 @@ def history_section(ctx: ui.PageContext, records: list[ledger.Decision], intact:
 
 
 def record_form(ctx: ui.PageContext, dose: DoseDecision, records: list[ledger.Decision]) -> None:
+    if not ctx.may("record_decision"):
+        st.caption(f"Decisions are recorded by SMC members and approved by the chair; the {md(ctx.viewer.role_title)} "
+                   "role reads them.")
+        return
     _prefill(dose)
     study, rec = ctx.study, dose.assessment.recommendation
     target = recommended_level(dose.assessment)
@@ -111,21 +148,54 @@ def record_form(ctx: ui.PageContext, dose: DoseDecision, records: list[ledger.De
                     help="Set from the decision and level chosen. A deviation needs a rationale.")
         st.text_area("Rationale", key="decision_rationale",
                      placeholder="Required for a deviation from the recommendation or a decision of 'other'")
-        attendees, recorder, corrects = st.columns([3, 2, 2])
+        attendees, corrects = st.columns([3, 2])
         attendees.text_input("Attendees", key="decision_attendees", placeholder="names, roles")
-        recorder.text_input("Recorded by", key="decision_by")
-        corrected = ledger.superseded_by(records)
-        open_ids = [r.id for r in records if r.id not in corrected and r.data_cut_date == dose.as_of.isoformat()]
-        corrects.selectbox("Corrects record", [NEW, *reversed(open_ids)], key="decision_supersedes",
-                           format_func=lambda i: "— (a new decision)" if i == NEW else f"#{i}",
-                           help="A correction is a new record that supersedes the old one; nothing is overwritten. "
-                                "Records on this as-of date's data can be corrected here.")
-        st.button("Record decision", key="decision_record", type="primary", icon=":material/gavel:",
-                  on_click=_record, args=(dose, ledger.log_path(ctx.db.path), ledger.data_source(ctx.db)))
+        if ctx.may("supersede_decision"):
+            corrected = ledger.superseded_by(records)
+            open_ids = [r.id for r in records if r.kind == ledger.DECISION and r.id not in corrected
+                        and r.data_cut_date == dose.as_of.isoformat()]
+            corrects.selectbox("Corrects record", [NEW, *reversed(open_ids)], key="decision_supersedes",
+                               format_func=lambda i: "— (a new decision)" if i == NEW else f"#{i}",
+                               help="A correction is a new record that supersedes the old one; nothing is "
+                                    "overwritten. Say why in the rationale. Records on this as-of date's data can be "
+                                    "corrected here.")
+        else:
+            corrects.caption("Only the SMC chair corrects (supersedes) a record.")
+        correcting = bool(st.session_state.get("decision_supersedes"))
+        _signer(ctx, permissions.CORRECTION_MEANING if correcting else permissions.MEANINGS[ctx.viewer.role], "record")
+        st.button("Sign and record the decision", key="decision_record", type="primary", icon=":material/gavel:",
+                  on_click=_record, args=(ctx, dose, ledger.log_path(ctx.db.path), ledger.data_source(ctx.db)))
         outcome = st.session_state.pop("decision_outcome", None)
         if outcome and outcome[0] == "refused":
             st.error("Not recorded:\n\n" + "\n".join(f"- {md(e)}" for e in outcome[1]), icon=":material/block:")
         elif outcome:
             record = outcome[1]
             st.success(f"Recorded as #{record.id} at {record.recorded_at_utc} (UTC): {md(record.decision)} at "
-                       f"{md(study.label(record.level))}.", icon=":material/check_circle:")
+                       f"{md(study.label(record.level))}, signed by {md(record.recorded_by)} "
+                       f"({md(record.signature_meaning)}).", icon=":material/check_circle:")
+    if ctx.may("approve_decision"):
+        approval_form(ctx, records)
+
+
+def approval_form(ctx: ui.PageContext, records: list[ledger.Decision]) -> None:
+    """The chair's signature on the decisions members recorded."""
+    waiting = [r.id for r in records if not ledger.approval_problems(records, r.id) and r.signed]
+    with st.container(border=True):
+        st.markdown("##### Approve a decision")
+        outcome = st.session_state.pop("approval_outcome", None)
+        if outcome and outcome[0] == "refused":
+            st.error("Not approved:\n\n" + "\n".join(f"- {md(e)}" for e in outcome[1]), icon=":material/block:")
+        elif outcome:
+            st.success(f"Approved #{outcome[1].approves} as #{outcome[1].id} at {outcome[1].recorded_at_utc} (UTC).",
+                       icon=":material/verified:")
+        if not waiting:
+            st.caption("No recorded decision awaits the chair's approval.")
+            return
+        by_id = {r.id: r for r in records}
+        st.selectbox("Decision to approve", list(reversed(waiting)), key="decision_to_approve",
+                     format_func=lambda i: f"#{i}: {by_id[i].decision} at level {by_id[i].level} on the data of "
+                                           f"{by_id[i].data_cut_date}, {by_id[i].signature_meaning} by "
+                                           f"{by_id[i].recorded_by}")
+        _signer(ctx, permissions.APPROVAL_MEANING, "approve")
+        st.button("Sign the approval", key="decision_approve", icon=":material/verified:", on_click=_approve,
+                  args=(ctx, ledger.log_path(ctx.db.path)))

@@ -11,7 +11,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from smc.outputs.packet import SECTIONS, build_packet
 from smc.store.db import Database
 from smc.tools.server import ERRORS
-from tests.helpers import STUDIES
+from tests.helpers import STUDIES, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -155,9 +155,10 @@ def test_explore_console_runs_a_query_and_draws_its_chart(server, page):
     assert "Only one SELECT" in page.locator('[data-testid="stAlertContentError"]').inner_text()
 
 
-def test_import_page_imports_uploaded_sdtm_files(server, page, tmp_path):
+def test_import_page_imports_uploaded_sdtm_files(server, page_as, tmp_path):
     from smc.ingest.sdtm import synthetic
 
+    page = page_as("datamanager")  # imports are for data managers and admins
     synthetic.write(tmp_path, 12, seed=3, fmt="xpt")
     page.goto(f"{server}/import")
     page.get_by_role("heading", name="Import SDTM").wait_for(timeout=60_000)
@@ -179,8 +180,10 @@ def test_import_page_imports_uploaded_sdtm_files(server, page, tmp_path):
     assert page.locator(ERRORS).count() == 0
 
 
-def test_decision_form_refuses_a_deviation_without_rationale_then_records_it(decision_server, page, tmp_path):
+def test_decision_form_refuses_a_deviation_without_rationale_then_records_it(decision_server, browser, tmp_path):
     url, folder = decision_server
+    page = browser.new_context().new_page()
+    sign_in(page, url, "member")  # just now: a signature needs a fresh sign-in
     page.goto(f"{url}/escalation?study=IX001")
     page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
     decision = page.get_by_role("combobox", name="Decision")
@@ -189,10 +192,7 @@ def test_decision_form_refuses_a_deviation_without_rationale_then_records_it(dec
     page.get_by_role("option", name="stay", exact=True).wait_for(timeout=10_000)
     decision.press("Enter")
     page.wait_for_function("!document.querySelector('input[type=checkbox]').checked", timeout=30_000)
-    page.get_by_role("textbox", name="Recorded by").fill("Dr Chair")
-    page.get_by_role("textbox", name="Recorded by").press("Enter")
-    page.wait_for_timeout(500)  # the rerun that commits the text
-    page.get_by_role("button", name="Record decision").click()
+    page.get_by_role("button", name="Sign and record the decision").click()
     error = page.locator('[data-testid="stAlertContentError"]')
     error.first.wait_for(timeout=30_000)
     assert "needs one" in error.first.inner_text()
@@ -202,8 +202,9 @@ def test_decision_form_refuses_a_deviation_without_rationale_then_records_it(dec
     rationale.fill("Both DLTs resolved within 72 h; the SMC holds the dose for three more subjects.")
     rationale.press("Control+Enter")
     page.wait_for_timeout(500)
-    page.get_by_role("button", name="Record decision").click()
-    page.get_by_text(re.compile(r"Recorded as #1 at .* \(UTC\): stay")).wait_for(timeout=30_000)
+    page.get_by_role("button", name="Sign and record the decision").click()
+    page.get_by_text(re.compile(r"Recorded as #1 at .* \(UTC\): stay .* signed by Dr Ben Member \(recorded as SMC "
+                                r"member\)")).wait_for(timeout=30_000)
     assert page.locator(ERRORS).count() == 0
     # The deviation's diamond is drawn on the escalation history chart.
     page.wait_for_function("[...document.querySelectorAll('.legendtext')].some(t => t.textContent.includes("

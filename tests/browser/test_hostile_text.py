@@ -30,9 +30,10 @@ import duckdb
 import pandas as pd
 import pytest
 from markdown_it import MarkdownIt  # CommonMark, independent of Streamlit's renderer (installed with rich)
-from streamlit.testing.v1 import AppTest
 
 from smc import settings
+from smc.access.identity import Identity
+from smc.access.permissions import SMC_CHAIR
 from smc.analysis.dose_decision import decision_history, load_dose_decision
 from smc.decision_log import ledger
 from smc.demo.build import demo_tables
@@ -44,7 +45,7 @@ from smc.store.study import load_study, study_ids
 from smc.tools.server import ERRORS
 from smc.ui import pages
 from smc.ui.text import WORD_JOINER
-from tests.helpers import ROOT, figures, served_app
+from tests.helpers import ROOT, app_test, figures, served_app
 
 HOST = "127.0.0.1:9"  # port 9 (discard): nothing listens, so a request that leaks is refused, and logged here
 PAYLOADS = (
@@ -147,8 +148,10 @@ def record_hostile_decisions(db_path) -> int:
             draft = ledger.Draft(
                 study_id=study_id, meeting_date=point.as_of + dt.timedelta(days=3), data_cut_date=point.as_of,
                 level=recommended_level(point), decision="other" if deviation else point.recommendation.action,
-                rationale=RATIONALE, attendees=ATTENDEES, recorded_by=RECORDED_BY,
-                follows_recommendation=not deviation)
+                rationale=RATIONALE, attendees=ATTENDEES, follows_recommendation=not deviation,
+                signer=Identity(issuer=hostile("https://idp.example", 1), subject=hostile("sub", 2), name=RECORDED_BY,
+                                email=hostile("chair@example", 3), role=SMC_CHAIR, sites=frozenset(),
+                                auth_time=dt.datetime.now(dt.UTC)))
             ledger.append(log, draft, load_dose_decision(db, study, point.as_of), ledger.data_source(db))
             recorded += 1
     return recorded
@@ -322,7 +325,7 @@ def test_every_page_sends_markdown_that_renders_as_text_and_figures_without_fore
     monkeypatch.setenv("SMC_DB", str(hostile_db))
     problems, escaped_seen = [], 0
     for study, script, query in page_runs(hostile_studies):
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at = app_test(timeout=120)
         at.query_params.update({"study": study, **query})
         at.run()
         at.switch_page(script).run()
@@ -344,7 +347,7 @@ def test_hostile_link_parameters_are_shown_as_text(hostile_db, hostile_studies, 
     study = next(iter(hostile_studies))
     for query in ({"study": PAYLOADS[5] + PAYLOADS[1]}, {"study": study, "as_of": PAYLOADS[6] + PAYLOADS[8]},
                   {"study": study, "subject": PAYLOADS[2] + PAYLOADS[11]}):
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at = app_test(timeout=120)
         at.query_params.update(query)
         at.run()
         if "subject" in query:
@@ -457,8 +460,8 @@ def _views(study: str, subject: str):
 
 
 @pytest.fixture(scope="module")
-def hostile_server(hostile_db):
-    with served_app(hostile_db) as url:
+def hostile_server(hostile_db, identity_provider):
+    with served_app(hostile_db, identity_provider) as url:
         yield url
 
 

