@@ -52,8 +52,12 @@ def draw_course() -> None:
                else f"{picked.test} ({picked.unit})" if isinstance(picked.unit, str) else picked.test)
     summarised = too_many_subjects(results)
     specimen = f" in {picked.specimen}" if isinstance(picked.specimen, str) else ""
-    st.plotly_chart(ui.figure(biomarker_course, results, summary, levels, measure, unit, log_y, y_title, study.agent,
-                              f"{picked.test}{specimen} per dose level" if summarised
+    lines = results  # summarised: the level summary only, no mark of a subject
+    if not summarised:  # a line per subject this viewer may see; the summary is of every subject
+        lines = ui.subject_view(ctx, results)
+    st.plotly_chart(ui.figure(biomarker_course, results.iloc[:0] if lines is None else lines, summary, levels,
+                              measure, unit, log_y, y_title, study.agent,
+                              f"{picked.test}{specimen} per dose level" if summarised or lines is None
                               else f"{picked.test}{specimen} per subject, with the level summary"),
                     key="biomarker_course")
     st.caption(f"{int(results['below_lloq'].sum())} of {len(results)} results below the LLOQ. Summary per level and "
@@ -90,23 +94,27 @@ def draw_exposure() -> None:
     value_unit = mine["unit"].iloc[0] + (" × h" if exposure_measure == "auc" else "")
     fit = biomarkers.power_model(mine["dose"], mine[exposure_measure])
     label = biomarkers.EXPOSURE_MEASURES[exposure_measure]
-    st.plotly_chart(ui.figure(exposure_vs_dose, mine, exposure_measure, label, fit, levels, data.dose_unit,
-                              value_unit, f"{label} of {test} against dose, per subject (log–log)"),
-                    key="exposure_chart")
+    shown = ui.subject_view(ctx, mine)  # a point and a row per subject; the power model is fitted to every subject
+    if shown is not None:
+        st.plotly_chart(ui.figure(exposure_vs_dose, shown, exposure_measure, label, fit, levels, data.dose_unit,
+                                  value_unit, f"{label} of {test} against dose, per subject (log–log)"),
+                        key="exposure_chart")
     st.caption("First-dose profile (samples up to the second dose of the agent). AUClast: linear-up/log-down "
                "trapezoid from time 0 to the last quantifiable sample; below-LLOQ results count as 0 before "
                "the first quantifiable one and are left out after it. Power model ln(y) = a + b·ln(dose): "
                + (f"b = {fit.slope:.2f} (95% CI {fit.slope_lo:.2f}–{fit.slope_hi:.2f}, n = {fit.n}); b = 1 "
                   "means exposure rises in proportion to dose." if fit else
                   "needs at least 3 subjects at 2 or more doses."))
-    st.dataframe(ui.with_subject_links(mine, ctx), hide_index=True, key="exposure_table", column_config={
+    if shown is None:
+        return
+    st.dataframe(ui.with_subject_links(shown, ctx), hide_index=True, key="exposure_table", column_config={
         "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "test": None,
         "specimen": None, "unit": "Unit", "dose": st.column_config.NumberColumn("Dose", format="%.3g"),
         "cmax": st.column_config.NumberColumn("Cmax", format="%.4g"),
         "tmax_h": st.column_config.NumberColumn("Tmax (h)", format="%.1f"),
         "auc": st.column_config.NumberColumn("AUClast (unit × h)", format="%.4g"),
         "tlast_h": st.column_config.NumberColumn("Tlast (h)", format="%.1f"), "n_samples": "Samples"})
-    ui.download_csv(exposure, f"{study.study_id}_exposure_{ctx.as_of}.csv", key="exposure_csv")
+    ui.download_csv(ctx.scope.rows(exposure), f"{study.study_id}_exposure_{ctx.as_of}.csv", key="exposure_csv")
 
 
 def draw_shedding() -> None:
@@ -122,11 +130,12 @@ def draw_shedding() -> None:
         "last_day_detected": "Last day detected (any subject)"})
     st.caption("Detected: a quantifiable result above zero after dosing.")
     with st.expander("Last day detected, per subject"):
-        st.dataframe(ui.with_subject_links(view.last_day_detected, ctx), hide_index=True,
-                     key="shedding_subjects", column_config={
-                         "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level",
-                         "test": "Test", "specimen": "Specimen", "n_samples": "Samples after dosing",
-                         "last_sample_day": "Last sample (day)", "last_day_detected": "Last day detected"})
+        if (last := ui.subject_view(ctx, view.last_day_detected)) is not None:
+            st.dataframe(ui.with_subject_links(last, ctx), hide_index=True,
+                         key="shedding_subjects", column_config={
+                             "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level",
+                             "test": "Test", "specimen": "Specimen", "n_samples": "Samples after dosing",
+                             "last_sample_day": "Last sample (day)", "last_day_detected": "Last day detected"})
 
 
 def draw_immunogenicity() -> None:

@@ -24,6 +24,14 @@ no_baseline = data.subjects[data.subjects["baseline_date"].isna()]
 unmeasured = data.subjects[data.subjects["best_pct_change"].isna()]
 
 
+def not_evaluable() -> str:
+    """The subjects without a baseline scan: by id where this viewer may see them, else by number."""
+    mine = ", ".join(map(md, ctx.scope.rows(no_baseline)["subject_id"]))
+    if ctx.scope.whole_study:
+        return mine
+    return f"{len(no_baseline)} subject(s)" + (f"; yours: {mine}" if mine else "")
+
+
 def best_response() -> None:
     """BOR table with ORR and DCR, the investigator's misreads, the waterfall."""
     st.subheader("Best overall response by dose level")
@@ -32,8 +40,7 @@ def best_response() -> None:
     st.caption("Evaluable: dosed subjects with a baseline assessment (the ORR and DCR denominator); those without a "
                "post-baseline assessment count as NE. ORR = (CR + PR) / evaluable, DCR = (CR + PR + SD) / evaluable, "
                "with exact Clopper–Pearson 95% CIs."
-               + (f" Not evaluable (no baseline scan): {', '.join(map(md, no_baseline['subject_id']))}." if len(no_baseline)
-                  else ""))
+               + (f" Not evaluable (no baseline scan): {not_evaluable()}." if len(no_baseline) else ""))
     ui.download_csv(efficacy.response_table_display(table), f"{study.study_id}_response_{ctx.as_of}.csv",
                     key="response_csv")
 
@@ -42,6 +49,7 @@ def best_response() -> None:
         st.warning(f"{len(issues)} time point(s) where the investigator's response disagrees with the measurements. "
                    "They are shown as recorded and count as recorded; query them with the site.",
                    icon=":material/report:")
+    if not issues.empty and (issues := ui.subject_view(ctx, issues)) is not None:
         st.dataframe(ui.with_subject_links(issues, ctx), hide_index=True, key="data_issues", column_config={
             "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level",
             "assessment_date": st.column_config.DateColumn("Assessed"), "day": "Day", "overall_response": "Response",
@@ -54,9 +62,9 @@ def best_response() -> None:
     st.subheader("Waterfall")
     if len(unmeasured) == len(data.subjects):
         st.info("No post-baseline tumor measurement by this date.")
-    else:
+    elif (measured := ui.subject_view(ctx, data.subjects[data.subjects["best_pct_change"].notna()])) is not None:  # a bar each
         ui.open_clicked_subject(st.plotly_chart(
-            ui.figure(waterfall, data.subjects, levels,
+            ui.figure(waterfall, measured, levels,
                       "Best change in target-lesion sum per subject, coloured by best response"),
             key="waterfall", on_select="rerun", selection_mode="points"), ctx)
         st.caption("Best change: the most negative % change from baseline at any post-baseline assessment. Click a bar "
@@ -68,22 +76,22 @@ def over_time() -> None:
     """Spider and swimmer plots, and the responders' time to and duration of response."""
     if len(unmeasured) < len(data.subjects):
         st.subheader("Spider plot")
-        shown = ui.paged(data.subjects.sort_values(["level", "subject_id"]), key="spider_page",
-                         size=MAX_SUBJECT_LINES)
-        ui.open_clicked_subject(st.plotly_chart(
-            ui.figure(spider, data.time_points[data.time_points["subject_id"].isin(shown["subject_id"])], levels,
-                      study.agent, "Change in target-lesion sum over time, per subject"),
-            key="spider", on_select="rerun", selection_mode="points"), ctx)
-        st.caption("Marker fill: the investigator's time-point response (white: baseline)."
-                   + (f" {MAX_SUBJECT_LINES} subjects at a time, by dose level." if len(shown) < len(data.subjects)
-                      else ""))
+        if (mine := ui.subject_view(ctx, data.subjects)) is not None:  # a line each
+            shown = ui.paged(mine.sort_values(["level", "subject_id"]), key="spider_page", size=MAX_SUBJECT_LINES)
+            ui.open_clicked_subject(st.plotly_chart(
+                ui.figure(spider, data.time_points[data.time_points["subject_id"].isin(shown["subject_id"])], levels,
+                          study.agent, "Change in target-lesion sum over time, per subject"),
+                key="spider", on_select="rerun", selection_mode="points"), ctx)
+            st.caption("Marker fill: the investigator's time-point response (white: baseline)."
+                       + (f" {MAX_SUBJECT_LINES} subjects at a time, by dose level." if len(shown) < len(mine)
+                          else ""))
 
     st.subheader("Swimmer plot")
     if data.subjects.empty:
         st.info(f"No subject dosed with {md(study.agent)} by this date.")
-    else:
+    elif (mine := ui.subject_view(ctx, data.subjects)) is not None:  # a bar each
         ui.open_clicked_subject(st.plotly_chart(
-            ui.figure(swimmer, ui.paged(swimmer_order(data.subjects), key="swimmer_page"), levels, study.agent, as_of,
+            ui.figure(swimmer, ui.paged(swimmer_order(mine), key="swimmer_page"), levels, study.agent, as_of,
                       "Time on study per subject, with response and progression"),
             key="swimmer", on_select="rerun", selection_mode="points"), ctx)
 
@@ -91,7 +99,7 @@ def over_time() -> None:
     responders = efficacy.responders(data)
     if responders.empty:
         st.info("No confirmed responder by this date.")
-    else:
+    elif (responders := ui.subject_view(ctx, responders)) is not None:
         st.dataframe(ui.with_subject_links(responders, ctx), hide_index=True, key="responders", column_config={
             "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
             "bor": "BOR", "response_date": st.column_config.DateColumn("First CR/PR"),
@@ -121,8 +129,13 @@ def tumor_marker_trends() -> None:
         log_y = log_col.toggle("Log scale", value=True, key="marker_log", disabled=measure == "pct_change")
         medians = tumor_markers.level_medians(markers, test, measure)
         summarised = too_many_subjects(tumor_markers.measured(markers, test, measure))
-        st.plotly_chart(ui.figure(marker_trends, markers, medians, test, measure, levels, study.agent, log_y,
+        lines = markers  # summarised: the level quartiles only, no mark of a subject
+        if not summarised:  # a line per subject this viewer may see; the medians are of every subject
+            lines = ui.subject_view(ctx, markers)
+        st.plotly_chart(ui.figure(marker_trends, markers.iloc[:0] if lines is None else lines, medians, test, measure,
+                                  levels, study.agent, log_y,
                                   f"{test}: median and 25th–75th percentiles per dose level and week" if summarised
+                                  else f"{test}: median per dose level and week" if lines is None
                                   else f"{test} per subject, with the median per dose level"), key="marker_trends")
         below = int(markers[markers["test"] == test]["below_lloq"].sum())
         st.caption("Baseline: last result on or before the first dose. "
@@ -133,7 +146,7 @@ def tumor_marker_trends() -> None:
                       + ("count at LLOQ/2." if summarised else "are drawn at LLOQ/2 as open circles.")
                       if below else ""))
         best = tumor_markers.best_change(markers, test)
-        if not best.empty:
+        if not best.empty and (best := ui.subject_view(ctx, best)) is not None:
             st.plotly_chart(ui.figure(marker_best_change, best, test, levels,
                                       f"Best change in {test} from baseline, per subject"),
                             key="marker_best")

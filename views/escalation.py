@@ -31,11 +31,13 @@ st.caption(f"{md(study.design)} · DLT window {study.dlt_window_days} days from 
            f"as of {ctx.as_of:%Y-%m-%d}. Only escalation-phase subjects count.")
 
 st.download_button(
-    "Meeting packet (HTML)", data=lambda: build_packet(ctx.db, study.study_id, ctx.as_of).encode("utf-8"),
+    "Meeting packet (HTML)",
+    data=lambda: build_packet(ctx.db, study.study_id, ctx.as_of, scope=ctx.scope).encode("utf-8"),
     file_name=f"{study.study_id}_smc_packet_{ctx.as_of}.html", mime="text/html", on_click="ignore",
     key="packet_download", icon=":material/description:",
     help="One self-contained file for the minutes: every section as of this date, and the decision log. "
-         "Opens without a network.")
+         "Opens without a network."
+         + ("" if ctx.scope.whole_study else f" Its subject-level sections show {md(ctx.scope.description)}."))
 
 protocol, second = st.columns([3, 2])
 with protocol.container(border=True):
@@ -58,33 +60,34 @@ st.dataframe(level_table(decision), hide_index=True, key="level_table")
 st.caption(LEVEL_TABLE_NOTE)
 
 st.subheader("Swimlanes")
-calendar = st.segmented_control("x axis", ["Days from first dose", "Calendar date"],
-                                default="Days from first dose", key="swimlane_axis") == "Calendar date"
+if not ctx.scope.nothing:
+    calendar = st.segmented_control("x axis", ["Days from first dose", "Calendar date"],
+                                    default="Days from first dose", key="swimlane_axis") == "Calendar date"
 lanes = ui.cached(load_swimlanes, ctx.db, study, ctx.as_of, decision.assessment.states)
 if lanes.lanes.empty:
     st.info("No subject enrolled by this date.")
-else:
-    shown = lanes.lanes
+elif (mine := ui.subject_view(ctx, lanes.lanes)) is not None:  # the lanes this viewer may see
+    shown = mine
     if len(shown) > settings.CHART_PAGE_LANES and shown["phase"].nunique() > 1:
         phase = st.segmented_control("Lanes", ["escalation", "expansion"], default="escalation",
                                      format_func=lambda p: f"{md(p.capitalize())} ({(shown['phase'] == p).sum()})",
                                      key="swimlane_phase") or "escalation"
         shown = shown[shown["phase"] == phase]
     shown = ui.paged(shown, key="swimlane_page")
-    mine = set(shown["subject_id"])
-    figure = ui.figure(swimlanes, shown, *(frame[frame["subject_id"].isin(mine)] for frame in
+    drawn = set(shown["subject_id"])
+    figure = ui.figure(swimlanes, shown, *(frame[frame["subject_id"].isin(drawn)] for frame in
                        (lanes.administrations, lanes.adverse_events, lanes.assessments)),
                        study.dlt_window_days, ctx.as_of, calendar=calendar)
     event = st.plotly_chart(figure, key="swimlanes", on_select="rerun", selection_mode="points")
     points = (event or {}).get("selection", {}).get("points", [])
     # customdata holds the id as plotly text (charts.style.plain): unescaped, it is the id again
     clicked = next((html.unescape(p["customdata"][0]) for p in points if p.get("customdata")), None)
-    if clicked in set(lanes.lanes.subject_id):
+    if clicked in set(mine.subject_id):
         st.session_state["escalation_subject"] = clicked
 
     st.markdown("##### Subject detail")
-    subject = st.selectbox("Subject (or click a lane)", lanes.lanes.subject_id, key="escalation_subject")
-    lane = lanes.lanes[lanes.lanes.subject_id == subject].iloc[0]
+    subject = st.selectbox("Subject (or click a lane)", mine.subject_id, key="escalation_subject")
+    lane = mine[mine.subject_id == subject].iloc[0]
     st.markdown(
         f"**{md(subject)}** · {md(lane.label)} · {md(lane.phase)} · DLT state **{md(lane.state)}** · enrolled "
         f"{lane.enrollment_date:%Y-%m-%d} · first dose "
@@ -108,10 +111,14 @@ st.subheader("Escalation history")
 records, intact = decision_form.decision_log(ctx)
 steps = rule_steps(decision_history(decision))
 labels = {lv.level: lv.label for lv in study.levels}
-st.plotly_chart(ui.figure(escalation_history, steps, lanes.lanes, counted_dlts(decision), labels, ctx.as_of,
+# The rule's steps and the SMC's decisions are the study's; the enrollment and DLT marks are per subject.
+st.plotly_chart(ui.figure(escalation_history, steps, ctx.scope.rows(lanes.lanes),
+                          ctx.scope.rows(counted_dlts(decision)), labels, ctx.as_of,
                           ledger.in_force(records, ctx.as_of)), key="history")
 st.caption("Diamonds: the SMC's recorded decisions in force (not corrected), placed at the data cut they reviewed "
-           "(up to the as-of date); a red outline marks a deviation from the rule.")
+           "(up to the as-of date); a red outline marks a deviation from the rule."
+           + ("" if ctx.scope.whole_study else f" Enrollment and DLT marks: {md(ctx.scope.description)}; the "
+                                               "rule's steps are of every subject."))
 
 st.subheader("SMC decisions")
 decision_form.history_section(ctx, records, intact)

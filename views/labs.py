@@ -25,22 +25,23 @@ if summary.derived:
 st.subheader("Liver: eDISH")
 transaminase = st.segmented_control("Transaminase", list(labs.LIVER_TESTS), default="ALT",
                                     key="edish_transaminase") or "ALT"
-peaks = summary.liver
-event = st.plotly_chart(
-    ui.figure(edish, peaks, transaminase, levels,
-              f"Peak {transaminase} vs peak total bilirubin after first dose, per subject"),
-    key="edish", on_select="rerun", selection_mode="points")
-ui.open_clicked_subject(event, ctx)
-st.caption("Peaks need not fall on the same day (as in the FDA's eDISH). Click a point to open the subject profile. "
-           f"Possible Hy's law: {transaminase} ≥ 3×ULN and bilirubin ≥ 2×ULN.")
-flagged = peaks[peaks["hys_law_quadrant"] != "Normal range"]
-if not flagged.empty:
-    st.dataframe(ui.with_subject_links(flagged, ctx), hide_index=True, key="liver_flagged", column_config={
-        "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
-        "peak_alt_xuln": st.column_config.NumberColumn("Peak ALT ×ULN", format="%.2f"),
-        "peak_ast_xuln": st.column_config.NumberColumn("Peak AST ×ULN", format="%.2f"),
-        "peak_bili_xuln": st.column_config.NumberColumn("Peak bilirubin ×ULN", format="%.2f"),
-        "hys_law_quadrant": "Quadrant"})
+peaks = ui.subject_view(ctx, summary.liver)  # a point per subject
+if peaks is not None:
+    event = st.plotly_chart(
+        ui.figure(edish, peaks, transaminase, levels,
+                  f"Peak {transaminase} vs peak total bilirubin after first dose, per subject"),
+        key="edish", on_select="rerun", selection_mode="points")
+    ui.open_clicked_subject(event, ctx)
+    st.caption("Peaks need not fall on the same day (as in the FDA's eDISH). Click a point to open the subject "
+               f"profile. Possible Hy's law: {transaminase} ≥ 3×ULN and bilirubin ≥ 2×ULN.")
+    flagged = peaks[peaks["hys_law_quadrant"] != "Normal range"]
+    if not flagged.empty:
+        st.dataframe(ui.with_subject_links(flagged, ctx), hide_index=True, key="liver_flagged", column_config={
+            "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
+            "peak_alt_xuln": st.column_config.NumberColumn("Peak ALT ×ULN", format="%.2f"),
+            "peak_ast_xuln": st.column_config.NumberColumn("Peak AST ×ULN", format="%.2f"),
+            "peak_bili_xuln": st.column_config.NumberColumn("Peak bilirubin ×ULN", format="%.2f"),
+            "hys_law_quadrant": "Quadrant"})
 
 st.subheader("Shift tables: baseline grade to worst post-baseline grade")
 shift = summary.shift
@@ -57,31 +58,37 @@ else:
 st.subheader("Cytopenias: nadir and recovery")
 cytopenia = st.segmented_control("Test", list(labs.CYTOPENIA_TESTS), default="Neutrophils",
                                  key="nadir_test") or "Neutrophils"
-nadirs = summary.nadirs[cytopenia]
 as_quartiles = labs.course_as_quartiles(summary.course, cytopenia)
-st.plotly_chart(ui.figure(lab_course, summary.course, nadirs, cytopenia, levels, study.dlt_window_days, study.agent,
-                          f"{cytopenia} through the DLT window, "
-                          + ("median and 25th–75th percentiles per dose level" if as_quartiles else "per subject")),
-                key="nadir_chart")
 first_day, last_day = labs.course_days(study.dlt_window_days)
 nadir = "the nadir, the lowest value at any time after the first dose,"
-st.caption(f"Days {first_day} to {last_day} from the first dose of {md(study.agent)}. "
-           + (f"Over {MAX_SUBJECT_LINES} subjects: each level's median (line) and 25th–75th "
-              f"percentiles (band) per day, on days with at least {labs.COURSE_MIN_RESULTS} results at that level; "
-              f"{nadir} is in the table for every subject." if as_quartiles
-              else f"▼ marks {nadir} when it falls within these days; the table lists every subject."))
-st.dataframe(ui.with_subject_links(nadirs, ctx), hide_index=True, key="nadir_table", column_config={
-    "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase", "unit": "Unit",
-    "baseline_value": st.column_config.NumberColumn("Baseline", format="%.2f"),
-    "nadir_value": st.column_config.NumberColumn("Nadir", format="%.2f"),
-    "nadir_day": st.column_config.NumberColumn("Nadir day", format="%d"),
-    "nadir_grade": "Nadir grade", "recovery_day": None, "recovery": "Recovery to grade ≤1"})
+if as_quartiles:  # each level's quartiles: of every subject, with no mark of one
+    st.plotly_chart(ui.figure(lab_course, summary.course, summary.nadirs[cytopenia], cytopenia, levels,
+                              study.dlt_window_days, study.agent,
+                              f"{cytopenia} through the DLT window, median and 25th–75th percentiles per dose level"),
+                    key="nadir_chart")
+    st.caption(f"Days {first_day} to {last_day} from the first dose of {md(study.agent)}. Over {MAX_SUBJECT_LINES} "
+               "subjects: each level's median (line) and 25th–75th percentiles (band) per day, on days with at "
+               f"least {labs.COURSE_MIN_RESULTS} results at that level; {nadir} is in the table for every subject.")
+nadirs = ui.subject_view(ctx, summary.nadirs[cytopenia])  # a row (and unless as quartiles, a line) per subject
+if nadirs is not None:
+    if not as_quartiles:
+        st.plotly_chart(ui.figure(lab_course, ctx.scope.rows(summary.course), nadirs, cytopenia, levels,
+                                  study.dlt_window_days, study.agent, f"{cytopenia} through the DLT window, per subject"),
+                        key="nadir_chart")
+        st.caption(f"Days {first_day} to {last_day} from the first dose of {md(study.agent)}. ▼ marks {nadir} when it "
+                   "falls within these days; the table lists every subject.")
+    st.dataframe(ui.with_subject_links(nadirs, ctx), hide_index=True, key="nadir_table", column_config={
+        "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase", "unit": "Unit",
+        "baseline_value": st.column_config.NumberColumn("Baseline", format="%.2f"),
+        "nadir_value": st.column_config.NumberColumn("Nadir", format="%.2f"),
+        "nadir_day": st.column_config.NumberColumn("Nadir day", format="%d"),
+        "nadir_grade": "Nadir grade", "recovery_day": None, "recovery": "Recovery to grade ≤1"})
 
 st.subheader("Grade ≥3 results")
 listing = summary.listing
 if listing.empty:
     st.info("No grade ≥3 hematology or chemistry result by this date.")
-else:
+elif (listing := ui.subject_view(ctx, listing)) is not None:
     st.dataframe(ui.with_subject_links(listing, ctx), hide_index=True, key="lab_listing", column_config={
         "subject_id": ui.subject_link_column(), "level": None, "label": "Dose level", "phase": "Phase",
         "test": "Test", "collected_at": st.column_config.DatetimeColumn("Collected", format="YYYY-MM-DD HH:mm"),

@@ -72,6 +72,8 @@ for tab, (name, frame) in zip(st.tabs([f"{name} ({len(f)})" for name, f in listi
         if frame.empty:
             st.info(f"No {name.lower()} by this date with these filters.")
             continue
-        st.dataframe(ui.with_subject_links(frame, ctx), hide_index=True, column_config=LISTING_CONFIG,
+        if (rows := ui.subject_view(ctx, frame)) is None:
+            continue
+        st.dataframe(ui.with_subject_links(rows, ctx), hide_index=True, column_config=LISTING_CONFIG,
                      key=f"listing_{slug}")
-        ui.download_csv(frame, f"{study.study_id}_{slug}_{ctx.as_of}.csv", key=f"listing_{slug}_csv")
+        ui.download_csv(rows, f"{study.study_id}_{slug}_{ctx.as_of}.csv", key=f"listing_{slug}_csv")

@@ -9,12 +9,17 @@ from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
+wanted = st.query_params.get("subject")
+linked = bool(wanted) and wanted != st.session_state.get("_subject_in_url")  # arrived by a link, not picked here
+if linked and not ctx.scope.admits(wanted):  # refused before anything of it is read or drawn; the text shown
+    ui.refuse(ctx, f"subject {wanted}",  # does not name it (the access log does)
+              f"the subject in this link is not one you may see: {ctx.scope.description}.")
 st.title(f"{md(study.study_id)} · Subject profile")
-ids = load_enrolled_subjects(ctx.db, study, ctx.as_of)
+enrolled = load_enrolled_subjects(ctx.db, study, ctx.as_of)
+ids = [s for s in enrolled if ctx.scope.admits(s)]  # the picker lists the subjects this viewer may see
 
 key = f"subject::{study.study_id}"
-wanted = st.query_params.get("subject")
-if wanted and wanted != st.session_state.get("_subject_in_url"):  # arrived by a link
+if linked:
     if wanted in ids:
         st.session_state[key] = wanted
     else:
@@ -23,7 +28,9 @@ if st.session_state.get(key) not in ids:
     st.session_state.pop(key, None)
 
 if not ids:
-    st.info("No subject enrolled by this date.")
+    st.info("No subject enrolled by this date." if not enrolled else
+            f"None of the {len(enrolled)} subjects enrolled by this date is one you may see "
+            f"({md(ctx.scope.description)}).")
 else:
     subject_id = st.selectbox("Subject", ids, key=key)
     st.session_state["_subject_in_url"] = subject_id

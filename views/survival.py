@@ -32,7 +32,10 @@ if times.empty:
     st.info(f"No subject in the {name.lower()} analysis by this date"
             + (" (no confirmed responder)." if endpoint == "dor" else "."))
 else:
-    st.plotly_chart(ui.figure(endpoint_plot, data, endpoint, by, unit, show_ci, study.level_order), key="km_plot")
+    # The curves are of every subject; a censor tick names its subject only to a viewer who may see them.
+    named = None if ctx.scope.whole_study else tuple(sorted(ctx.scope.rows(times)["subject_id"]))
+    st.plotly_chart(ui.figure(endpoint_plot, data, endpoint, by, unit, show_ci, study.level_order, named=named),
+                    key="km_plot")
     st.caption("Steps drop at events; ticks mark censored subjects. The table under the plot is the number still "
                "followed at each tick.")
 
@@ -57,8 +60,9 @@ else:
     with st.expander(f"Subjects in the {name.lower()} analysis ({len(times)})"):
         listing = times.sort_values(["level", "subject_id"])[
             ["subject_id", "label", "phase", "start_date", "end_date", "days", "event", "reason"]]
-        st.dataframe(ui.with_subject_links(listing, ctx), hide_index=True, key="survival_subjects", column_config={
-            "subject_id": ui.subject_link_column(), "label": "Dose level", "phase": "Phase",
-            "start_date": st.column_config.DateColumn("From"), "end_date": st.column_config.DateColumn("To"),
-            "days": st.column_config.NumberColumn("Days"), "event": st.column_config.CheckboxColumn("Event"),
-            "reason": "End"})
+        if (listing := ui.subject_view(ctx, listing)) is not None:
+            st.dataframe(ui.with_subject_links(listing, ctx), hide_index=True, key="survival_subjects", column_config={
+                "subject_id": ui.subject_link_column(), "label": "Dose level", "phase": "Phase",
+                "start_date": st.column_config.DateColumn("From"), "end_date": st.column_config.DateColumn("To"),
+                "days": st.column_config.NumberColumn("Days"), "event": st.column_config.CheckboxColumn("Event"),
+                "reason": "End"})

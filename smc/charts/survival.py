@@ -3,6 +3,7 @@ under the plot at the x ticks."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -42,9 +43,10 @@ def group_colors(by: str, keys: list, levels: list[int]) -> dict:
 
 
 def km_plot(curves: list[GroupCurve], colors: dict, unit: str, ticks: list[float], show_ci: bool, title: str,
-            y_title: str) -> go.Figure:
+            y_title: str, named: tuple[str, ...] | None = None) -> go.Figure:
     """``curves`` from ``survival.group_curves`` (times in days), drawn in ``unit`` ("months" or "days").
-    The lower panel lists each group's number at risk at ``ticks``."""
+    The lower panel lists each group's number at risk at ``ticks``. A censor tick's hover names its subject when
+    ``named`` (the subjects the viewer may see) holds it or is None (every subject); others say "a subject"."""
     scale = DAYS_PER_MONTH if unit == "months" else 1.0
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.1)
     x_unit = "Month" if unit == "months" else "Day"
@@ -71,8 +73,8 @@ def km_plot(curves: list[GroupCurve], colors: dict, unit: str, ticks: list[float
                 x=c.censored["days"] / scale, y=c.censored["survival"], mode="markers", name=f"{label} censored",
                 legendgroup=c.label, showlegend=False,
                 marker=dict(symbol="line-ns-open", size=11, color=color, line=dict(width=2, color=color)),
-                customdata=np.stack([plain_each(c.censored["subject_id"]), plain_each(c.censored["reason"]),
-                                     c.censored["days"]], axis=1),
+                customdata=np.stack([plain_each(_named(c.censored["subject_id"], named)),
+                                     plain_each(c.censored["reason"]), c.censored["days"]], axis=1),
                 hovertemplate=(f"<b>%{{customdata[0]}}</b> · {label}<br>%{{customdata[1]}} on day "
                                "%{customdata[2]}<extra></extra>")), row=1, col=1)
     labels = [c.label for c in curves]
@@ -95,9 +97,16 @@ def km_plot(curves: list[GroupCurve], colors: dict, unit: str, ticks: list[float
     return fixed_margins(fig, left=label_margin([*labels, NUMERIC_TICK], axis_title=True), bottom=60)
 
 
-def endpoint_plot(data: Survival, endpoint: str, by: str, unit: str, show_ci: bool, levels: list[int]) -> go.Figure:
-    """The Survival page's Kaplan–Meier figure of one endpoint (needs subjects in the analysis)."""
+def _named(subject_ids: pd.Series, named: tuple[str, ...] | None) -> pd.Series:
+    """The ids the viewer may see; "a subject" for the others (a censor tick is the study's, its id is not)."""
+    return subject_ids if named is None else subject_ids.where(subject_ids.isin(named), "a subject")
+
+
+def endpoint_plot(data: Survival, endpoint: str, by: str, unit: str, show_ci: bool, levels: list[int],
+                  named: tuple[str, ...] | None = None) -> go.Figure:
+    """The Survival page's Kaplan–Meier figure of one endpoint (needs subjects in the analysis); ``named``: the
+    subjects whose ids the censor ticks may show (None: every subject)."""
     ticks = time_ticks(float(data.endpoint(endpoint)["days"].max()), unit)
     curves = group_curves(data, endpoint, by, ticks)
     return km_plot(curves, group_colors(by, [c.key for c in curves], levels), unit, ticks, show_ci,
-                   f"{ENDPOINTS[endpoint]} by {GROUPINGS[by].lower()}", Y_TITLES[endpoint])
+                   f"{ENDPOINTS[endpoint]} by {GROUPINGS[by].lower()}", Y_TITLES[endpoint], named)

@@ -1,7 +1,8 @@
 """The meeting packet: one self-contained HTML file with what the SMC decided on, frozen for the minutes.
 
 Every number and chart comes from the functions the pages call, on the same as-of date. plotly.js is
-embedded once in the head, so the file opens with no network.
+embedded once in the head, so the file opens with no network. Subject-level sections (swimlanes, per-subject chart
+marks) follow the reader's subject scope, as the pages do; aggregates are of the whole study.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from smc.access.scope import WHOLE_STUDY, SubjectScope
 from smc.analysis import biomarkers, efficacy, safety, survival
 from smc.analysis.dose_decision import (
     LEVEL_TABLE_NOTE,
@@ -100,8 +102,11 @@ class _Packet:
         self.add(f'<section id="{key}"><h2>{_text(SECTIONS[key])}</h2>')
 
 
-def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now: dt.datetime | None = None) -> str:
-    """The packet of ``study_id`` as of ``as_of`` (default: the data cut), as one HTML document."""
+def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now: dt.datetime | None = None, *,
+                 scope: SubjectScope = WHOLE_STUDY) -> str:
+    """The packet of ``study_id`` as of ``as_of`` (default: the data cut), as one HTML document. Its subject-level
+    sections show the subjects ``scope`` admits (the reader's: every subject by default); aggregates are always
+    of the whole study."""
     study = load_study(db, study_id)
     as_of = as_of or default_as_of(study)
     now = now or dt.datetime.now(dt.UTC)
@@ -111,26 +116,26 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
     out = _Packet()
 
     out.section("study")
-    _section_study(out, study, load_overview(db, study, dose), ledger.data_source(db), as_of, now)
+    _section_study(out, study, load_overview(db, study, dose), ledger.data_source(db), as_of, now, scope)
     out.section("recommendation")
     _section_recommendation(out, study, dose)
     out.section("levels")
     _section_levels(out, dose)
     out.section("swimlanes")
     lanes = load_swimlanes(db, study, as_of, dose.assessment.states)
-    _section_swimlanes(out, lanes, study.dlt_window_days, as_of)
+    _section_swimlanes(out, lanes, study.dlt_window_days, as_of, scope)
     out.section("history")
     records, broken = _read_log(log, study_id)
-    _section_history(out, dose, lanes.lanes, records, labels, as_of)
+    _section_history(out, dose, lanes.lanes, records, labels, as_of, scope)
     out.section("safety")
     _section_safety(out, safety.load_safety(db, study, as_of))
     out.section("efficacy")
     data = efficacy.load_efficacy(db, study, as_of)
-    _section_efficacy(out, data, labels, study.min_sd_days)
+    _section_efficacy(out, data, labels, study.min_sd_days, scope)
     out.section("biomarkers")
-    _section_biomarkers(out, biomarkers.load_biomarkers(db, study, as_of), labels, study.agent)
+    _section_biomarkers(out, biomarkers.load_biomarkers(db, study, as_of), labels, study.agent, scope)
     out.section("survival")
-    _section_survival(out, survival.load_survival(db, study, as_of, data), study.level_order)
+    _section_survival(out, survival.load_survival(db, study, as_of, data), study.level_order, scope)
     out.section("decisions")
     _section_decisions(out, records, broken, labels, log)
     out.add("</section>")
@@ -146,8 +151,21 @@ def _document(title: str, parts: list[str]) -> str:
             f"<header><h1>{_text(title)}</h1></header><nav><ol>{toc}</ol></nav>{''.join(parts)}</body></html>")
 
 
+def _scoped(out: _Packet, scope: SubjectScope, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The rows of a subject-level section this packet shows, with a note when some were left out; None (after
+    the note) when the scope leaves none of a non-empty section."""
+    if scope.nothing:
+        out.para(f"Subject-level data are not shown here ({scope.description}).", "note")
+        return None
+    shown = scope.rows(frame)
+    if len(shown) < len(frame):
+        out.para(f"Subject-level rows: {scope.description} ({shown['subject_id'].nunique()} of "
+                 f"{frame['subject_id'].nunique()} subjects).", "note")
+    return None if shown.empty and not frame.empty else shown
+
+
 def _section_study(out: _Packet, study: Study, ov: Overview, data_source: str, as_of: dt.date,
-                   now: dt.datetime) -> None:
+                   now: dt.datetime, scope: SubjectScope) -> None:
     out.add('<table class="meta">' + "".join(f"<tr><td><b>{_text(k)}</b></td><td>{_text(v)}</td></tr>" for k, v in (
         ("Title", study.title), ("Design", study.design), ("Agent", study.agent),
         ("DLT window", f"{study.dlt_window_days} days from the first dose"),
@@ -156,7 +174,8 @@ def _section_study(out: _Packet, study: Study, ov: Overview, data_source: str, a
         ("Screened / screen failures", f"{ov.screened} / {ov.screen_failures}"),
         ("Enrolled / planned", f"{ov.enrolled} / {ov.planned if ov.planned is not None else '—'}"),
         ("Deaths", ov.deaths), ("Data source", data_source),
-        ("Packet generated", f"{now:%Y-%m-%d %H:%M} UTC"))) + "</table>")
+        ("Packet generated", f"{now:%Y-%m-%d %H:%M} UTC"),
+        *(() if scope.whole_study else (("Subject-level sections", scope.description),)))) + "</table>")
     out.para("Everything in this packet but the decision log is what had happened by the as-of date; it was "
              "computed by the same functions as the dashboard's pages.", "note")
 
@@ -180,11 +199,13 @@ def _section_levels(out: _Packet, dose: DoseDecision) -> None:
     out.para(LEVEL_TABLE_NOTE, "note")
 
 
-def _section_swimlanes(out: _Packet, lanes: Swimlanes, dlt_window_days: int, as_of: dt.date) -> None:
+def _section_swimlanes(out: _Packet, lanes: Swimlanes, dlt_window_days: int, as_of: dt.date,
+                       scope: SubjectScope) -> None:
     if lanes.lanes.empty:
         out.para("No subject enrolled by this date.")
-    else:
-        out.figure(swimlanes(lanes.lanes, lanes.administrations, lanes.adverse_events, lanes.assessments,
+    elif (shown := _scoped(out, scope, lanes.lanes)) is not None:
+        out.figure(swimlanes(shown, *(scope.rows(frame) for frame in (lanes.administrations, lanes.adverse_events,
+                                                                      lanes.assessments)),
                              dlt_window_days, as_of))
 
 
@@ -197,9 +218,12 @@ def _read_log(log: Path, study_id: str) -> tuple[list[ledger.Decision], list[led
 
 
 def _section_history(out: _Packet, dose: DoseDecision, lanes: pd.DataFrame, records: list[ledger.Decision],
-                     labels: dict[int, str], as_of: dt.date) -> None:
-    out.figure(escalation_history(rule_steps(decision_history(dose)), lanes, counted_dlts(dose), labels, as_of,
-                                  ledger.in_force(records, as_of)))
+                     labels: dict[int, str], as_of: dt.date, scope: SubjectScope) -> None:
+    # The rule's steps and the SMC's decisions are the study's; the enrollment and DLT marks are per subject.
+    out.figure(escalation_history(rule_steps(decision_history(dose)), scope.rows(lanes), scope.rows(counted_dlts(dose)),
+                                  labels, as_of, ledger.in_force(records, as_of)))
+    if not scope.whole_study:
+        out.para(f"Enrollment and DLT marks: {scope.description}; the rule's steps are of every subject.", "note")
 
 
 def _section_safety(out: _Packet, data: safety.SafetyData) -> None:
@@ -220,18 +244,19 @@ def _section_safety(out: _Packet, data: safety.SafetyData) -> None:
     out.para("A subject counts once per term and SOC, at their worst grade; % of subjects dosed at the level.", "note")
 
 
-def _section_efficacy(out: _Packet, data: efficacy.Efficacy, labels: dict[int, str], min_sd_days: int) -> None:
+def _section_efficacy(out: _Packet, data: efficacy.Efficacy, labels: dict[int, str], min_sd_days: int,
+                      scope: SubjectScope) -> None:
     out.para("Best overall response, RECIST 1.1 as the investigator assessed it. "
              + recist.rule_text(min_sd_days), "note")
     out.table(efficacy.response_table_display(efficacy.response_table(data)))
-    if data.subjects["best_pct_change"].notna().any():
-        out.figure(waterfall(data.subjects, labels,
-                             "Best change in target-lesion sum per subject, coloured by best response"))
-    else:
+    if not data.subjects["best_pct_change"].notna().any():
         out.para("No post-baseline tumor measurement by this date.")
+    elif (shown := _scoped(out, scope, data.subjects[data.subjects["best_pct_change"].notna()])) is not None:
+        out.figure(waterfall(shown, labels, "Best change in target-lesion sum per subject, coloured by best response"))
 
 
-def _section_biomarkers(out: _Packet, data: biomarkers.Biomarkers, labels: dict[int, str], agent: str) -> None:
+def _section_biomarkers(out: _Packet, data: biomarkers.Biomarkers, labels: dict[int, str], agent: str,
+                        scope: SubjectScope) -> None:
     shown = 0
     fold = biomarkers.t_cell_fold_changes(data)
     if not fold.empty:
@@ -242,9 +267,11 @@ def _section_biomarkers(out: _Packet, data: biomarkers.Biomarkers, labels: dict[
     if not exposure.empty:
         test, specimen = exposure[["test", "specimen"]].iloc[0]
         mine = exposure[(exposure["test"] == test) & (exposure["specimen"] == specimen)]
-        fit = biomarkers.power_model(mine["dose"], mine["auc"])
-        out.figure(exposure_vs_dose(mine, "auc", "AUClast", fit, labels, data.dose_unit, f"{mine['unit'].iloc[0]} × h",
-                                    f"AUClast of {test} against dose, per subject (log–log)"))
+        fit = biomarkers.power_model(mine["dose"], mine["auc"])  # of every subject; a point per subject in scope
+        if (points := _scoped(out, scope, mine)) is not None:
+            out.figure(exposure_vs_dose(points, "auc", "AUClast", fit, labels, data.dose_unit,
+                                        f"{mine['unit'].iloc[0]} × h",
+                                        f"AUClast of {test} against dose, per subject (log–log)"))
         shown += 1
     shed = biomarkers.shedding(data)
     if not shed.empty:
@@ -260,7 +287,7 @@ def _section_biomarkers(out: _Packet, data: biomarkers.Biomarkers, labels: dict[
         out.para("No T-cell, exposure, shedding or immunogenicity result by this date.")
 
 
-def _section_survival(out: _Packet, data: survival.Survival, levels: list[int]) -> None:
+def _section_survival(out: _Packet, data: survival.Survival, levels: list[int], scope: SubjectScope) -> None:
     out.para("Kaplan–Meier estimates from the first dose, by dose level; 95% CIs with the log(−log) transform. "
              "NR: not reached.", "note")
     for endpoint, name in survival.ENDPOINTS.items():
@@ -268,7 +295,9 @@ def _section_survival(out: _Packet, data: survival.Survival, levels: list[int]) 
         if data.endpoint(endpoint).empty:
             out.para(f"No subject in the {name.lower()} analysis by this date.")
             continue
-        out.figure(endpoint_plot(data, endpoint, "level", "months", False, levels))
+        # The curves are of every subject; a censor tick names its subject only when the scope admits it.
+        named = None if scope.whole_study else tuple(sorted(scope.rows(data.endpoint(endpoint))["subject_id"]))
+        out.figure(endpoint_plot(data, endpoint, "level", "months", False, levels, named))
         out.table(survival.survival_table_display(survival.survival_table(data, endpoint, "level"), "months"))
 
 
@@ -284,7 +313,7 @@ def _section_decisions(out: _Packet, records: list[ledger.Decision], broken: lis
         return
     if not broken:
         head = records[-1]
-        sealed = ("HMAC-SHA-256 under the log's key" if head.hash_kind == ledger.KEYED
+        sealed = ("HMAC-SHA-256 under the log's key" if head.hash_kind in (ledger.KEYED, ledger.SIGNED)
                   else "SHA-256: written before the log was keyed")
         out.para(f"{len(records)} record(s), chain verified. Chain head: {head.hash} (record #{head.id}, {sealed}); "
                  "quote it in the minutes: any later change to the log changes it or breaks the chain.", "note")
