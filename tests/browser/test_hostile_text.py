@@ -325,7 +325,7 @@ def test_every_page_sends_markdown_that_renders_as_text_and_figures_without_fore
     monkeypatch.setenv("SMC_DB", str(hostile_db))
     problems, escaped_seen = [], 0
     for study, script, query in page_runs(hostile_studies):
-        at = app_test(timeout=120)
+        at = app_test("admin", timeout=120)  # the role that opens every page
         at.query_params.update({"study": study, **query})
         at.run()
         at.switch_page(script).run()
@@ -347,7 +347,7 @@ def test_hostile_link_parameters_are_shown_as_text(hostile_db, hostile_studies, 
     study = next(iter(hostile_studies))
     for query in ({"study": PAYLOADS[5] + PAYLOADS[1]}, {"study": study, "as_of": PAYLOADS[6] + PAYLOADS[8]},
                   {"study": study, "subject": PAYLOADS[2] + PAYLOADS[11]}):
-        at = app_test(timeout=120)
+        at = app_test("admin", timeout=120)  # the role that opens every page
         at.query_params.update(query)
         at.run()
         if "subject" in query:
