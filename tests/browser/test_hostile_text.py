@@ -459,6 +459,12 @@ def _views(study: str, subject: str):
             yield spec.url_path, query
 
 
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args, signed_in):
+    """This module's pages are the admin's: the one role that opens every page, the Import page among them."""
+    return {**browser_context_args, "storage_state": signed_in("admin")}
+
+
 @pytest.fixture(scope="module")
 def hostile_server(hostile_db, identity_provider):
     with served_app(hostile_db, identity_provider) as url:
