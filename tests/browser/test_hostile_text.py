@@ -45,7 +45,7 @@ from smc.store.study import load_study, study_ids
 from smc.tools.server import ERRORS
 from smc.ui import pages
 from smc.ui.text import WORD_JOINER
-from tests.helpers import ROOT, app_test, figures, served_app
+from tests.helpers import ROOT, app_test, figures, served_app, sign_in
 
 HOST = "127.0.0.1:9"  # port 9 (discard): nothing listens, so a request that leaks is refused, and logged here
 PAYLOADS = (
@@ -459,16 +459,28 @@ def _views(study: str, subject: str):
             yield spec.url_path, query
 
 
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args, signed_in):
-    """This module's pages are the admin's: the one role that opens every page, the Import page among them."""
-    return {**browser_context_args, "storage_state": signed_in("admin")}
-
-
 @pytest.fixture(scope="module")
 def hostile_server(hostile_db, identity_provider):
     with served_app(hostile_db, identity_provider) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def hostile_sign_in(browser, hostile_server) -> dict:
+    """The admin (the one role that opens every page, Import among them) signed in at this server: Streamlit ties
+    its sign-in cookie to the server's origin, so the session server's sign-in does not hold here."""
+    context = browser.new_context()
+    sign_in(context.new_page(), hostile_server, "admin")
+    state = context.storage_state()
+    context.close()
+    return state
+
+
+@pytest.fixture()
+def page(browser, hostile_sign_in):
+    context = browser.new_context(storage_state=hostile_sign_in)
+    yield context.new_page()
+    context.close()
 
 
 @pytest.mark.browser
