@@ -387,6 +387,18 @@ def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
         raise LogUnreadable(f"{path} cannot be written as a decision log: {exc}") from None
 
 
+def _insert_sealed(con: sqlite3.Connection, values: dict, key: bytes) -> None:
+    """Give a new record (``values``, every column but these) its id and its link to the file's previous record,
+    seal it with the key, and insert it: under the caller's write lock, so no other writer shares either."""
+    top = con.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0), "
+                      "coalesce((SELECT max(id) FROM decisions), 0))").fetchone()[0]
+    before = con.execute("SELECT hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
+    values.update(id=top + 1, hash_kind=SIGNED, prev_file_hash=before["hash"] if before else GENESIS_HASH)
+    values["hash"] = record_hash(values, key)
+    con.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                [values[c] for c in COLUMNS])
+
+
 def _signature(signer: Identity, meaning: str) -> dict:
     """The signer's columns of a record: who (issuer and subject name them for good), as which role, meaning what."""
     auth_time = signer.auth_time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if signer.auth_time else None
@@ -418,11 +430,8 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
                                         "AND kind = ?", (draft.study_id, DECISION)).fetchall()
                 if problems := _supersede_problems(draft, [tuple(row) for row in study_log]):
                     raise Refused(problems)
-            top = con.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), 0), "
-                              "coalesce((SELECT max(id) FROM decisions), 0))").fetchone()[0]
-            before = con.execute("SELECT hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
             values = dict(
-                id=top + 1, study_id=draft.study_id, seq=(last["seq"] if last else 0) + 1,
+                study_id=draft.study_id, seq=(last["seq"] if last else 0) + 1,
                 recorded_at_utc=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 meeting_date=draft.meeting_date.isoformat(), data_cut_date=draft.data_cut_date.isoformat(),
                 level=draft.level, decision=draft.decision,
@@ -431,13 +440,10 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
                 recommended_level=recommended_level(dose.assessment),
                 rationale=draft.rationale.strip(), attendees=draft.attendees.strip(),
                 recorded_by=signer.name, supersedes=draft.supersedes, data_source=data_source,
-                prev_hash=last["hash"] if last else GENESIS_HASH, hash_kind=SIGNED,
-                prev_file_hash=before["hash"] if before else GENESIS_HASH, kind=DECISION, approves=None,
+                prev_hash=last["hash"] if last else GENESIS_HASH, kind=DECISION, approves=None,
                 **_signature(signer, permissions.CORRECTION_MEANING if draft.supersedes is not None
                              else permissions.MEANINGS[signer.role]))
-            values["hash"] = record_hash(values, key)
-            con.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                        [values[c] for c in COLUMNS])
+            _insert_sealed(con, values, key)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -468,18 +474,12 @@ def approve(path: str | Path, study_id: str, record_id: int, signer: Identity, n
                 if problems := approval_problems(study_log, record_id):
                     raise Refused(problems)
                 approved = next(r for r in study_log if r.id == record_id)
-                top = con.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'decisions'), "
-                                  "0), coalesce((SELECT max(id) FROM decisions), 0))").fetchone()[0]
-                before = con.execute("SELECT hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
                 values = {c: getattr(approved, c) for c in COLUMNS} | dict(
-                    id=top + 1, seq=study_log[-1].seq + 1, recorded_at_utc=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    seq=study_log[-1].seq + 1, recorded_at_utc=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                     rationale="", attendees="", recorded_by=signer.name, supersedes=None,
-                    prev_hash=study_log[-1].hash, hash_kind=SIGNED,
-                    prev_file_hash=before["hash"] if before else GENESIS_HASH, kind=APPROVAL, approves=record_id,
+                    prev_hash=study_log[-1].hash, kind=APPROVAL, approves=record_id,
                     **_signature(signer, permissions.APPROVAL_MEANING))
-                values["hash"] = record_hash(values, key)
-                con.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                            [values[c] for c in COLUMNS])
+                _insert_sealed(con, values, key)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
