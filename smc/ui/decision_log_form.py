@@ -50,30 +50,29 @@ def _record(ctx: ui.PageContext, dose: DoseDecision, log, source: str) -> None:
         level=state["decision_level"], decision=state["decision_word"], rationale=state["decision_rationale"],
         attendees=state["decision_attendees"], signer=ctx.viewer,
         follows_recommendation=state["decision_follows"], supersedes=state.get("decision_supersedes") or None)
-    try:
-        record = ledger.append(log, draft, dose, source)
-    except ledger.Refused as refused:
-        state["decision_outcome"] = ("refused", refused.errors)
-        return
-    except (OSError, sqlite3.Error, ledger.LogUnreadable) as exc:
-        state["decision_outcome"] = ("refused", [f"the decision log {log} could not be written: {exc}"])
-        return
-    state["decision_outcome"] = ("recorded", record)
-    state["decision_rationale"] = state["decision_attendees"] = ""
-    state["decision_supersedes"] = NEW
+    if _signed("decision_outcome", "recorded", log, lambda: ledger.append(log, draft, dose, source)):
+        state["decision_rationale"] = state["decision_attendees"] = ""
+        state["decision_supersedes"] = NEW
 
 
 def _approve(ctx: ui.PageContext, log) -> None:
-    state = st.session_state
+    _signed("approval_outcome", "approved", log,
+            lambda: ledger.approve(log, ctx.study.study_id, st.session_state["decision_to_approve"], ctx.viewer))
+
+
+def _signed(outcome_key: str, done: str, log, sign) -> bool:
+    """Run ``sign`` (an append to the log) and keep its outcome for the next run to show: ``(done, record)``, or
+    ``("refused", every reason)``; whether it was stored."""
     try:
-        record = ledger.approve(log, ctx.study.study_id, state["decision_to_approve"], ctx.viewer)
+        record = sign()
     except ledger.Refused as refused:
-        state["approval_outcome"] = ("refused", refused.errors)
-        return
+        st.session_state[outcome_key] = ("refused", refused.errors)
+        return False
     except (OSError, sqlite3.Error, ledger.LogUnreadable) as exc:
-        state["approval_outcome"] = ("refused", [f"the decision log {log} could not be written: {exc}"])
-        return
-    state["approval_outcome"] = ("approved", record)
+        st.session_state[outcome_key] = ("refused", [f"the decision log {log} could not be written: {exc}"])
+        return False
+    st.session_state[outcome_key] = (done, record)
+    return True
 
 
 def _signer(ctx: ui.PageContext, meaning: str, key: str) -> None:
