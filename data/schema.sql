@@ -87,6 +87,7 @@ CREATE TABLE adverse_events (
     dlt           VARCHAR NOT NULL CHECK (dlt IN ('Y', 'N')),
     outcome       VARCHAR,
     action_taken  VARCHAR,
+    ae_spid       VARCHAR,
     FOREIGN KEY (study_id, subject_id) REFERENCES subjects (study_id, subject_id)
 );
 
@@ -189,6 +190,7 @@ COMMENT ON COLUMN administrations.day IS 'study day within cycle';
 COMMENT ON COLUMN adverse_events.study_id IS 'study identifier (studies.study_id) (required)';
 COMMENT ON COLUMN adverse_events.subject_id IS 'subject identifier, unique within the study (required)';
 COMMENT ON COLUMN adverse_events.ae_seq IS 'sequence number within subject';
+COMMENT ON COLUMN adverse_events.ae_spid IS 'the sponsor''s identifier of the AE, stable across data cuts (SDTM AESPID); with ae_seq, what matches an AE from one cut to the next';
 COMMENT ON COLUMN adverse_events.term IS 'preferred term (MedDRA-like), e.g. Cytokine release syndrome (required)';
 COMMENT ON COLUMN adverse_events.soc IS 'system organ class, e.g. Immune system disorders';
 COMMENT ON COLUMN adverse_events.onset_date IS 'onset date (required)';

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from smc import settings
 from smc.access.identity import Identity
+from smc.store import cuts
 
 LOG_SUFFIX = ".access.sqlite"
 EVENTS = ("sign-in", "sign-out", "denied", "expired", "signature")
@@ -20,9 +21,16 @@ COLUMNS = ("id", "at_utc", "event", "issuer", "subject", "name", "role", "auth_t
 
 
 def log_path(db_path: str | Path) -> Path:
-    """The access log of a trial database: same folder, same name, ``.access.sqlite``."""
-    path = Path(db_path)
-    return path.with_name(path.name.removesuffix(".duckdb") + LOG_SUFFIX)
+    """The access log of a data cut: its registry's ``access.sqlite``, or for a single file beside it, same name,
+    ``.access.sqlite``."""
+    return cuts.store_file(db_path, cuts.ACCESS_FILE, LOG_SUFFIX)
+
+
+def beside_decision_log(decision_log: Path) -> Path:
+    """The access log kept with a decision log (a registry's, or a single file's)."""
+    if decision_log.name == cuts.DECISIONS_FILE:
+        return decision_log.with_name(cuts.ACCESS_FILE)
+    return decision_log.with_name(decision_log.name.removesuffix(".decisions.sqlite") + LOG_SUFFIX)
 
 
 def _utc(moment: dt.datetime | None) -> str | None:

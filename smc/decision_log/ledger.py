@@ -45,6 +45,7 @@ from smc.access import audit, permissions
 from smc.access.identity import Identity
 from smc.analysis.dose_decision import DoseDecision
 from smc.rules.escalation import ACTIONS, recommended_level
+from smc.store import cuts
 from smc.store.db import Database
 
 VOCABULARY = (*ACTIONS, "stay", "other")
@@ -163,14 +164,14 @@ class Broken:
 
 
 def log_path(db_path: str | Path) -> Path:
-    """The decision log that belongs to a trial database: same folder, same name, ``.decisions.sqlite``."""
-    path = Path(db_path)
-    return path.with_name(path.name.removesuffix(".duckdb") + LOG_SUFFIX)
+    """The decision log of a data cut: its registry's ``decisions.sqlite`` (decisions stay with the study from
+    cut to cut), or for a single file beside it, same name, ``.decisions.sqlite``."""
+    return cuts.store_file(db_path, cuts.DECISIONS_FILE, LOG_SUFFIX)
 
 
 def data_source(db: Database) -> str:
-    """What a record names as the data it was decided on: the trial database's file and load."""
-    return f"{db.path.name} (loaded {db.loaded_at})"
+    """What a record names as the data it was decided on: the cut's file, its SHA-256 and its load."""
+    return f"{db.path.name} sha256:{cuts.cut_of(db.path).sha256} (loaded {db.loaded_at})"
 
 
 def record_hash(values: dict, key: bytes | None = None) -> str:
@@ -410,7 +411,7 @@ def _log_signature(path: Path, record: Decision, signer: Identity) -> None:
     """The signature in the access log too; the record is already stored, so a log that cannot be written is no
     reason to report the signature as failed (the record itself names its signer)."""
     with contextlib.suppress(OSError, sqlite3.Error):
-        audit.append(path.with_name(path.name.removesuffix(LOG_SUFFIX) + audit.LOG_SUFFIX), "signature", signer,
+        audit.append(audit.beside_decision_log(path), "signature", signer,
                      f"{record.study_id} record #{record.id}", record.signature_meaning or "")
 
 

@@ -61,6 +61,20 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "adverse_events": ("study_id", "subject_id", "ae_seq"),
 }
 
+# What matches a record of one data cut to the same record in another (docs/data-contract.md#record-keys). A table
+# listed with two keys uses the first where every record of the study has it in both cuts, else the second: an
+# AE's sponsor identifier survives a renumbered AESEQ. Lab results and tumor assessments are matched on what was
+# measured when; an empty part of a key (no admin_time) matches an empty part.
+RECORD_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "studies": (("study_id",),),
+    "dose_levels": (("study_id", "level"),),
+    "subjects": (("study_id", "subject_id"),),
+    "administrations": (("study_id", "subject_id", "agent", "admin_date", "admin_time"),),
+    "adverse_events": (("study_id", "subject_id", "ae_spid"), ("study_id", "subject_id", "ae_seq")),
+    "tumor_assessments": (("study_id", "subject_id", "assessment_date"),),
+    "lab_results": (("study_id", "subject_id", "test", "specimen", "collected_at"),),
+}
+
 FLAG_COLUMNS: dict[str, tuple[str, ...]] = {
     "subjects": ("dlt_evaluable",),
     "adverse_events": ("serious", "related", "dlt"),

@@ -82,11 +82,24 @@ def _memory() -> duckdb.DuckDBPyConnection:
 def query_tables(name: str, tables: dict[str, pa.Table], **params) -> pd.DataFrame:
     """Run ``queries/<name>.sql`` over Arrow tables already fetched (from :meth:`Database.arrow`), each
     visible under its key to this query only: several summaries of one large fetch without a refetch."""
+    with _over_tables(tables) as cursor:
+        return cursor.execute(query_text(name), params or None).df()
+
+
+def rows_over_tables(text: str, tables: dict[str, pa.Table], **params) -> list[tuple]:
+    """SQL text (a query of ``queries/`` already filled in) over Arrow tables, as Python tuples: a STRUCT is a
+    dict, a DATE a datetime.date."""
+    with _over_tables(tables) as cursor:
+        return cursor.execute(text, params or None).fetchall()
+
+
+@contextlib.contextmanager
+def _over_tables(tables: dict[str, pa.Table]) -> Iterator[duckdb.DuckDBPyConnection]:
     cursor, started = _memory().cursor(), time.perf_counter()
     try:
         for table_name, table in tables.items():
             cursor.register(table_name, table)
-        return cursor.execute(query_text(name), params or None).df()
+        yield cursor
     finally:
         cursor.close()
         QUERY_CLOCK.add(time.perf_counter() - started)

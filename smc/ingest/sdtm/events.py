@@ -127,6 +127,7 @@ def adverse_events(ctx: SdtmImport, study_id: str) -> pd.DataFrame:
         "dlt": dlt[ae.index],
         "outcome": column(ae, "AEOUT"),
         "action_taken": column(ae, "AEACN"),
+        "ae_spid": column(ae, "AESPID"),
     }, index=ae.index)
     ctx.rows(ERROR, "AE", ae, out["term"] == "", "AEDECOD", "is empty and so is AETERM (no term)")
     out[ORIGIN] = origins("AE", ae)
