@@ -27,8 +27,7 @@ if not ui.may_open(viewer, page_key):
     sign_in.no_access(access_log, viewer, f"page {page_key}", f"the {pages.page(page_key).title} page is not open "
                       f"to the {viewer.role_title} role.")
 try:
-    database = ui.open_database()
-    context = ui.sidebar(database, viewer, access_log)
+    context = ui.sidebar(ui.open_registry(), viewer, access_log)
 except Exception as exc:  # noqa: BLE001 - a broken file must not show a traceback
     ui.log.exception("could not open the database")
     st.error(f"The database could not be read: {type(exc).__name__}: {ui.md(exc)}")

@@ -9,7 +9,7 @@ known_adverse_events AS (
 first_doses AS (
     -- include: first_doses
 )
-SELECT e.subject_id, s.dose_level AS level, s.phase, e.ae_seq, e.term,
+SELECT e.subject_id, s.dose_level AS level, s.phase, e.ae_seq, e.ae_spid, e.term,
        coalesce(e.soc, 'SOC not coded') AS soc,
        e.onset_date, e.end_date, e.grade, e.serious, e.related, e.dlt,
        CASE WHEN e.ends_after_as_of THEN 'Ongoing on the as-of date' ELSE e.outcome END AS outcome,

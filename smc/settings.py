@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 QUERIES_DIR = ROOT / "queries"
 SCHEMA_SQL = ROOT / "data" / "schema.sql"
 APP_SCRIPT = ROOT / "app.py"
-DEMO_DB = ROOT / "data" / "demo.duckdb"  # what `make run` builds and serves when SMC_DB is unset
+DEMO_DB = ROOT / "data" / "demo.duckdb"  # what build-demo writes without --cuts
+DEMO_CUTS = ROOT / "data" / "cuts"  # the registry `make run` builds (three demo cuts) and serves
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,17 @@ class Setting:
 
 
 def _default_import_dir() -> Path:
-    return setting("db_path").value().parent / "imports"
+    return store_dir() / "imports"
 
 
 SETTINGS: tuple[Setting, ...] = (
     # Paths
-    Setting("db_path", DEMO_DB, "the data cut the app serves (a DuckDB file, opened read-only)", "SMC_DB"),
+    Setting("cuts_dir", DEMO_CUTS, "the registry of data cuts the app serves: a folder of read-only DuckDB files "
+            "with their manifests, and the committee's decision log, review marks and access log", "SMC_CUTS"),
+    Setting("db_path", DEMO_DB, "one data cut file to serve instead of a registry (set: served alone, with its "
+            "decision log beside it)", "SMC_DB"),
+    Setting("open_cuts_max", 4, "data cuts a server keeps open at once (the sidebar's cut and the one it is "
+            "compared with, for a few sessions); the least recently used closes first"),
     Setting("import_dir", _default_import_dir, "where the Import page writes new databases (default: imports/ "
             "beside the served database)", "SMC_IMPORT_DIR"),
     Setting("chromium_path", Path("/usr/bin/chromium"), "the Chromium the browser tests and the bench drive",
@@ -95,7 +101,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("signature_max_auth_age_s", 300, "a decision is signed only within this long of typing the password "
             "at the provider (auth_time)", "SMC_SIGNATURE_MAX_AUTH_AGE_S"),
     # Decision log
-    Setting("decision_log_key_file", lambda: setting("db_path").value().parent / ".decision_log.key",
+    Setting("decision_log_key_file", lambda: store_dir() / ".decision_log.key",
             "the secret that keys the decision log's hash chain (HMAC-SHA-256); kept outside the log",
             "SMC_DECISION_LOG_KEY_FILE"),
     Setting("decision_log_busy_timeout_s", 30, "a writer waits this long for another process's append to finish"),
@@ -130,6 +136,22 @@ def db_path() -> Path:
     return setting("db_path").value()
 
 
+def single_db() -> Path | None:
+    """The one file SMC_DB names, served instead of the registry; None when unset."""
+    return db_path() if os.environ.get("SMC_DB") else None
+
+
+def cuts_dir() -> Path:
+    return setting("cuts_dir").value()
+
+
+def store_dir() -> Path:
+    """The folder of what is written (decision log, review marks, access log, the log's key by default): the
+    registry's, or the single file's."""
+    single = single_db()
+    return single.parent if single else cuts_dir()
+
+
 def import_dir() -> Path:
     return setting("import_dir").value()
 
@@ -150,6 +172,7 @@ def _at_start(name: str) -> Any:
     return setting(name).value()
 
 
+OPEN_CUTS_MAX: int = _at_start("open_cuts_max")
 CONSOLE_TIME_LIMIT_S: float = _at_start("console_time_limit_s")
 CONSOLE_ROW_CAP_ROWS: int = _at_start("console_row_cap_rows")
 CONSOLE_STATEMENT_MAX_CHARS: int = _at_start("console_statement_max_chars")

@@ -32,11 +32,13 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "page:explore": _WHOLE_STUDY,  # the console and pivot read every row: only for roles that may see them all
     "page:import": frozenset({DATA_MANAGER, ADMIN}),
     "page:subject": frozenset(r for r in ROLES if SUBJECT_SCOPE[r] != NO_SUBJECTS),
+    "page:changes": frozenset(r for r in ROLES if SUBJECT_SCOPE[r] != NO_SUBJECTS),  # its rows follow the scope
     # actions
     "download_packet": _EVERYONE,  # its listings follow the subject scope
     "record_decision": frozenset({SMC_CHAIR, SMC_MEMBER}),
     "approve_decision": frozenset({SMC_CHAIR}),
     "supersede_decision": frozenset({SMC_CHAIR}),
+    "review_subjects": frozenset({SMC_CHAIR, SMC_MEMBER}),  # mark subjects (or records) as reviewed on a cut
 }
 PAGE_KEYS = tuple(a.removeprefix("page:") for a in _ALLOWED if a.startswith("page:"))
 ACTIONS = tuple(a for a in _ALLOWED if not a.startswith("page:"))

@@ -142,10 +142,168 @@ def as_frame(changes: Changes) -> pd.DataFrame:
             for column, (before, after) in c["fields"].items():
                 rows.append({**_row(table, CHANGED, tc.key_columns, c["new"]), "field": column,
                              "old": before, "new": after})
-    return pd.DataFrame(rows, columns=["table", "change", "subject_id", "key", "field", "old", "new"])
+    frame = pd.DataFrame(rows, columns=["table", "change", "subject_id", "key", "field", "old", "new"])
+    return frame.astype({"old": object, "new": object})
 
 
 def _row(table: str, kind: str, key: tuple[str, ...], record: dict) -> dict:
     return {"table": table, "change": kind, "subject_id": record.get("subject_id"),
             "key": ", ".join(f"{c} {record[c]}" for c in key if c != "study_id"), "field": None, "old": None,
             "new": None}
+
+
+# What the banner counts, in its order: (category, how one is named, how several are). A record may count in
+# several (a new AE of grade 3 that is a DLT); every added, removed or changed record is in "all".
+CATEGORIES = (
+    ("new_subject", "subject enrolled", "subjects enrolled"),
+    ("new_ae", "new AE", "new AEs"),
+    ("grade_change", "grade change", "grade changes"),
+    ("new_dlt", "new DLT", "new DLTs"),
+    ("death", "death", "deaths"),
+    ("new_scan", "new tumor assessment", "new tumor assessments"),
+    ("removed", "record removed", "records removed"),
+    ("updated", "other record updated", "other records updated"),
+)
+GRADE_3 = 3  # "of grade ≥3" in the banner
+
+
+def _categories(table: str, kind: str, old: dict | None, new: dict | None) -> list[str]:
+    if kind == REMOVED:
+        return ["removed"]
+    tags = []
+    if table == "subjects":
+        if new.get("enrollment_date") is not None and (old is None or old.get("enrollment_date") is None):
+            tags.append("new_subject")
+        if new.get("death_date") is not None and (old is None or old.get("death_date") is None):
+            tags.append("death")
+    elif table == "adverse_events":
+        if kind == ADDED:
+            tags.append("new_ae")
+        elif old["grade"] != new["grade"]:
+            tags.append("grade_change")
+        if new["dlt"] == "Y" and (old is None or old["dlt"] != "Y"):
+            tags.append("new_dlt")
+    elif table == "tumor_assessments" and kind == ADDED:
+        tags.append("new_scan")
+    return tags or ["updated"]
+
+
+def _describe(table: str, record: dict) -> str:
+    """A record in words, for a listing: what it is, not its key."""
+    r = {k: "" if v is None else v for k, v in record.items()}
+    if table == "adverse_events":
+        return f"{r['term']} (grade {r['grade']}{', DLT' if r['dlt'] == 'Y' else ''}), onset {r['onset_date']}"
+    if table == "lab_results":
+        return f"{r['test']} {r['value'] if r['value'] != '' else '<LLOQ'} {r['unit']} at {r['collected_at']}"
+    if table == "tumor_assessments":
+        return f"assessment {r['assessment_date']}: {r['overall_response'] or 'baseline'}"
+    if table == "administrations":
+        return f"{r['agent']} {r['dose']} {r['unit']} on {r['admin_date']}"
+    if table == "subjects":
+        return f"subject {record['subject_id']}"
+    if table == "dose_levels":
+        return f"level {record['level']} ({record['label']})"
+    return table
+
+
+def _value(value) -> str:
+    return "—" if value is None else str(value)
+
+
+def record_changes(changes: Changes) -> pd.DataFrame:
+    """One row per added, removed or changed record: its table, subject, what it is, what changed (old → new),
+    and the categories it counts in (``CATEGORIES``). The Changes page's listing and the banner's counts."""
+    rows = []
+    for table, tc in changes.tables.items():
+        items = [(ADDED, None, r) for r in tc.added] + [(REMOVED, r, None) for r in tc.removed] + [
+            (CHANGED, c["old"], c["new"]) for c in tc.changed]
+        for kind, old, new in items:
+            record = new if new is not None else old
+            fields = {c: (old[c], new[c]) for c in old if old[c] != new[c]} if kind == CHANGED else {}
+            rows.append({
+                "table": table, "change": kind, "subject_id": record.get("subject_id"),
+                "record": _describe(table, record),
+                "what_changed": "; ".join(f"{c} {_value(a)} → {_value(b)}" for c, (a, b) in fields.items()),
+                "categories": tuple(_categories(table, kind, old, new)),
+                "key": record_key(tc.key_columns, record),
+                "grade_change": f"{old['grade']}→{new['grade']}" if "grade" in fields and table == "adverse_events"
+                else "",
+                "grade": record.get("grade") if table == "adverse_events" else None,
+            })
+    return pd.DataFrame(rows, columns=["table", "change", "subject_id", "record", "what_changed", "categories", "key",
+                                       "grade_change", "grade"])
+
+
+def record_key(key_columns: tuple[str, ...], record: dict) -> dict:
+    return {c: record[c] for c in key_columns}
+
+
+@dataclass(frozen=True)
+class ChangeCount:
+    category: str
+    n: int
+    text: str  # "7 new AEs (2 of grade ≥3)"
+
+
+def summarise(records: pd.DataFrame) -> list[ChangeCount]:
+    """The banner's counts over :func:`record_changes` (already limited to the subjects a viewer may see)."""
+    counts = []
+    for category, one, several in CATEGORIES:
+        mine = records[records["categories"].map(lambda tags, c=category: c in tags)]
+        if mine.empty:
+            continue
+        n = len(mine)
+        text = f"+{n} {one if n == 1 else several}" if category == "new_subject" else f"{n} {one if n == 1 else several}"
+        if category == "new_ae":
+            severe = int((mine["grade"] >= GRADE_3).sum())
+            text += f" ({severe} of grade ≥{GRADE_3})" if severe else ""
+        if category == "grade_change":
+            moves = mine["grade_change"].value_counts()
+            text = ", ".join(f"{k} {'grade change' if k == 1 else 'grade changes'} {move}" for move, k in moves.items())
+        counts.append(ChangeCount(category, n, text))
+    return counts
+
+
+def in_category(records: pd.DataFrame, category: str | None) -> pd.DataFrame:
+    return records if not category else records[records["categories"].map(lambda tags: category in tags)]
+
+
+def subject_changes(changes: Changes, subject_id: str) -> str:
+    """What changed in one subject's records, in a few words ("" when nothing did): why they need re-review."""
+    records = record_changes(changes)
+    mine = records[records["subject_id"] == subject_id]
+    if mine.empty:
+        return ""
+    parts = [f"{len(g)} {table.replace('_', ' ')} {change}" for (table, change), g in mine.groupby(["table", "change"])]
+    details = [w for w in mine.loc[mine["change"] == CHANGED, "what_changed"] if w][:3]
+    return "; ".join(parts) + (f" ({' / '.join(details)})" if details else "")
+
+
+NEW, UPDATED = "new", "changed"  # how a listing marks a row since the compared cut
+
+
+def mark_rows(frame: pd.DataFrame, records: pd.DataFrame, table: str) -> pd.Series:
+    """For each row of a listing of ``table`` (holding the table's key columns): "new" if the record was added
+    since the compared cut, "changed" if it changed, else ""."""
+    mine = records[(records["table"] == table) & (records["change"] != REMOVED)]
+    if mine.empty or frame.empty:
+        return pd.Series("", index=frame.index, dtype=object)
+    key = [c for c in mine["key"].iloc[0] if c != "study_id"]
+    if not set(key) <= set(frame.columns):
+        return pd.Series("", index=frame.index, dtype=object)
+    marks = {tuple(str(r.key[c]) for c in key): NEW if r.change == ADDED else UPDATED for r in mine.itertuples()}
+    values = frame[key].astype(str).itertuples(index=False, name=None)
+    return pd.Series([marks.get(tuple(v), "") for v in values], index=frame.index, dtype=object)
+
+
+@dataclass(frozen=True)
+class ReviewChanges:
+    """A study's changes between two cuts, with their record listing: what the pages and the packet read."""
+
+    changes: Changes
+    records: pd.DataFrame  # record_changes(changes)
+
+
+def load_review_changes(db_from: Database, db_to: Database, study_id: str) -> ReviewChanges:
+    changes = load_changes(db_from, db_to, study_id)
+    return ReviewChanges(changes, record_changes(changes))

@@ -178,6 +178,10 @@ class Registry:
     def with_study(self, study_id: str) -> list[Cut]:
         return [c for c in self.cuts if study_id in c.studies]
 
+    def before(self, cut: Cut) -> list[Cut]:
+        """The cuts listed before ``cut``, oldest first."""
+        return [c for c in self.cuts if _order(c) < _order(cut)]
+
     def previous(self, cut: Cut, study_id: str) -> Cut | None:
         """The cut before ``cut`` that holds the study, or None."""
         earlier = [c for c in self.with_study(study_id) if _order(c) < _order(cut)]

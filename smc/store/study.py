@@ -38,6 +38,11 @@ class Study:
         return [d.level for d in self.levels]
 
 
+def study_subject_ids(db: Database, study_id: str) -> pd.DataFrame:
+    """The study's enrolled subjects in this cut (``subject_id``), in id order."""
+    return db.query("study_subjects", study_id=study_id)
+
+
 def study_ids(db: Database) -> list[str]:
     return [r["study_id"] for r in db.rows("studies")]
 

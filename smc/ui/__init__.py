@@ -10,6 +10,7 @@ import html
 import importlib
 import logging
 import pickle
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,15 @@ from smc import settings
 from smc.access import audit, permissions
 from smc.access.identity import Identity, load_roles
 from smc.access.scope import SubjectScope, subject_scope
+from smc.analysis.changes import ReviewChanges, load_review_changes, mark_rows, summarise
+from smc.decision_log import ledger, reviews
 from smc.outputs.csv_export import safe_csv
+from smc.store import cuts
+from smc.store.cuts import Cut, Registry
 from smc.store.db import Database
 from smc.store.study import Study, default_as_of, load_study, study_ids
 from smc.ui import sign_in
-from smc.ui.pages import SUBJECT_PAGE
+from smc.ui.pages import CHANGES_PAGE, SUBJECT_PAGE
 from smc.ui.text import md
 
 log = logging.getLogger("smc")
@@ -42,17 +47,26 @@ class PageContext:
     viewer: Identity
     scope: SubjectScope  # whose subject-level rows the viewer may see in this study
     access_log: Path
+    cut: Cut | None = None  # the data cut shown (None only in tests that build a context by hand)
+    since: Cut | None = None  # the cut "what changed" compares with: the last review's, else the previous one
+    since_db: Database | None = None
 
     def may(self, action: str) -> bool:
         return permissions.may(self.viewer.role, action)
 
 
 def database_path() -> Path:
-    return settings.db_path()
+    """The single file served (SMC_DB), else the registry's latest cut."""
+    single = settings.single_db()
+    if single:
+        return single
+    latest = open_registry().latest
+    return Path(latest.path) if latest else settings.cuts_dir() / "none.duckdb"
 
 
 def access_log_path() -> Path:
-    return audit.log_path(database_path())
+    single = settings.single_db()
+    return audit.log_path(single) if single else settings.cuts_dir() / cuts.ACCESS_FILE
 
 
 def may_open(viewer: Identity, page_key: str) -> bool:
@@ -72,9 +86,14 @@ def imports_dir() -> Path:
     return settings.import_dir()
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=settings.OPEN_CUTS_MAX)
 def _database(path: str) -> Database:
     return Database(path)
+
+
+def database(cut: Cut) -> Database:
+    """One cut's read-only database, shared by every session; at most ``open_cuts_max`` are kept open."""
+    return _database(cut.path)
 
 
 # Loaded data kept per loader: entries (study × as-of date × data cut file) and seconds. Every session reads the
@@ -147,18 +166,28 @@ def figure(builder, *args, **kwargs) -> go.Figure:
     return shared(builder, *args, **kwargs)
 
 
-def open_database() -> Database:
-    """The app's one read-only database; the demo is built first if it is missing."""
-    path = database_path()
-    if not path.is_file():
-        if path.resolve() != settings.DEMO_DB.resolve():
-            st.error(f"No database at {md(path)} (set by SMC_DB). Build one with "
+def open_registry() -> Registry:
+    """The cuts the app serves: the one file SMC_DB names, else the registry folder (the demo's three cuts are
+    built first if the default folder has none)."""
+    single = settings.single_db()
+    if single:
+        if not single.is_file():
+            st.error(f"No database at {md(single)} (set by SMC_DB). Build one with "
                      "`python -m smc import --csv DIR --db` and that path.")
             st.stop()
-        from smc.demo.build import build_demo
-        with st.spinner("Building the demo database (first start only)…"):
-            build_demo(path)
-    return _database(str(path))
+        return Registry.of_file(single)
+    folder = settings.cuts_dir()
+    registry = Registry.of_folder(folder)
+    if not registry.cuts:
+        if folder.resolve() != settings.DEMO_CUTS.resolve():
+            st.error(f"No data cut in {md(folder)} (set by SMC_CUTS). Add one with "
+                     "`python -m smc import --csv DIR --cuts` and that folder.")
+            st.stop()
+        from smc.demo.build import build_demo_cuts
+        with st.spinner("Building the demo's data cuts (first start only)…"):
+            build_demo_cuts(folder)
+        registry = Registry.of_folder(folder)
+    return registry
 
 
 def _parse_date(text: str | None) -> dt.date | None:
@@ -168,8 +197,48 @@ def _parse_date(text: str | None) -> dt.date | None:
         return None
 
 
-def sidebar(db: Database, viewer: Identity, access_log: Path) -> PageContext:
-    """Study picker (the studies the viewer's role may see) and as-of date, in sync with ``?study=…&as_of=…``."""
+def _pick_cut(registry: Registry) -> Cut:
+    """The sidebar's data cut (the latest unless the link names another), in sync with ``?cut=``."""
+    if len(registry.cuts) == 1:
+        return registry.cuts[0]
+    by_id = {c.short_id: c for c in registry.cuts}
+    if "cut" not in st.session_state:
+        wanted = st.query_params.get("cut")
+        found = registry.find(wanted)
+        if wanted and found is None:
+            st.sidebar.warning(f'Data cut "{md(wanted)}" from the link is not in the registry; showing the latest.')
+        st.session_state["cut"] = (found or registry.latest).short_id
+    ids = list(reversed(by_id))  # newest first
+    short = st.sidebar.selectbox("Data cut", ids, key="cut", format_func=lambda i: by_id[i].title,
+                                 help="Each transfer of the data is a cut of its own, kept as it was; the latest "
+                                      "is shown unless you pick another.")
+    return by_id[short]
+
+
+def _pick_since(registry: Registry, cut: Cut, study_id: str) -> Cut | None:
+    """The cut "what changed" compares with (``?since=``): by default the one the last SMC decision before this
+    cut was taken on, else the previous cut."""
+    earlier = [c for c in registry.before(cut) if study_id in c.studies]
+    if not earlier:
+        return None
+    default = reviews.comparison_cut(registry, cut, study_id) or earlier[-1]
+    by_id = {c.short_id: c for c in earlier}
+    key = f"since::{study_id}::{cut.short_id}"
+    if key not in st.session_state:
+        wanted = registry.find(st.query_params.get("since"))
+        st.session_state[key] = (wanted if wanted in earlier else default).short_id
+    short = st.sidebar.selectbox(
+        "Changes since", list(reversed(by_id)), key=key,
+        format_func=lambda i: by_id[i].title + (" (last review)" if by_id[i] == default else ""),
+        help="New and changed records are marked against this cut: by default the one the SMC last decided on.")
+    return by_id[short]
+
+
+def sidebar(registry: Registry, viewer: Identity, access_log: Path) -> PageContext:
+    """Data cut, study picker (the studies the viewer's role may see), as-of date and the cut changes are
+    compared with, in sync with ``?cut=…&study=…&as_of=…&since=…``."""
+    cut = _pick_cut(registry)
+    db = database(cut)
     every = study_ids(db)
     roles = load_roles(settings.roles_file())
     ids = [s for s in every if roles.may_see_study(viewer.role, s)]
@@ -181,35 +250,42 @@ def sidebar(db: Database, viewer: Identity, access_log: Path) -> PageContext:
     if wanted in every and wanted not in ids:
         sign_in.no_access(access_log, viewer, f"study {wanted}", f"the {viewer.role_title} role may not see study "
                           f"{wanted}.")
-    if "study" not in st.session_state:
+    if st.session_state.get("study") not in ids:
         if wanted and wanted not in ids:
-            st.sidebar.warning(f'Study "{md(wanted)}" from the link is not in this database; showing {md(ids[0])}.')
+            st.sidebar.warning(f'Study "{md(wanted)}" from the link is not in this data cut; showing {md(ids[0])}.')
         st.session_state["study"] = wanted if wanted in ids else ids[0]
     study_id = st.sidebar.selectbox("Study", ids, key="study")
     study = load_study(db, study_id)
-    cut = default_as_of(study)
+    cut_date = default_as_of(study)
 
-    key = f"as_of::{study_id}"
+    key = f"as_of::{study_id}::{cut.short_id}"
     if key not in st.session_state:
         link_date = params.get("as_of") if params.get("study", study_id) == study_id else None
         asked = _parse_date(link_date)
         if link_date and asked is None:
             st.sidebar.warning(f'"{md(params.get("as_of"))}" in the link is not a date (YYYY-MM-DD); '
-                               f"showing the data cut {cut}.")
-        elif asked and asked > cut:
-            st.sidebar.warning(f"{asked} is after the data cut; showing the data cut {cut}.")
+                               f"showing the data cut {cut_date}.")
+        elif asked and asked > cut_date:
+            st.sidebar.warning(f"{asked} is after the data cut; showing the data cut {cut_date}.")
         elif asked and asked < EARLIEST_AS_OF:
             st.sidebar.warning(f"{asked} is before {EARLIEST_AS_OF}, the earliest date the app shows; showing "
                                f"{EARLIEST_AS_OF}.")
-        st.session_state[key] = min(max(asked, EARLIEST_AS_OF), cut) if asked else cut
+        st.session_state[key] = min(max(asked, EARLIEST_AS_OF), cut_date) if asked else cut_date
     as_of = st.sidebar.date_input(
-        "As of", key=key, min_value=EARLIEST_AS_OF, max_value=cut, format="YYYY-MM-DD",
+        "As of", key=key, min_value=EARLIEST_AS_OF, max_value=cut_date, format="YYYY-MM-DD",
         help="Everything shown is what had happened by this date. It cannot pass the data cut: "
              "nothing after the cut has been collected.")
-    st.query_params.update({"study": study_id, "as_of": as_of.isoformat()})
-    st.sidebar.caption(f"Data cut {cut:%Y-%m-%d} · loaded {md(db.loaded_at)}")
+    since = _pick_since(registry, cut, study_id)
+    link = {"study": study_id, "as_of": as_of.isoformat()}
+    if len(registry.cuts) > 1:
+        link["cut"] = cut.short_id
+        if since is not None:
+            link["since"] = since.short_id
+    st.query_params.update(link)
+    st.sidebar.caption(f"Data cut {cut_date:%Y-%m-%d} · loaded {md(db.loaded_at)} · sha256 {cut.sha256[:12]}…")
     scope = subject_scope(db, study_id, viewer)
-    return PageContext(db, study, as_of, viewer, scope, access_log)
+    return PageContext(db, study, as_of, viewer, scope, access_log, cut, since,
+                       database(since) if since is not None else None)
 
 
 def banner(ctx: PageContext) -> None:
@@ -217,6 +293,99 @@ def banner(ctx: PageContext) -> None:
     if ctx.as_of < cut:
         st.info(f"Viewing **{md(ctx.study.study_id)}** as of **{ctx.as_of:%Y-%m-%d}**, before the data cut "
                 f"{cut:%Y-%m-%d}: later events are hidden.", icon="🕰️")
+    changes_banner(ctx)
+
+
+def review_changes(ctx: PageContext) -> ReviewChanges | None:
+    """The study's changes from the compared cut to the one shown (None: no earlier cut), computed once per
+    pair of cuts and shared by every session."""
+    if ctx.since_db is None:
+        return None
+    return cached(load_review_changes, ctx.since_db, ctx.db, ctx.study.study_id)
+
+
+def changed_records(ctx: PageContext) -> pd.DataFrame | None:
+    """:func:`review_changes`' records limited to what this viewer may see (study-level records for everyone;
+    a subject's only within the subject scope)."""
+    found = review_changes(ctx)
+    if found is None:
+        return None
+    records = found.records
+    if ctx.scope.whole_study:
+        return records
+    of_subject = records["subject_id"].notna()
+    allowed = ctx.scope.rows(records[of_subject], "subject_id") if not ctx.scope.nothing else records.iloc[0:0]
+    return pd.concat([records[~of_subject], allowed])
+
+
+def changes_url(ctx: PageContext, category: str | None = None) -> str:
+    """A link to the Changes page for this study and pair of cuts, showing one category of change."""
+    params = {k: v for k, v in st.query_params.to_dict().items() if k in ("study", "cut", "since", "as_of")}
+    if category:
+        params["show"] = category
+    return f"{CHANGES_PAGE}?{urlencode(params)}"
+
+
+def changes_banner(ctx: PageContext) -> None:
+    """Every page's short account of what changed since the compared cut, each count a link to its list."""
+    records = changed_records(ctx)
+    if records is None:
+        return
+    since = f"**{md(ctx.since.title)}**"
+    counts = summarise(records)
+    if not counts:
+        st.caption(f":material/check_circle: No change to {md(ctx.study.study_id)}'s records since {since}.")
+        return
+    linked = permissions.may_open(ctx.viewer.role, "changes")
+    parts = [f"[{md(c.text)}]({changes_url(ctx, c.category)})" if linked else md(c.text) for c in counts]
+    st.info(f"Since {since}: " + ", ".join(parts) + ".", icon=":material/difference:")
+
+
+def marked(ctx: PageContext, frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """A listing with a first column "Since last review" (new / changed / empty) when there is a compared cut."""
+    records = changed_records(ctx)
+    if records is None or frame.empty:
+        return frame
+    return frame.assign(since_review=mark_rows(frame, records, table))[["since_review", *frame.columns]]
+
+
+def review_status(ctx: PageContext, registry: Registry, subject_ids: list[str], marks: list) -> pd.DataFrame:
+    """Each subject's review status on the cut shown (:func:`reviews.review_status`), the changes since each
+    cut a mark was made on computed once per pair of cuts."""
+    def changes_since(sha256: str):
+        marked_on = registry.by_sha(sha256)
+        if marked_on is None:
+            return None
+        return cached(load_review_changes, database(marked_on), ctx.db, ctx.study.study_id).changes
+
+    return reviews.review_status(subject_ids, marks, ctx.cut, changes_since)
+
+
+def mark_reviewed(ctx: PageContext, subject_ids: list[str], record_table: str = "", record_key: dict | None = None,
+                  ) -> None:
+    """Store the viewer's review marks on the cut shown, then draw the page again with the outcome."""
+    try:
+        n = reviews.mark(ledger.log_path(ctx.db.path), ctx.study.study_id, subject_ids, ctx.cut, ctx.viewer,
+                         record_table, record_key)
+        st.session_state["_review_outcome"] = ("success", f"Marked {n} as reviewed on {ctx.cut.title}, by "
+                                               f"{ctx.viewer.name}.")
+    except reviews.MarkRefused as exc:
+        st.session_state["_review_outcome"] = ("error", f"Not marked: {exc}.")
+    except (OSError, sqlite3.Error) as exc:
+        log.exception("review mark failed")
+        st.session_state["_review_outcome"] = ("error", f"Not marked: the store could not be written ({exc}).")
+    st.rerun()
+
+
+def show_review_outcome() -> None:
+    outcome = st.session_state.pop("_review_outcome", None)
+    if outcome:
+        (st.success if outcome[0] == "success" else st.error)(md(outcome[1]))
+
+
+SINCE_REVIEW_COLUMN = st.column_config.TextColumn(
+    "Since last review", help="new: not in the compared data cut; changed: some field differs (the Changes page "
+                              "says which)")
 
 
 def subject_rows(ctx: PageContext, frame: pd.DataFrame, column: str = "subject_id") -> pd.DataFrame:

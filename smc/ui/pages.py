@@ -26,12 +26,14 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("biomarkers", "views/biomarkers.py", "Biomarkers", ":material/science:", "biomarkers"),
     PageSpec("survival", "views/survival.py", "Survival", ":material/timeline:", "survival"),
     PageSpec("enrollment", "views/enrollment.py", "Enrollment", ":material/group_add:", "enrollment"),
+    PageSpec("changes", "views/changes.py", "Changes", ":material/difference:", "changes"),
     PageSpec("explore", "views/explore.py", "Explore", ":material/query_stats:", "explore"),
     PageSpec("import", "views/import_sdtm.py", "Import SDTM", ":material/upload_file:", "import"),
     PageSpec("subject", "views/subject.py", "Subject profile", ":material/person:", "subject"),
 )
 _BY_KEY = {p.key: p for p in PAGES}
 SUBJECT_PAGE = _BY_KEY["subject"].url_path  # the subject profile, linked from every listing
+CHANGES_PAGE = _BY_KEY["changes"].url_path  # what changed since the last review, linked from every page's banner
 
 
 def page(key: str) -> PageSpec:
