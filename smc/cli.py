@@ -10,6 +10,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from smc import settings
 from smc.ingest import load
 from smc.settings import DEMO_DB
 
@@ -36,37 +37,98 @@ def _print_problems(problems: list[load.Problem]) -> None:
 
 def cmd_import(args) -> int:
     source = args.csv or args.sdtm
-    try:
+
+    def write(db_path):
         if args.sdtm:
             from smc.ingest.sdtm import import_sdtm
 
-            warnings, counts = import_sdtm(args.sdtm, args.db, args.mapping)
+            return import_sdtm(args.sdtm, db_path, args.mapping)
+        return load.import_csv_dir(args.csv, db_path), None
+
+    try:
+        if args.db:
+            warnings, counts = write(args.db)
+            into = args.db
         else:
-            warnings = load.import_csv_dir(args.csv, args.db)
-            counts = None
+            from smc.ingest.register import add_cut
+
+            cut, (warnings, counts) = add_cut(args.cuts, write, args.label)
+            into = f"{cut.path} (a new cut of {args.cuts}: {cut.title}, sha256 {cut.sha256})"
     except load.ImportFailed as failed:
         _print_problems(failed.problems)
         n = sum(p.severity == load.ERROR for p in failed.problems)
-        print(f"import refused: {n} error(s); {args.db} was not changed", file=sys.stderr)
+        kept = args.db or f"no cut of {args.cuts}"
+        print(f"import refused: {n} error(s); {kept} was not changed", file=sys.stderr)
         return EXIT_INVALID
     _print_problems(warnings)
     if counts:
         print(", ".join(f"{table} {n}" for table, n in counts.items()), file=sys.stderr)
-    print(f"imported {source} into {args.db} ({len(warnings)} warning(s))", file=sys.stderr)
+    print(f"imported {source} into {into} ({len(warnings)} warning(s))", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_build_demo(args) -> int:
-    from smc.demo.build import build_demo
+    from smc.demo.build import build_demo, build_demo_cuts
+    from smc.store.cuts import list_cuts
 
+    scale = f", scale {args.scale}" if args.scale > 1 else ""
+    if not args.db and list_cuts(args.cuts):
+        print(f"error: {args.cuts} holds data cuts already; the demo's cuts go into an empty registry "
+              "(a registry is never rewritten)", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        warnings = build_demo(args.db, args.seed, args.scale)
+        if args.db:
+            warnings = build_demo(args.db, args.seed, args.scale)
+            print(f"demo data (seed {args.seed}{scale}) written to {args.db}", file=sys.stderr)
+        else:
+            added, warnings = build_demo_cuts(args.cuts, args.seed, args.scale)
+            for cut in added:
+                print(f"{cut.title}: {cut.path}", file=sys.stderr)
+            print(f"demo data (seed {args.seed}{scale}): {len(added)} cuts added to {args.cuts}", file=sys.stderr)
     except load.ImportFailed as failed:  # a bug in the simulation, not user input
         _print_problems(failed.problems)
         return EXIT_INVALID
     _print_problems(warnings)
-    scale = f", scale {args.scale}" if args.scale > 1 else ""
-    print(f"demo data (seed {args.seed}{scale}) written to {args.db}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_cuts_list(args) -> int:
+    from smc.store.cuts import list_cuts
+
+    found = list_cuts(args.cuts)
+    if args.json:
+        json.dump([c.as_json() for c in found], sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return EXIT_OK
+    for c in found:
+        print(f"{c.cut_date}  {c.label}  {c.source}  sha256 {c.sha256}  loaded {c.loaded_at_utc}  {c.path}")
+    print(f"{len(found)} data cut(s) in {args.cuts}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    """What changed in one study from one cut to another: added, removed and changed records, field by field."""
+    from smc.analysis.changes import load_changes, record_changes, summarise
+    from smc.store.db import Database
+
+    for path in (args.db_from, args.db_to):
+        if not Path(path).is_file():
+            print(f"error: no database at {path}", file=sys.stderr)
+            return EXIT_USAGE
+    db_from, db_to = Database(args.db_from), Database(args.db_to)
+    if not any(r["study_id"] == args.study for r in db_to.rows("studies") + db_from.rows("studies")):
+        print(f"error: no study {args.study} in {args.db_from} or {args.db_to}", file=sys.stderr)
+        return EXIT_USAGE
+    changes = load_changes(db_from, db_to, args.study)
+    if args.json:
+        json.dump(changes.as_json(), sys.stdout, indent=2, default=str, ensure_ascii=False)
+        print()
+        return EXIT_OK
+    for table, tc in changes.tables.items():
+        print(f"{table}: {len(tc.added)} added, {len(tc.removed)} removed, {len(tc.changed)} changed"
+              + (f"; {len(tc.duplicate_keys)} duplicate key(s)" if tc.duplicate_keys else ""))
+    counts = summarise(record_changes(changes))
+    print("summary: " + (", ".join(c.text for c in counts) if counts else "no change"))
     return EXIT_OK
 
 
@@ -244,7 +306,7 @@ def _print_chain_heads(db_path: str, study_id: str | None) -> int:
     if study_id and not records:
         print(f"{study_id}: 0 record(s), no chain head yet")
     keyed = sum(r.hash_kind in (ledger.KEYED, ledger.SIGNED) for r in records)
-    keying = (f"{keyed} keyed with {settings.decision_log_key_file()}" if keyed else "none keyed yet") + (
+    keying = (f"{keyed} keyed with {settings.decision_log_key_file(path)}" if keyed else "none keyed yet") + (
         f", {len(records) - keyed} from before keying (SHA-256 only)" if keyed < len(records) else "")
     print(f"{path}: intact ({len(records)} record(s)); {keying}", file=sys.stderr)
     return EXIT_OK
@@ -345,10 +407,13 @@ def parser() -> argparse.ArgumentParser:
     source.add_argument("--csv", help="directory of <table>.csv files")
     source.add_argument("--sdtm", help="directory of SDTM datasets (.xpt or .csv: DM, EX, AE, ...)")
     imp.add_argument("--mapping", help="SDTM mapping file (TOML; default DIR/mapping.toml)")
-    imp.add_argument("--db", default=str(DEMO_DB), help="database file to create or replace")
+    _cuts_or_db(imp, "add the import as a new data cut of this registry", "write this one database file instead "
+                "(created or replaced)")
+    imp.add_argument("--label", help="the new cut's label (default: its source and cut date)")
     imp.set_defaults(func=cmd_import)
-    demo = sub.add_parser("build-demo", help="simulate the three seed trials into a database")
-    demo.add_argument("--db", default=str(DEMO_DB))
+    demo = sub.add_parser("build-demo", help="simulate the three seed trials: three successive data cuts")
+    _cuts_or_db(demo, "an empty registry to add the demo's three cuts to",
+                f"write only the final cut, as one database file (e.g. {DEMO_DB})")
     demo.add_argument("--seed", type=int, default=2024)
     demo.add_argument("--scale", type=_positive, default=1,
                       help="add portfolio studies: about 0.37×N studies and 100×N subjects (1: the three seed trials)")
@@ -358,7 +423,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--format", choices=("xpt", "csv"), default="xpt")
     bench.set_defaults(func=cmd_bench_import)
     perf = sub.add_parser("bench", help="time every page for the biggest and a typical study")
-    perf.add_argument("--db", default=str(DEMO_DB))
+    _cuts_or_db(perf)
     perf.add_argument("--runs", type=_positive, default=5, help="runs per measurement; the median is shown")
     perf.add_argument("--browser", action="store_true",
                       help="also time Chromium from navigation to every chart drawn, and server memory")
@@ -367,10 +432,10 @@ def parser() -> argparse.ArgumentParser:
     perf.add_argument("--pages", help="comma-separated page names (default: all)")
     perf.set_defaults(func=cmd_bench)
     cons = sub.add_parser("bench-console", help="peak memory and stop time of hostile SQL console queries")
-    cons.add_argument("--db", default=str(DEMO_DB))
+    _cuts_or_db(cons)
     cons.set_defaults(func=cmd_bench_console)
     rep = sub.add_parser("report", help="print a study's numbers as of a date")
-    rep.add_argument("--db", default=str(DEMO_DB))
+    _cuts_or_db(rep)
     rep.add_argument("--study", required=True)
     rep.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default: the study's data cut)")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
@@ -386,7 +451,7 @@ def parser() -> argparse.ArgumentParser:
     dec = sub.add_parser("decisions", help="record, list and verify the SMC's dose decisions; print the chain heads")
     dec_sub = dec.add_subparsers(dest="action", required=True)
     add = dec_sub.add_parser("add", help="record one decision (validated as on the Escalation page)")
-    add.add_argument("--db", default=str(DEMO_DB), help="the trial database the decision was taken on")
+    _cuts_or_db(add, db_help="the trial database the decision was taken on")
     add.add_argument("--study", required=True)
     add.add_argument("--level", type=int, required=True, help="dose level number")
     add.add_argument("--decision", required=True, help="enroll, wait, escalate, de-escalate, declare_mtd, "
@@ -405,19 +470,62 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--supersedes", type=int, default=None, help="id of the record this one corrects")
     add.set_defaults(func=cmd_decisions_add)
     lst = dec_sub.add_parser("list", help="a study's decisions, oldest first")
-    lst.add_argument("--db", default=str(DEMO_DB))
+    _cuts_or_db(lst)
     lst.add_argument("--study", required=True)
     lst.add_argument("--json", action="store_true", help="print the records as a JSON list")
     lst.set_defaults(func=cmd_decisions_list)
     ver = dec_sub.add_parser("verify", help="check every study's hash chain (exit 3 when broken)")
-    ver.add_argument("--db", default=str(DEMO_DB))
+    _cuts_or_db(ver)
     ver.set_defaults(func=cmd_decisions_verify)
     head = dec_sub.add_parser("head", help="each study's record count and chain head, for the minutes "
                               "(checked first: exit 3 when broken)")
-    head.add_argument("--db", default=str(DEMO_DB))
+    _cuts_or_db(head)
     head.add_argument("--study", default=None, help="one study (default: every study in the log)")
     head.set_defaults(func=cmd_decisions_head)
+    cuts = sub.add_parser("cuts", help="the registry of data cuts")
+    cuts_sub = cuts.add_subparsers(dest="action", required=True)
+    cl = cuts_sub.add_parser("list", help="the registry's data cuts, oldest first")
+    cl.add_argument("--cuts", default=str(settings.cuts_dir()), help="the registry's folder (default: SMC_CUTS)")
+    cl.add_argument("--json", action="store_true", help="print a JSON list of objects, oldest first")
+    cl.set_defaults(func=cmd_cuts_list)
+    diff = sub.add_parser("diff", help="what changed in a study between two data cuts, record by record")
+    diff.add_argument("--db-from", required=True, help="the earlier data cut (a DuckDB file)")
+    diff.add_argument("--db-to", required=True, help="the later data cut")
+    diff.add_argument("--study", required=True)
+    diff.add_argument("--json", action="store_true",
+                      help='print {"tables": {table: {"added": [...], "removed": [...], "changed": [...]}}}')
+    diff.set_defaults(func=cmd_diff)
     return p
+
+
+def _cuts_or_db(command: argparse.ArgumentParser, cuts_help: str | None = None,
+                db_help: str = "one database file instead of a registry") -> None:
+    """--cuts DIR (default: the settings' registry, SMC_CUTS) or --db FILE; a command reading one cut (no
+    ``cuts_help`` of its own) also takes --cut."""
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--cuts", default=None, metavar="DIR", help=f"{cuts_help or 'the registry folder to read'} "
+                       f"(default: {settings.cuts_dir()})")
+    where.add_argument("--db", default=None, metavar="FILE", help=db_help)
+    if cuts_help is None:
+        command.add_argument("--cut", default=None, help="with --cuts: the cut's label, file name or SHA-256 "
+                             "(its first 12 hex digits do); default: the latest")
+
+
+def _resolve_cut(args) -> str | None:
+    """For a command reading one cut: set ``args.db`` from ``--cuts``/``--cut``; an error message, or None."""
+    from smc.store.cuts import Registry
+
+    args.cuts = args.cuts or str(settings.cuts_dir())
+    if args.db or not hasattr(args, "cut"):
+        return None
+    registry = Registry.of_folder(args.cuts)
+    if not registry.cuts:
+        return f"no data cut in {args.cuts} (add one with python -m smc import ... --cuts {args.cuts})"
+    cut = registry.find(args.cut) if args.cut else registry.latest
+    if cut is None:
+        return f"no data cut {args.cut!r} in {args.cuts} (python -m smc cuts list --cuts {args.cuts})"
+    args.db = cut.path
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,4 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if getattr(args, "mapping", None) and not getattr(args, "sdtm", None):
         p.error("--mapping goes with --sdtm (a contract CSV import needs no mapping)")
+    if hasattr(args, "db") and args.func is not cmd_diff and (problem := _resolve_cut(args)):
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     return args.func(args)

@@ -101,8 +101,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("signature_max_auth_age_s", 300, "a decision is signed only within this long of typing the password "
             "at the provider (auth_time)", "SMC_SIGNATURE_MAX_AUTH_AGE_S"),
     # Decision log
-    Setting("decision_log_key_file", lambda: store_dir() / ".decision_log.key",
-            "the secret that keys the decision log's hash chain (HMAC-SHA-256); kept outside the log",
+    Setting("decision_log_key_file", Path(".decision_log.key"),
+            "the secret that keys the decision log's hash chain (HMAC-SHA-256); kept outside the log (default: "
+            "this name beside the log, in the registry's folder)",
             "SMC_DECISION_LOG_KEY_FILE"),
     Setting("decision_log_busy_timeout_s", 30, "a writer waits this long for another process's append to finish"),
     Setting("decision_text_max_chars", 5_000, "longest rationale, attendee list or name a decision may hold"),
@@ -156,8 +157,13 @@ def import_dir() -> Path:
     return setting("import_dir").value()
 
 
-def decision_log_key_file() -> Path:
-    return setting("decision_log_key_file").value()
+def decision_log_key_file(log: Path | None = None) -> Path:
+    """The decision log's key: SMC_DECISION_LOG_KEY_FILE, else ``.decision_log.key`` beside ``log`` (the
+    registry's or single file's log), else in :func:`store_dir`."""
+    path = setting("decision_log_key_file").value()
+    if path.is_absolute():
+        return path
+    return (log.parent if log is not None else store_dir()) / path
 
 
 def roles_file() -> Path:

@@ -161,10 +161,13 @@ CATEGORIES = (
     ("new_dlt", "new DLT", "new DLTs"),
     ("death", "death", "deaths"),
     ("new_scan", "new tumor assessment", "new tumor assessments"),
+    ("new_dose", "new administration", "new administrations"),
+    ("new_lab", "new lab result", "new lab results"),
     ("removed", "record removed", "records removed"),
-    ("updated", "other record updated", "other records updated"),
+    ("updated", "other change", "other changes"),
 )
 GRADE_3 = 3  # "of grade ≥3" in the banner
+_ADDED_CATEGORY = {"tumor_assessments": "new_scan", "administrations": "new_dose", "lab_results": "new_lab"}
 
 
 def _categories(table: str, kind: str, old: dict | None, new: dict | None) -> list[str]:
@@ -183,8 +186,8 @@ def _categories(table: str, kind: str, old: dict | None, new: dict | None) -> li
             tags.append("grade_change")
         if new["dlt"] == "Y" and (old is None or old["dlt"] != "Y"):
             tags.append("new_dlt")
-    elif table == "tumor_assessments" and kind == ADDED:
-        tags.append("new_scan")
+    elif kind == ADDED and table in _ADDED_CATEGORY:
+        tags.append(_ADDED_CATEGORY[table])
     return tags or ["updated"]
 
 

@@ -381,7 +381,7 @@ def append(path: str | Path, draft: Draft, dose: DoseDecision, data_source: str,
     if errors:
         raise Refused(errors)
     try:
-        return _append(Path(path), draft, dose, data_source, now, key_file or settings.decision_log_key_file())
+        return _append(Path(path), draft, dose, data_source, now, key_file or settings.decision_log_key_file(Path(path)))
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise  # busy for longer than settings.DECISION_LOG_BUSY_TIMEOUT_S: not a damaged file
@@ -463,7 +463,7 @@ def approve(path: str | Path, study_id: str, record_id: int, signer: Identity, n
     errors = signer_problems(signer, "approve_decision", now)
     if errors:
         raise Refused(errors)
-    key_file = key_file or settings.decision_log_key_file()
+    key_file = key_file or settings.decision_log_key_file(Path(path))
     try:
         with contextlib.closing(_connect(path, create=True)) as con:
             con.execute("BEGIN IMMEDIATE")  # the approval problems are judged under the write lock
@@ -609,7 +609,7 @@ def check(path: str | Path, key_file: Path | None = None) -> tuple[list[Decision
     except sqlite3.DatabaseError as exc:
         raise LogUnreadable(f"{path} is not a readable decision log: {exc}") from None
     keyed = [r for r in rows if r["hash_kind"] in (KEYED, SIGNED)]
-    key_file = key_file or settings.decision_log_key_file()
+    key_file = key_file or settings.decision_log_key_file(Path(path))
     key = read_key(key_file) if keyed else None
     if keyed and key is None:
         raise KeyUnavailable(f"{_missing_key(key_file)} ({len(keyed)} record(s) of {path.name}, from "
