@@ -132,6 +132,20 @@ def cmd_diff(args) -> int:
     return EXIT_OK
 
 
+def _last_review(args, db):
+    """With --cuts: the compared cut of the study's last review (else the previous cut), opened; else None."""
+    from smc.decision_log.reviews import comparison_cut
+    from smc.store.cuts import Registry, is_registered
+    from smc.store.db import Database
+
+    if not is_registered(db.path):
+        return None
+    registry = Registry.of_folder(Path(db.path).parent)
+    shown = registry.find(Path(db.path).name)
+    since = comparison_cut(registry, shown, args.study) if shown else None
+    return Database(since.path) if since else None
+
+
 def cmd_report(args) -> int:
     from smc.outputs.report import build_report
     from smc.store.db import Database
@@ -148,7 +162,7 @@ def cmd_report(args) -> int:
     if args.html:
         from smc.outputs.packet import build_packet
 
-        text = build_packet(db, args.study, args.as_of)
+        text = build_packet(db, args.study, args.as_of, since=_last_review(args, db))
         try:
             Path(args.html).write_text(text, encoding="utf-8")
         except OSError as exc:

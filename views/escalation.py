@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from smc import settings, ui
+from smc.analysis.changes import mark_rows, recommendation_since
 from smc.analysis.dose_decision import (
     LEVEL_TABLE_NOTE,
     counted_dlts,
@@ -32,7 +33,7 @@ st.caption(f"{md(study.design)} · DLT window {study.dlt_window_days} days from 
 
 st.download_button(
     "Meeting packet (HTML)",
-    data=lambda: build_packet(ctx.db, study.study_id, ctx.as_of, scope=ctx.scope).encode("utf-8"),
+    data=lambda: build_packet(ctx.db, study.study_id, ctx.as_of, scope=ctx.scope, since=ctx.since_db).encode("utf-8"),
     file_name=f"{study.study_id}_smc_packet_{ctx.as_of}.html", mime="text/html", on_click="ignore",
     key="packet_download", icon=":material/description:",
     help="One self-contained file for the minutes: every section as of this date, and the decision log. "
@@ -47,6 +48,9 @@ with protocol.container(border=True):
     if rec.mtd_level is not None:
         st.markdown(f"**MTD: {md(study.label(rec.mtd_level))}** (level {rec.mtd_level})")
     st.markdown(md(rec.reason))
+    if ctx.since_db is not None and (records := ui.changed_records(ctx)) is not None:
+        changed, why = recommendation_since(ui.since_decision(ctx), decision, records)
+        (st.warning if changed else st.caption)(f"**Since {md(ctx.since.title)}:** {md(why)}")
 with second.container(border=True):
     st.markdown(f"##### BOIN advice (target DLT rate {advice.target:.0%}) — advice only")
     st.markdown(f"**{advice.advice}** {md(study.label(advice.to_level)) if advice.to_level is not None else ''}")
@@ -75,9 +79,12 @@ elif (mine := ui.subject_view(ctx, lanes.lanes)) is not None:  # the lanes this 
         shown = shown[shown["phase"] == phase]
     shown = ui.paged(shown, key="swimlane_page")
     drawn = set(shown["subject_id"])
+    drawn_aes = lanes.adverse_events[lanes.adverse_events["subject_id"].isin(drawn)]
+    records = ui.changed_records(ctx)
+    new_aes = drawn_aes[mark_rows(drawn_aes, records, "adverse_events") != ""] if records is not None else None
     figure = ui.figure(swimlanes, shown, *(frame[frame["subject_id"].isin(drawn)] for frame in
                        (lanes.administrations, lanes.adverse_events, lanes.assessments)),
-                       study.dlt_window_days, ctx.as_of, calendar=calendar)
+                       study.dlt_window_days, ctx.as_of, calendar=calendar, changed_events=new_aes)
     event = st.plotly_chart(figure, key="swimlanes", on_select="rerun", selection_mode="points")
     points = (event or {}).get("selection", {}).get("points", [])
     # customdata holds the id as plotly text (charts.style.plain): unescaped, it is the id again

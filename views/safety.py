@@ -64,7 +64,8 @@ LISTING_CONFIG = {
     "onset_date": st.column_config.DateColumn("Onset", format="YYYY-MM-DD"),
     "end_date": st.column_config.DateColumn("End", format="YYYY-MM-DD"),
     "term": "Term", "soc": "SOC", "grade": "Grade", "serious": "Serious", "related": "Related", "dlt": "DLT",
-    "outcome": "Outcome", "action_taken": "Action taken"}
+    "outcome": "Outcome", "action_taken": "Action taken", "ae_seq": "AE seq", "ae_spid": "Sponsor AE id",
+    "since_review": ui.SINCE_REVIEW_COLUMN}
 listings = safety_view.listings
 for tab, (name, frame) in zip(st.tabs([f"{name} ({len(f)})" for name, f in listings.items()]), listings.items()):
     with tab:
@@ -74,6 +75,6 @@ for tab, (name, frame) in zip(st.tabs([f"{name} ({len(f)})" for name, f in listi
             continue
         if (rows := ui.subject_view(ctx, frame)) is None:
             continue
-        st.dataframe(ui.with_subject_links(rows, ctx), hide_index=True, column_config=LISTING_CONFIG,
-                     key=f"listing_{slug}")
+        st.dataframe(ui.with_subject_links(ui.marked(ctx, rows, "adverse_events"), ctx), hide_index=True,
+                     column_config=LISTING_CONFIG, key=f"listing_{slug}")
         ui.download_csv(rows, f"{study.study_id}_{slug}_{ctx.as_of}.csv", key=f"listing_{slug}_csv")

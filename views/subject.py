@@ -83,12 +83,13 @@ else:
                               "drawn at LLOQ/2)"), key="labs")
 
     with st.expander(f"Adverse events ({len(profile.adverse_events)})", expanded=True):
-        st.dataframe(profile.adverse_events.assign(
+        st.dataframe(ui.marked(ctx, profile.adverse_events.assign(
             treatment_emergent=profile.adverse_events["treatment_emergent"].map({True: "TEAE", False: "baseline"})),
-            hide_index=True, key="subject_aes",
-            column_order=["day", "onset_date", "end_date", "term", "soc", "grade", "serious", "related", "dlt",
+            "adverse_events"), hide_index=True, key="subject_aes",
+            column_order=["since_review", "day", "onset_date", "end_date", "term", "soc", "grade", "serious", "related", "dlt",
                           "outcome", "action_taken", "treatment_emergent"],
-            column_config={"day": st.column_config.NumberColumn("Day", help="Days from the first dose of any study "
+            column_config={"since_review": ui.SINCE_REVIEW_COLUMN,
+                           "day": st.column_config.NumberColumn("Day", help="Days from the first dose of any study "
                                                                 "treatment (0 = that day)"),
                            "onset_date": st.column_config.DateColumn("Onset", format="YYYY-MM-DD"),
                            "end_date": st.column_config.DateColumn("End", format="YYYY-MM-DD"),
@@ -101,3 +102,4 @@ else:
     with st.expander(f"Tumor assessments ({len(profile.assessments)})"):
         st.dataframe(profile.assessments.drop(columns=["subject_id"]), hide_index=True, key="subject_scans")
         st.caption("Investigator time-point responses as recorded (the baseline has none).")
+    ui.review_section(ctx, subject_id, profile.adverse_events)

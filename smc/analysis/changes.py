@@ -310,3 +310,23 @@ class ReviewChanges:
 def load_review_changes(db_from: Database, db_to: Database, study_id: str) -> ReviewChanges:
     changes = load_changes(db_from, db_to, study_id)
     return ReviewChanges(changes, record_changes(changes))
+
+
+def recommendation_since(before, now, records: pd.DataFrame) -> tuple[bool, str]:
+    """Whether the protocol rule's recommendation changed from ``before`` (a DoseDecision on the compared cut, at
+    its data cut) to ``now``, and why in words: the old and new calls, and the changes that feed the rule (new
+    DLTs, grade changes, subjects enrolled, AEs removed)."""
+    def call(d) -> str:
+        rec = d.assessment.recommendation
+        level = rec.to_level if rec.to_level is not None else rec.mtd_level
+        return rec.action + (f" {d.study.label(level)}" if level is not None else "")
+
+    old, new = call(before), call(now)
+    feeding = [c for c in summarise(records) if c.category in ("new_dlt", "grade_change", "new_subject", "removed")]
+    dlts = in_category(records, "new_dlt")
+    detail = "; ".join(f"{r.subject_id}: {r.record}" for r in dlts.itertuples())
+    why = ", ".join(c.text for c in feeding) + (f" ({detail})" if detail else "")
+    if old == new:
+        return False, f"Unchanged since the compared cut: {new}." + (f" Changes since: {why}." if why else "")
+    return True, (f"Changed since the compared cut: it was {old} ({before.assessment.recommendation.reason}); it is "
+                  f"now {new}." + (f" What changed: {why}." if why else ""))

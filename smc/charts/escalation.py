@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from smc.charts.style import (
     ACTION_COLORS,
+    CHANGED_COLOR,
     DLT_COLOR,
     GRADE_COLORS,
     RESPONSE_COLORS,
@@ -36,13 +37,14 @@ def _lane_text(lanes: pd.DataFrame) -> list[str]:
 
 def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events: pd.DataFrame,
               assessments: pd.DataFrame, dlt_window_days: int, as_of: dt.date,
-              calendar: bool = False) -> go.Figure:
+              calendar: bool = False, changed_events: pd.DataFrame | None = None) -> go.Figure:
     """One lane per subject, grouped by dose level (lowest at the bottom).
 
     x is days from the subject's first dose of the agent, or calendar dates
     (with the as-of date as a line). Each lane shows its follow-up, the DLT
     window band, doses as ticks, AEs by CTCAE grade, DLTs as red stars,
-    RECIST responses, off study and death. ``customdata[0]`` of every point
+    RECIST responses, off study and death; ``changed_events`` (AEs new or changed since the compared data cut) are
+    ringed. ``customdata[0]`` of every point
     is the subject id as plotly text (style.plain; html.unescape gives the id),
     so a click can open the subject.
     """
@@ -55,6 +57,8 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
     fig.add_trace(_dlt_window_bars(dosed, y_of, dlt_window_days, calendar))
     fig.add_traces(_dose_marks(administrations, y_of, calendar))
     fig.add_traces(_adverse_event_marks(adverse_events, y_of, calendar))
+    if changed_events is not None and not changed_events.empty:
+        fig.add_trace(_changed_marks(changed_events, y_of, calendar))
     fig.add_traces(_response_marks(assessments, y_of, calendar))
     fig.add_traces(_exit_marks(lanes, y_of, calendar))
 
@@ -140,6 +144,18 @@ def _adverse_event_marks(adverse_events: pd.DataFrame, y_of: dict[str, int], cal
             marker=dict(symbol="star", size=20, color=DLT_COLOR, line=dict(width=1.5, color="black")),
             customdata=plain_each(dlts[ae_data]), hovertemplate="<b>DLT</b> " + ae_hover))
     return traces
+
+
+def _changed_marks(events: pd.DataFrame, y_of: dict[str, int], calendar: bool) -> go.Scatter:
+    """A ring around each AE that is new or changed since the compared data cut."""
+    events = events[events.subject_id.isin(y_of)]
+    return go.Scatter(
+        x=_x(events, "day", "onset_date", calendar), y=events.subject_id.map(y_of) + 0.22, mode="markers",
+        name="New or changed since the compared cut",
+        marker=dict(symbol="circle-open", size=20, color=CHANGED_COLOR, line=dict(width=2.5)),
+        customdata=plain_each(events[["subject_id", "term", "grade"]]),
+        hovertemplate="%{customdata[0]}: %{customdata[1]} (grade %{customdata[2]})<br>new or changed since the "
+                      "compared data cut<extra></extra>")
 
 
 def _response_marks(assessments: pd.DataFrame, y_of: dict[str, int], calendar: bool) -> list[go.Scatter]:

@@ -17,6 +17,7 @@ from smc import settings
 # CTCAE grade 1..5: green, amber, orange, dark red, black.
 GRADE_COLORS = {1: "#4daf4a", 2: "#e6ab02", 3: "#f46d43", 4: "#a50026", 5: "#1a1a1a"}
 DLT_COLOR = "#d7191c"
+CHANGED_COLOR = "#e7298a"  # new or changed since the compared data cut: a colour no grade or level uses
 DLT_WINDOW_FILL = "rgba(215,25,28,0.07)"  # the DLT window shaded behind a subject's course
 RESPONSE_COLORS = {"CR": "#1a9850", "PR": "#66bd63", "SD": "#4575b4", "PD": "#7b3294", "NE": "#999999"}
 STATE_COLORS = {"dlt": DLT_COLOR, "evaluable": "#1a9850", "pending": "#fdae61",

@@ -17,6 +17,7 @@ from plotly.offline import get_plotlyjs
 
 from smc.access.scope import WHOLE_STUDY, SubjectScope
 from smc.analysis import biomarkers, efficacy, safety, survival
+from smc.analysis.changes import ReviewChanges, load_review_changes, summarise
 from smc.analysis.dose_decision import (
     LEVEL_TABLE_NOTE,
     DoseDecision,
@@ -35,12 +36,14 @@ from smc.charts.safety import ae_heatmap
 from smc.charts.survival import endpoint_plot
 from smc.decision_log import ledger
 from smc.rules import recist
+from smc.store import cuts
 from smc.store.db import Database
 from smc.store.study import Study, default_as_of, load_study
 
 # Section id -> heading, in packet order; the table of contents and the tests read this.
 SECTIONS = {
     "study": "Study and data cut",
+    "changes": "Changes since the last review",
     "recommendation": "Protocol recommendation and BOIN advice",
     "levels": "Dose levels",
     "swimlanes": "Swimlanes",
@@ -103,10 +106,10 @@ class _Packet:
 
 
 def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now: dt.datetime | None = None, *,
-                 scope: SubjectScope = WHOLE_STUDY) -> str:
+                 scope: SubjectScope = WHOLE_STUDY, since: Database | None = None) -> str:
     """The packet of ``study_id`` as of ``as_of`` (default: the data cut), as one HTML document. Its subject-level
     sections show the subjects ``scope`` admits (the reader's: every subject by default); aggregates are always
-    of the whole study."""
+    of the whole study. ``since``: the data cut of the last review, for "Changes since the last review"."""
     study = load_study(db, study_id)
     as_of = as_of or default_as_of(study)
     now = now or dt.datetime.now(dt.UTC)
@@ -117,6 +120,9 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
 
     out.section("study")
     _section_study(out, study, load_overview(db, study, dose), ledger.data_source(db), as_of, now, scope)
+    if since is not None:
+        out.section("changes")
+        _section_changes(out, load_review_changes(since, db, study_id), cuts.cut_of(since.path), scope)
     out.section("recommendation")
     _section_recommendation(out, study, dose)
     out.section("levels")
@@ -178,6 +184,22 @@ def _section_study(out: _Packet, study: Study, ov: Overview, data_source: str, a
         *(() if scope.whole_study else (("Subject-level sections", scope.description),)))) + "</table>")
     out.para("Everything in this packet but the decision log is what had happened by the as-of date; it was "
              "computed by the same functions as the dashboard's pages.", "note")
+
+
+def _section_changes(out: _Packet, found: ReviewChanges, since: cuts.Cut, scope: SubjectScope) -> None:
+    records = found.records
+    of_subject = records["subject_id"].notna()
+    records = pd.concat([records[~of_subject], scope.rows(records[of_subject], "subject_id")])
+    counts = summarise(records)
+    out.para(f"Compared with the data cut {since.title} (sha256 {since.sha256}), record by record on each table's "
+             "record key.")
+    out.para("; ".join(c.text for c in counts) if counts else "No record changed.")
+    shown = records[records["table"].isin(["subjects", "adverse_events", "tumor_assessments"])
+                    | (records["change"] != "added")]
+    if len(shown):
+        out.table(shown[["table", "change", "subject_id", "record", "what_changed"]].rename(columns={
+            "what_changed": "what changed (old → new)"}))
+        out.para("New lab results and administrations are counted above and listed on the Changes page.", "note")
 
 
 def _section_recommendation(out: _Packet, study: Study, dose: DoseDecision) -> None:

@@ -25,6 +25,7 @@ from smc.access import audit, permissions
 from smc.access.identity import Identity, load_roles
 from smc.access.scope import SubjectScope, subject_scope
 from smc.analysis.changes import ReviewChanges, load_review_changes, mark_rows, summarise
+from smc.analysis.dose_decision import load_dose_decision
 from smc.decision_log import ledger, reviews
 from smc.outputs.csv_export import safe_csv
 from smc.store import cuts
@@ -318,6 +319,12 @@ def changed_records(ctx: PageContext) -> pd.DataFrame | None:
     return pd.concat([records[~of_subject], allowed])
 
 
+def since_decision(ctx: PageContext):
+    """The dose decision the compared cut held at its own data cut: what the SMC saw at the last review."""
+    study = load_study(ctx.since_db, ctx.study.study_id)
+    return cached(load_dose_decision, ctx.since_db, study, default_as_of(study))
+
+
 def changes_url(ctx: PageContext, category: str | None = None) -> str:
     """A link to the Changes page for this study and pair of cuts, showing one category of change."""
     params = {k: v for k, v in st.query_params.to_dict().items() if k in ("study", "cut", "since", "as_of")}
@@ -375,6 +382,41 @@ def mark_reviewed(ctx: PageContext, subject_ids: list[str], record_table: str = 
         log.exception("review mark failed")
         st.session_state["_review_outcome"] = ("error", f"Not marked: the store could not be written ({exc}).")
     st.rerun()
+
+
+def review_section(ctx: PageContext, subject_id: str, adverse_events: pd.DataFrame) -> None:
+    """The subject profile's review status on the cut shown, and for an SMC member the buttons that mark the
+    subject, or one of its AEs, as reviewed."""
+    if ctx.cut is None:
+        return
+    st.subheader("Review")
+    registry = open_registry()
+    marks = reviews.read_marks(ledger.log_path(ctx.db.path), ctx.study.study_id)
+    row = review_status(ctx, registry, [subject_id], marks).iloc[0]
+    text = f"**{md(row.status.capitalize())}**"
+    if row.reviewed_by:
+        text += f" · last marked by {md(row.reviewed_by)} on {md(row.reviewed_on_cut)} at {md(row.reviewed_at_utc)}"
+    if row.changed_since:
+        text += f" · changed since: {md(row.changed_since)}"
+    st.markdown(text)
+    mine = [m for m in marks if m.subject_id == subject_id and m.record_table]
+    if mine:
+        st.caption("Marked records: " + "; ".join(f"{md(m.record_table)} {md(m.record_key)} by "
+                                                 f"{md(m.reviewer_name)} on {md(m.cut_file)}" for m in mine[-5:]))
+    if not ctx.may("review_subjects"):
+        return
+    left, right = st.columns(2)
+    if left.button(f"Mark {md(subject_id)} as reviewed on this cut", key="review_subject", type="primary"):
+        mark_reviewed(ctx, [subject_id])
+    if not adverse_events.empty:
+        keyed = adverse_events.assign(_key=[
+            {"ae_spid": r.ae_spid} if isinstance(r.ae_spid, str) and r.ae_spid else {"ae_seq": r.ae_seq}
+            for r in adverse_events.itertuples()])
+        chosen = right.selectbox("One AE", range(len(keyed)), key="review_ae", format_func=lambda i: md(
+            f"{keyed.term.iloc[i]} (grade {keyed.grade.iloc[i]}, onset {keyed.onset_date.iloc[i]:%Y-%m-%d})"))
+        if right.button("Mark this AE as reviewed", key="review_ae_button"):
+            mark_reviewed(ctx, [subject_id], "adverse_events", keyed["_key"].iloc[chosen])
+    show_review_outcome()
 
 
 def show_review_outcome() -> None:
