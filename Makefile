@@ -2,7 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-DB     := data/demo.duckdb
+CUTS   := data/cuts
 PORT   ?= 8501
 # The interface to serve on: this machine only unless told (`make run ADDRESS=0.0.0.0` serves every one).
 ADDRESS ?= 127.0.0.1
@@ -21,22 +21,21 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-$(DB): | $(VENV)/.runtime
-	$(BIN)/python -m smc build-demo --db $(DB)
-
-demo: $(VENV)/.runtime  ## rebuild the demo database
-	$(BIN)/python -m smc build-demo --db $(DB)
+demo: $(VENV)/.runtime  ## rebuild the demo's three data cuts (its decision log and review marks go with them)
+	rm -rf $(CUTS)
+	$(BIN)/python -m smc build-demo --cuts $(CUTS)
 
 # The demo sign-in provider (dev/idp, npm oidc-provider) from its lockfile.
 IDP_MODULES := dev/idp/node_modules/.package-lock.json
 $(IDP_MODULES): dev/idp/package-lock.json
 	npm ci --prefix dev/idp --no-audit --no-fund --silent
 
-# serve-demo starts the demo sign-in provider, prints its users, and serves the app signing in there, with
+# serve-demo builds the demo's three data cuts in data/cuts if it has none, starts the demo sign-in provider,
+# prints its users, and serves the app signing in there, with
 # MALLOC_ARENA_MAX=2 (glibc gives each session's thread its own malloc arena; two keep the server about 50 MB
 # smaller with 5 sessions open: docs/performance.md). The other server defaults (upload limit, no error details,
 # no developer menu) are in .streamlit/config.toml.
-run: $(VENV)/.runtime $(DB) $(IDP_MODULES)  ## serve the app on the demo data at http://$(ADDRESS):$(PORT), sign-in beside it
+run: $(VENV)/.runtime $(IDP_MODULES)  ## serve the app on the demo data at http://$(ADDRESS):$(PORT), sign-in beside it
 	$(BIN)/python -m smc serve-demo --address $(ADDRESS) --port $(PORT)
 
 check: $(VENV)/.dev  ## ruff, and the import contracts of pyproject.toml (the layers of docs/architecture.md)
@@ -47,4 +46,4 @@ test: $(VENV)/.dev $(IDP_MODULES)  ## the whole suite, browser tests included (t
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DB) .pytest_cache
+	rm -rf $(VENV) $(CUTS) data/demo.duckdb .pytest_cache

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from smc.demo.build import build_demo
+from smc.demo.build import build_demo, build_demo_cuts
 from smc.store.db import READ_ONLY_CONFIG
 
 _KEY_FOLDER = tempfile.TemporaryDirectory(prefix="smc-test-key-")
@@ -28,6 +28,15 @@ def demo_db(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     build_demo(path, seed=2024)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_cuts(tmp_path_factory) -> Path:
+    """A registry folder holding the demo's three successive cuts and the simulated SMC's decisions on each
+    (tests that write marks or decisions copy it first: it is shared by the session)."""
+    folder = tmp_path_factory.mktemp("cuts") / "registry"
+    build_demo_cuts(folder, seed=2024)
+    return folder
 
 
 @pytest.fixture(scope="session")

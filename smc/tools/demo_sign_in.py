@@ -22,6 +22,7 @@ from pathlib import Path
 from smc import settings
 from smc.access import permissions
 from smc.access.identity import AccessRefused, load_roles
+from smc.store.cuts import list_cuts
 
 IDP_DIR = settings.ROOT / "dev" / "idp"
 USERS_FILE = IDP_DIR / "users.toml"
@@ -144,6 +145,11 @@ def serve_demo(address: str, port: int, idp_port: int, secrets_file: Path) -> in
     the provider stops with the app. Prints the demo users to sign in as."""
     app_host = "127.0.0.1" if address in ("127.0.0.1", "0.0.0.0", "") else address
     app_url = f"http://{app_host}:{port}"
+    if settings.single_db() is None and not list_cuts(settings.cuts_dir()):
+        from smc.demo.build import build_demo_cuts
+
+        print(f"Building the demo's three data cuts in {settings.cuts_dir()} (first start only)…", flush=True)
+        build_demo_cuts(settings.cuts_dir())
     with demo_provider(idp_port) as issuer:
         write_secrets(secrets_file, app_url, issuer)
         print(f"Demo sign-in provider at {issuer} (dev/idp/users.toml); sign in at {app_url} as one of:\n"

@@ -34,7 +34,8 @@ class ServerFailed(RuntimeError):
 @contextlib.contextmanager
 def serve(db_path, start_timeout_s: float = 60, script: Path = settings.APP_SCRIPT, issuer: str | None = None,
           cookie_secret: str | None = None, env: dict[str, str] | None = None):
-    """Yield ``(url, process)`` of ``streamlit run app.py`` (or ``script``) on the database at ``db_path``, from the
+    """Yield ``(url, process)`` of ``streamlit run app.py`` (or ``script``) on the database at ``db_path`` (None: the
+    registry ``env["SMC_CUTS"]`` names), from the
     repository root as ``make run`` serves it, so the root's ``.streamlit/config.toml`` applies. With ``issuer``
     (the demo provider's URL) users sign in there; servers given the same ``cookie_secret`` share a sign-in, as
     replicas do. ``env``: more environment (settings) for the server."""
@@ -45,7 +46,11 @@ def serve(db_path, start_timeout_s: float = 60, script: Path = settings.APP_SCRI
         if issuer:
             secrets_file = demo_sign_in.write_secrets(Path(folder) / "secrets.toml", url, issuer, cookie_secret)
             flags = ["--secrets.files", str(secrets_file)]
-        server_env = dict(os.environ, SMC_DB=str(db_path), MALLOC_ARENA_MAX="2", **(env or {}))  # as `make run`
+        server_env = dict(os.environ, MALLOC_ARENA_MAX="2", **(env or {}))  # as `make run`
+        if db_path is not None:
+            server_env["SMC_DB"] = str(db_path)
+        else:  # a registry, from SMC_CUTS in env
+            server_env.pop("SMC_DB", None)
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1", "--server.port",
              str(port), *flags], cwd=settings.ROOT, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -8,3 +8,11 @@ import pytest
 def app_env(demo_db, monkeypatch):
     monkeypatch.setenv("SMC_DB", str(demo_db))
     return demo_db
+
+
+@pytest.fixture()
+def cuts_env(demo_cuts, monkeypatch):
+    """The app serves the demo registry (three cuts) instead of one file."""
+    monkeypatch.delenv("SMC_DB", raising=False)
+    monkeypatch.setenv("SMC_CUTS", str(demo_cuts))
+    return demo_cuts
