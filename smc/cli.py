@@ -347,6 +347,19 @@ def cmd_bench_import(args) -> int:
     return EXIT_OK
 
 
+def cmd_bench_changes(args) -> int:
+    """Time comparing the registry's latest cut with its compared one, the Changes page and the banner."""
+    from smc.tools.changes_bench import run_changes_bench
+
+    try:
+        result = run_changes_bench(args.cuts or settings.cuts_dir(), args.runs)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(result.markdown())
+    return EXIT_INVALID if result.errors else EXIT_OK
+
+
 def cmd_bench_console(args) -> int:
     """Peak server memory and stop time of hostile SQL console queries (docs/performance.md)."""
     from smc.tools.console_bench import run_console_bench
@@ -445,6 +458,11 @@ def parser() -> argparse.ArgumentParser:
     perf.add_argument("--json", action="store_true", help="print one JSON object per page and study")
     perf.add_argument("--pages", help="comma-separated page names (default: all)")
     perf.set_defaults(func=cmd_bench)
+    chg = sub.add_parser("bench-changes", help="time comparing two data cuts: the diff, the Changes page, the banner")
+    chg.add_argument("--cuts", default=None, metavar="DIR", help="a registry of two or more cuts (build one with "
+                     "build-demo --scale 100 --cuts DIR)")
+    chg.add_argument("--runs", type=_positive, default=5, help="runs per measurement; the median is shown")
+    chg.set_defaults(func=cmd_bench_changes)
     cons = sub.add_parser("bench-console", help="peak memory and stop time of hostile SQL console queries")
     _cuts_or_db(cons)
     cons.set_defaults(func=cmd_bench_console)

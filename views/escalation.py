@@ -48,8 +48,8 @@ with protocol.container(border=True):
     if rec.mtd_level is not None:
         st.markdown(f"**MTD: {md(study.label(rec.mtd_level))}** (level {rec.mtd_level})")
     st.markdown(md(rec.reason))
-    if ctx.since_db is not None and (records := ui.changed_records(ctx)) is not None:
-        changed, why = recommendation_since(ui.since_decision(ctx), decision, records)
+    if (found := ui.review_changes(ctx)) is not None:
+        changed, why = recommendation_since(ui.since_decision(ctx), decision, found.records, ui.changed_records(ctx))
         (st.warning if changed else st.caption)(f"**Since {md(ctx.since.title)}:** {md(why)}")
 with second.container(border=True):
     st.markdown(f"##### BOIN advice (target DLT rate {advice.target:.0%}) — advice only")

@@ -1,15 +1,20 @@
 -- The records of one table in two data cuts (cut_from, cut_to: table_records.sql of each), matched on the
--- table's record key ({key}: a struct_pack of the key columns, from smc.store.contract.RECORD_KEYS). A record
--- whose key appears twice in its cut is matched with nothing: duplicate_keys.sql reports it.
+-- table's record key ({key}: a struct_pack of the key columns, from smc.store.contract.RECORD_KEYS). A key that
+-- appears twice in either cut is left out on both sides, neither added, removed nor changed: duplicate_keys.sql
+-- reports it.
 -- kind: added (only in cut_to), removed (only in cut_from) or changed (in both, some column differs).
 WITH old AS (
     SELECT {key} AS record_key, r AS record FROM cut_from r
 ), new AS (
     SELECT {key} AS record_key, r AS record FROM cut_to r
+), repeated AS (  -- a key twice in either cut: its records in both cuts are left unmatched
+    SELECT record_key FROM old GROUP BY ALL HAVING count(*) > 1
+    UNION
+    SELECT record_key FROM new GROUP BY ALL HAVING count(*) > 1
 ), old_unique AS (
-    SELECT * FROM old QUALIFY count(*) OVER (PARTITION BY record_key) = 1
+    SELECT * FROM old o WHERE NOT EXISTS (SELECT 1 FROM repeated r WHERE r.record_key IS NOT DISTINCT FROM o.record_key)
 ), new_unique AS (
-    SELECT * FROM new QUALIFY count(*) OVER (PARTITION BY record_key) = 1
+    SELECT * FROM new n WHERE NOT EXISTS (SELECT 1 FROM repeated r WHERE r.record_key IS NOT DISTINCT FROM n.record_key)
 )
 SELECT CASE WHEN o.record_key IS NULL THEN 'added' WHEN n.record_key IS NULL THEN 'removed' ELSE 'changed' END
            AS kind,

@@ -37,6 +37,12 @@ class SubjectScope:
             return frame
         return frame[frame[column].isin(self.subjects)]
 
+    def with_study_rows(self, frame: pd.DataFrame, column: str = "subject_id") -> pd.DataFrame:
+        """:meth:`rows`, and the rows about no subject (a study-level record), which every scope shows."""
+        if self.subjects is None:
+            return frame
+        return frame[frame[column].isna() | frame[column].isin(self.subjects)]
+
 
 WHOLE_STUDY = SubjectScope(None, "every subject")
 

@@ -55,15 +55,17 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _columns_in(db: Database, table: str) -> set[str]:
-    return {r[0] for r in db.sql("SELECT column_name FROM duckdb_columns() WHERE table_name = $t",
-                                 t=table).itertuples(index=False)}
+def _columns_in(db: Database) -> dict[str, set[str]]:
+    """Each table's columns in this cut's file (an older file may lack a column added to the contract since)."""
+    present: dict[str, set[str]] = {}
+    for r in db.rows("schema_columns"):
+        present.setdefault(r["table_name"], set()).add(r["column_name"])
+    return present
 
 
-def _records(db: Database, table: str, study_id: str):
+def _records(db: Database, present: set[str], table: str, study_id: str):
     """The study's records of ``table`` in one cut as Arrow, every contract column (NULL where the file
     predates it)."""
-    present = _columns_in(db, table)
     columns = ", ".join(_quoted(c.name) if c.name in present else f"NULL::{c.sql_type} AS {_quoted(c.name)}"
                         for c in contract.columns()[table])
     text = query_text("changes/table_records").format(columns=columns, table=_quoted(table))
@@ -95,8 +97,12 @@ def _plain_record(record: dict | None) -> dict | None:
     return None if record is None else {k: _plain(v) for k, v in record.items()}
 
 
-def table_changes(db_from: Database, db_to: Database, study_id: str, table: str) -> TableChanges:
-    old, new = _records(db_from, table, study_id), _records(db_to, table, study_id)
+def table_changes(db_from: Database, db_to: Database, study_id: str, table: str,
+                  columns: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None) -> TableChanges:
+    """One table's changes; ``columns``: each file's columns per table (:func:`_columns_in`), if known."""
+    present_from, present_to = columns or (_columns_in(db_from), _columns_in(db_to))
+    old = _records(db_from, present_from.get(table, set()), table, study_id)
+    new = _records(db_to, present_to.get(table, set()), table, study_id)
     key = _key_columns(table, old, new)
     key_sql = "struct_pack(" + ", ".join(f"{_quoted(c)} := r.{_quoted(c)}" for c in key) + ")"
     frames = {"cut_from": old, "cut_to": new}
@@ -112,10 +118,9 @@ def table_changes(db_from: Database, db_to: Database, study_id: str, table: str)
         else:
             fields = {c: [before[c], after[c]] for c in before if before[c] != after[c]}
             changed.append({"key": {c: after[c] for c in key}, "fields": fields, "old": before, "new": after})
-    duplicates = []
-    for side, rows_of_cut in (("from", old), ("to", new)):
-        for record_key, n in rows_over_tables(query_text("changes/duplicate_keys").format(key=key_sql), {"cut_rows": rows_of_cut}):
-            duplicates.append({"cut": side, "key": _plain_record(record_key), "records": n})
+    duplicates = [{"cut": side, "key": _plain_record(record_key), "records": n}
+                  for side, record_key, n in rows_over_tables(query_text("changes/duplicate_keys").format(key=key_sql),
+                                                              frames)]
     order = _sort_key(key)
     return TableChanges(table, key, tuple(sorted(added, key=order)), tuple(sorted(removed, key=order)),
                         tuple(sorted(changed, key=lambda c: order(c["key"]))), tuple(duplicates))
@@ -127,7 +132,8 @@ def _sort_key(key: tuple[str, ...]):
 
 def load_changes(db_from: Database, db_to: Database, study_id: str) -> Changes:
     """Every contract table's changes for one study from ``db_from``'s cut to ``db_to``'s."""
-    return Changes(study_id, {t: table_changes(db_from, db_to, study_id, t) for t in TABLES})
+    columns = (_columns_in(db_from), _columns_in(db_to))
+    return Changes(study_id, {t: table_changes(db_from, db_to, study_id, t, columns) for t in TABLES})
 
 
 def as_frame(changes: Changes) -> pd.DataFrame:
@@ -197,16 +203,23 @@ def _describe(table: str, record: dict) -> str:
     if table == "adverse_events":
         return f"{r['term']} (grade {r['grade']}{', DLT' if r['dlt'] == 'Y' else ''}), onset {r['onset_date']}"
     if table == "lab_results":
-        return f"{r['test']} {r['value'] if r['value'] != '' else '<LLOQ'} {r['unit']} at {r['collected_at']}"
+        return f"{r['test']} {_number(r['value']) if r['value'] != '' else '<LLOQ'} {r['unit']} at {r['collected_at']}"
     if table == "tumor_assessments":
         return f"assessment {r['assessment_date']}: {r['overall_response'] or 'baseline'}"
     if table == "administrations":
-        return f"{r['agent']} {r['dose']} {r['unit']} on {r['admin_date']}"
+        return f"{r['agent']} {_number(r['dose'])} {r['unit']} on {r['admin_date']}"
     if table == "subjects":
         return f"subject {record['subject_id']}"
     if table == "dose_levels":
         return f"level {record['level']} ({record['label']})"
     return table
+
+
+def _number(value) -> str:
+    """A dose or a result as people write it: 3,000,000,000 not 3000000000.0; 12.5 as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value):,}"
+    return f"{value:,}" if isinstance(value, int | float) else str(value)
 
 
 def _value(value) -> str:
@@ -312,20 +325,20 @@ def load_review_changes(db_from: Database, db_to: Database, study_id: str) -> Re
     return ReviewChanges(changes, record_changes(changes))
 
 
-def recommendation_since(before, now, records: pd.DataFrame) -> tuple[bool, str]:
+def recommendation_since(before, now, records: pd.DataFrame, shown: pd.DataFrame) -> tuple[bool, str]:
     """Whether the protocol rule's recommendation changed from ``before`` (a DoseDecision on the compared cut, at
     its data cut) to ``now``, and why in words: the old and new calls, and the changes that feed the rule (new
-    DLTs, grade changes, subjects enrolled, AEs removed)."""
+    DLTs, grade changes, subjects enrolled, AEs removed), counted over ``records`` (the whole study's); the new
+    DLTs named by subject among ``shown`` (the records the reader may see)."""
     def call(d) -> str:
         rec = d.assessment.recommendation
         level = rec.to_level if rec.to_level is not None else rec.mtd_level
         return rec.action + (f" {d.study.label(level)}" if level is not None else "")
 
     old, new = call(before), call(now)
-    feeding = [c for c in summarise(records) if c.category in ("new_dlt", "grade_change", "new_subject", "removed")]
-    dlts = in_category(records, "new_dlt")
-    detail = "; ".join(f"{r.subject_id}: {r.record}" for r in dlts.itertuples())
-    why = ", ".join(c.text for c in feeding) + (f" ({detail})" if detail else "")
+    dlts = "; ".join(f"{r.subject_id}: {r.record}" for r in in_category(shown, "new_dlt").itertuples())
+    why = ", ".join(c.text + (f" ({dlts})" if c.category == "new_dlt" and dlts else "") for c in summarise(records)
+                    if c.category in ("new_dlt", "grade_change", "new_subject", "removed"))
     if old == new:
         return False, f"Unchanged since the compared cut: {new}." + (f" Changes since: {why}." if why else "")
     return True, (f"Changed since the compared cut: it was {old} ({before.assessment.recommendation.reason}); it is "

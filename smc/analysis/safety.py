@@ -40,7 +40,7 @@ LISTINGS = {
     "Grade 5 (fatal)": lambda e: e["grade"] == 5,
 }
 LISTING_COLUMNS = ["subject_id", "level", "label", "phase", "day", "onset_date", "end_date", "term", "soc", "grade",
-                   "serious", "related", "dlt", "outcome", "action_taken"]
+                   "serious", "related", "dlt", "outcome", "action_taken", "ae_seq", "ae_spid"]
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def _changed_marks(events: pd.DataFrame, y_of: dict[str, int], calendar: bool) -
     return go.Scatter(
         x=_x(events, "day", "onset_date", calendar), y=events.subject_id.map(y_of) + 0.22, mode="markers",
         name="New or changed since the compared cut",
-        marker=dict(symbol="circle-open", size=20, color=CHANGED_COLOR, line=dict(width=2.5)),
+        marker=dict(symbol="circle-open", size=15, color=CHANGED_COLOR, line=dict(width=2)),
         customdata=plain_each(events[["subject_id", "term", "grade"]]),
         hovertemplate="%{customdata[0]}: %{customdata[1]} (grade %{customdata[2]})<br>new or changed since the "
                       "compared data cut<extra></extra>")

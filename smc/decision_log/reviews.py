@@ -107,6 +107,13 @@ def comparison_cut(registry: Registry, cut: Cut, study_id: str) -> Cut | None:
     return last_review_cut(registry, cut, study_id) or registry.previous(cut, study_id)
 
 
+def marks_up_to(marks: list[Mark], registry: Registry, cut: Cut) -> list[Mark]:
+    """The marks that can speak for ``cut``: those made on it or on an earlier cut (or on one no longer in the
+    registry); a mark made on a later cut says nothing about what an earlier one held."""
+    later = {c.sha256 for c in registry.cuts if c.sha256 != cut.sha256 and c not in registry.before(cut)}
+    return [m for m in marks if m.cut_sha256 not in later]
+
+
 def review_status(subject_ids: list[str], marks: list[Mark], cut: Cut,
                   changes_since: Callable[[str], Changes | None]) -> pd.DataFrame:
     """Each subject's status on ``cut``: reviewed (on this cut, or on an earlier one and nothing of theirs

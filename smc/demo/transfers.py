@@ -2,7 +2,8 @@
 
 An earlier cut holds what had been collected by its date (subjects screened, doses given, AEs with onset, scans
 and samples taken by then; end, off-study and death dates after it not yet known), and the corrections a real
-transfer later brings are undone in it: an AE graded 2 that is 3 in the next cut, relatedness not yet assessed,
+transfer later brings are undone in it: an AE graded 2 that is 3 in the next cut (1 and 2 where a trial has no
+grade 3 to correct), relatedness not yet assessed,
 a DLT not yet adjudicated, a duplicate AE later removed, a lab value later corrected. The final cut is exactly
 the single-file demo, so its numbers do not depend on how many cuts were built.
 """
@@ -92,9 +93,11 @@ def _not_yet_corrected(tables: dict[str, pd.DataFrame]) -> None:
     ae = tables["adverse_events"]
     for study_id in SEED_STUDIES:
         mine = ae[ae["study_id"] == study_id]
-        grade3 = mine[(mine["grade"] == 3) & (mine["dlt"] == "N")]
-        if len(grade3):
-            ae.loc[grade3.index[0], "grade"] = 2  # upgraded to 3 at the final cut
+        # Upgraded at the final cut: a grade 3 (else a grade 2) that is no DLT, graded one lower here.
+        graded = next((g for g in (mine[(mine["grade"] == grade) & (mine["dlt"] == "N")] for grade in (3, 2))
+                       if len(g)), mine.iloc[0:0])
+        if len(graded):
+            ae.loc[graded.index[0], "grade"] = graded["grade"].iloc[0] - 1
         dlts = mine[mine["dlt"] == "Y"]
         if len(dlts):
             ae.loc[dlts.index[-1], "dlt"] = "N"  # adjudicated a DLT after this cut

@@ -187,10 +187,8 @@ def _section_study(out: _Packet, study: Study, ov: Overview, data_source: str, a
 
 
 def _section_changes(out: _Packet, found: ReviewChanges, since: cuts.Cut, scope: SubjectScope) -> None:
-    records = found.records
-    of_subject = records["subject_id"].notna()
-    records = pd.concat([records[~of_subject], scope.rows(records[of_subject], "subject_id")])
-    counts = summarise(records)
+    counts = summarise(found.records)  # aggregates: the whole study's, as every section's counts
+    records = scope.with_study_rows(found.records)
     out.para(f"Compared with the data cut {since.title} (sha256 {since.sha256}), record by record on each table's "
              "record key.")
     out.para("; ".join(c.text for c in counts) if counts else "No record changed.")

@@ -65,6 +65,11 @@ def database_path() -> Path:
     return Path(latest.path) if latest else settings.cuts_dir() / "none.duckdb"
 
 
+def serving_registry() -> Path | None:
+    """The registry folder the app serves, or None when it serves one file (SMC_DB)."""
+    return None if settings.single_db() else settings.cuts_dir()
+
+
 def access_log_path() -> Path:
     single = settings.single_db()
     return audit.log_path(single) if single else settings.cuts_dir() / cuts.ACCESS_FILE
@@ -229,9 +234,11 @@ def _pick_since(registry: Registry, cut: Cut, study_id: str) -> Cut | None:
         wanted = registry.find(st.query_params.get("since"))
         st.session_state[key] = (wanted if wanted in earlier else default).short_id
     short = st.sidebar.selectbox(
-        "Changes since", list(reversed(by_id)), key=key,
-        format_func=lambda i: by_id[i].title + (" (last review)" if by_id[i] == default else ""),
+        "Changes since", list(reversed(by_id)), key=key, format_func=lambda i: by_id[i].title,
         help="New and changed records are marked against this cut: by default the one the SMC last decided on.")
+    reviewed = reviews.last_review_cut(registry, cut, study_id)
+    if reviewed is not None and reviewed.short_id == short:
+        st.sidebar.caption("The cut of the SMC's last decision on this study.")
     return by_id[short]
 
 
@@ -261,7 +268,10 @@ def sidebar(registry: Registry, viewer: Identity, access_log: Path) -> PageConte
 
     key = f"as_of::{study_id}::{cut.short_id}"
     if key not in st.session_state:
-        link_date = params.get("as_of") if params.get("study", study_id) == study_id else None
+        # The link's date, unless it was the date of another study or cut (one picked in the sidebar since).
+        same = params.get("study", study_id) == study_id and params.get("cut", cut.short_id) in (
+            cut.short_id, cut.sha256)
+        link_date = params.get("as_of") if same else None
         asked = _parse_date(link_date)
         if link_date and asked is None:
             st.sidebar.warning(f'"{md(params.get("as_of"))}" in the link is not a date (YYYY-MM-DD); '
@@ -282,6 +292,8 @@ def sidebar(registry: Registry, viewer: Identity, access_log: Path) -> PageConte
         link["cut"] = cut.short_id
         if since is not None:
             link["since"] = since.short_id
+    if since is None:
+        st.query_params.pop("since", None)
     st.query_params.update(link)
     st.sidebar.caption(f"Data cut {cut_date:%Y-%m-%d} · loaded {md(db.loaded_at)} · sha256 {cut.sha256[:12]}…")
     scope = subject_scope(db, study_id, viewer)
@@ -309,14 +321,7 @@ def changed_records(ctx: PageContext) -> pd.DataFrame | None:
     """:func:`review_changes`' records limited to what this viewer may see (study-level records for everyone;
     a subject's only within the subject scope)."""
     found = review_changes(ctx)
-    if found is None:
-        return None
-    records = found.records
-    if ctx.scope.whole_study:
-        return records
-    of_subject = records["subject_id"].notna()
-    allowed = ctx.scope.rows(records[of_subject], "subject_id") if not ctx.scope.nothing else records.iloc[0:0]
-    return pd.concat([records[~of_subject], allowed])
+    return None if found is None else ctx.scope.with_study_rows(found.records)
 
 
 def since_decision(ctx: PageContext):
@@ -334,10 +339,13 @@ def changes_url(ctx: PageContext, category: str | None = None) -> str:
 
 
 def changes_banner(ctx: PageContext) -> None:
-    """Every page's short account of what changed since the compared cut, each count a link to its list."""
-    records = changed_records(ctx)
-    if records is None:
+    """Every page's short account of what changed since the compared cut, each count a link to its list. The
+    counts are aggregates, of the whole study for every role (as every page's counts are); the lists they link
+    to show the rows the viewer may see."""
+    found = review_changes(ctx)
+    if found is None:
         return
+    records = found.records
     since = f"**{md(ctx.since.title)}**"
     counts = summarise(records)
     if not counts:
@@ -365,7 +373,7 @@ def review_status(ctx: PageContext, registry: Registry, subject_ids: list[str], 
             return None
         return cached(load_review_changes, database(marked_on), ctx.db, ctx.study.study_id).changes
 
-    return reviews.review_status(subject_ids, marks, ctx.cut, changes_since)
+    return reviews.review_status(subject_ids, reviews.marks_up_to(marks, registry, ctx.cut), ctx.cut, changes_since)
 
 
 def mark_reviewed(ctx: PageContext, subject_ids: list[str], record_table: str = "", record_key: dict | None = None,
@@ -502,7 +510,9 @@ def open_clicked_subject(event, ctx: PageContext) -> None:
 
 
 def with_subject_links(frame: pd.DataFrame, ctx: PageContext, column: str = "subject_id") -> pd.DataFrame:
-    links = {subject: subject_url(ctx, subject) for subject in frame[column].unique()}  # once per subject, not row
+    """The subject column as links to each subject's profile (once per subject, not per row); a row of no subject
+    (a study-level record) stays empty."""
+    links = {subject: None if pd.isna(subject) else subject_url(ctx, subject) for subject in frame[column].unique()}
     return frame.assign(**{column: frame[column].map(links)})
 
 

@@ -63,6 +63,8 @@ def contract_tables() -> dict[str, list[tuple[str, str, str]]]:
         if heading:
             current = heading.group(1)
             tables[current] = []
+        elif line.startswith("## "):  # a section that is not a table (Record keys)
+            current = None
         elif current and line.startswith("|") and not re.match(r"\|\s*(column|-)", line):
             name, req, meaning = (c.strip() for c in line.strip().strip("|").split("|"))
             tables[current] += [(col.strip(), req, meaning) for col in name.split(",")]
