@@ -190,7 +190,7 @@ COMMENT ON COLUMN administrations.day IS 'study day within cycle';
 COMMENT ON COLUMN adverse_events.study_id IS 'study identifier (studies.study_id) (required)';
 COMMENT ON COLUMN adverse_events.subject_id IS 'subject identifier, unique within the study (required)';
 COMMENT ON COLUMN adverse_events.ae_seq IS 'sequence number within subject';
-COMMENT ON COLUMN adverse_events.ae_spid IS 'the sponsor''s identifier of the AE, stable across data cuts (SDTM AESPID); with ae_seq, what matches an AE from one cut to the next';
+COMMENT ON COLUMN adverse_events.ae_spid IS 'the sponsor''s identifier of the AE (SDTM AESPID), stable from one data cut to the next; with ae_seq, what matches an AE across cuts (data-contract.md, Record keys)';
 COMMENT ON COLUMN adverse_events.term IS 'preferred term (MedDRA-like), e.g. Cytokine release syndrome (required)';
 COMMENT ON COLUMN adverse_events.soc IS 'system organ class, e.g. Immune system disorders';
 COMMENT ON COLUMN adverse_events.onset_date IS 'onset date (required)';

@@ -50,10 +50,12 @@ def cmd_import(args) -> int:
             warnings, counts = write(args.db)
             into = args.db
         else:
+            from smc.analysis.changes import keep_comparisons
             from smc.ingest.register import add_cut
 
             cut, (warnings, counts) = add_cut(args.cuts, write, args.label)
             into = f"{cut.path} (a new cut of {args.cuts}: {cut.title}, sha256 {cut.sha256})"
+            keep_comparisons(args.cuts, cut)
     except load.ImportFailed as failed:
         _print_problems(failed.problems)
         n = sum(p.severity == load.ERROR for p in failed.problems)

@@ -56,7 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
             "with their manifests, and the committee's decision log, review marks and access log", "SMC_CUTS"),
     Setting("db_path", DEMO_DB, "one data cut file to serve instead of a registry (set: served alone, with its "
             "decision log beside it)", "SMC_DB"),
-    Setting("open_cuts_max", 4, "data cuts a server keeps open at once (the sidebar's cut and the one it is "
+    Setting("cut_cache_entries", 4, "data cuts a server keeps open at once (the sidebar's cut and the one it is "
             "compared with, for a few sessions); the least recently used closes first"),
     Setting("import_dir", _default_import_dir, "where the Import page writes new databases (default: imports/ "
             "beside the served database)", "SMC_IMPORT_DIR"),
@@ -178,7 +178,7 @@ def _at_start(name: str) -> Any:
     return setting(name).value()
 
 
-OPEN_CUTS_MAX: int = _at_start("open_cuts_max")
+CUT_CACHE_ENTRIES: int = _at_start("cut_cache_entries")
 CONSOLE_TIME_LIMIT_S: float = _at_start("console_time_limit_s")
 CONSOLE_ROW_CAP_ROWS: int = _at_start("console_row_cap_rows")
 CONSOLE_STATEMENT_MAX_CHARS: int = _at_start("console_statement_max_chars")

@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from smc import ui
+from smc.analysis.changes import keep_comparisons
 from smc.ingest.load import ERROR, ImportFailed
 from smc.ingest.register import add_cut
 from smc.ingest.sdtm.mapping import TEMPLATE
@@ -49,6 +50,7 @@ if clicked and as_cut:
         with st.spinner("Importing…"):
             cut, (warnings, counts) = add_cut(registry, lambda path: import_uploads(
                 [(f.name, f.getvalue()) for f in files], mapping_text, path, mapping_file=upload), label or None)
+            keep_comparisons(registry, cut)
         st.session_state["import_result"] = {"target": Path(cut.path), "cut": cut, "warnings": warnings,
                                              "counts": counts}
     except ImportFailed as failed:

@@ -1,5 +1,5 @@
--- Record keys that appear more than once in one data cut's table ({key} as in table_diff.sql), in either cut:
--- such records cannot be matched across cuts and are reported, not guessed.
+-- Record keys that appear more than once in one data cut's table ({key}: a struct_pack of the key columns, as
+-- in table_diff.sql), in either cut: such records cannot be matched across cuts and are reported, not guessed.
 SELECT 'from' AS cut, {key} AS record_key, count(*) AS records
 FROM cut_from r
 GROUP BY ALL

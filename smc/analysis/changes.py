@@ -4,17 +4,23 @@ Records are matched on the data contract's record key of each table (``contract.
 appears twice in one cut is reported in ``duplicate_keys`` and its records are matched with nothing. The
 comparison runs in DuckDB over both cuts' rows of the study (``queries/changes/``); only the differing records
 reach Python. :func:`load_changes` is what the Changes page, the banner, the packet, ``python -m smc diff`` and
-the review status all read.
+the review status all read (the pages through :func:`load_changes_kept`: a comparison of two cuts of a registry
+is computed once and kept beside them, :mod:`smc.store.change_cache`).
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from smc.store import contract
+from smc.store import change_cache, contract, cuts
 from smc.store.db import Database, query_text, rows_over_tables
 
 TABLES = tuple(t for t in contract.TABLES if t in contract.RECORD_KEYS)
@@ -24,12 +30,33 @@ KINDS = (ADDED, REMOVED, CHANGED)
 
 @dataclass(frozen=True)
 class TableChanges:
+    """One table's changes, as Arrow tables of every contract column in key order; row i of ``changed_old`` and
+    ``changed_new`` is the same record in each cut. ``added``, ``removed`` and ``changed`` give them as JSON-ready
+    dicts (computed when first asked: a page reads the tables)."""
+
     table: str
     key_columns: tuple[str, ...]
-    added: tuple[dict, ...] = ()  # whole records of the newer cut, by contract column
-    removed: tuple[dict, ...] = ()  # whole records of the older cut
-    changed: tuple[dict, ...] = ()  # {"key": {column: value}, "fields": {column: [old, new]}, "old":…, "new":…}
+    added_rows: pa.Table
+    removed_rows: pa.Table
+    changed_old: pa.Table
+    changed_new: pa.Table
     duplicate_keys: tuple[dict, ...] = ()  # {"cut": "from" | "to", "key": {…}, "records": n}
+
+    @functools.cached_property
+    def added(self) -> tuple[dict, ...]:
+        """Whole records of the newer cut, by contract column (dates as ISO text)."""
+        return _dicts(self.added_rows)
+
+    @functools.cached_property
+    def removed(self) -> tuple[dict, ...]:
+        return _dicts(self.removed_rows)
+
+    @functools.cached_property
+    def changed(self) -> tuple[dict, ...]:
+        """Each ``{"key": {column: value}, "fields": {column: [old, new]}, "old": {…}, "new": {…}}``."""
+        return tuple({"key": {c: new[c] for c in self.key_columns}, "fields": {c: [old[c], new[c]] for c in old
+                                                                                 if old[c] != new[c]},
+                      "old": old, "new": new} for old, new in zip(_dicts(self.changed_old), _dicts(self.changed_new)))
 
     def as_json(self) -> dict:
         return {"added": list(self.added), "removed": list(self.removed),
@@ -83,13 +110,13 @@ def _key_columns(table: str, old, new) -> tuple[str, ...]:
 
 
 def _plain(value):
-    """A value of a record as JSON shows it: dates and times as ISO text, NaN as None."""
+    """A value of a record as JSON shows it: dates and times as ISO text, NaN and NaT as None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return None
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, float) and math.isnan(value):
-        return None
     return value
 
 
@@ -97,43 +124,98 @@ def _plain_record(record: dict | None) -> dict | None:
     return None if record is None else {k: _plain(v) for k, v in record.items()}
 
 
+def _dicts(rows: pa.Table) -> tuple[dict, ...]:
+    return tuple(_plain_record(r) for r in rows.to_pylist())
+
+
 def table_changes(db_from: Database, db_to: Database, study_id: str, table: str,
                   columns: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None) -> TableChanges:
-    """One table's changes; ``columns``: each file's columns per table (:func:`_columns_in`), if known."""
+    """One table's changes; ``columns``: each file's columns per table (:func:`_columns_in`), if known. The
+    matching runs in DuckDB and returns row numbers; only the records that differ become pandas rows."""
     present_from, present_to = columns or (_columns_in(db_from), _columns_in(db_to))
     old = _records(db_from, present_from.get(table, set()), table, study_id)
     new = _records(db_to, present_to.get(table, set()), table, study_id)
     key = _key_columns(table, old, new)
+    others = [c.name for c in contract.columns()[table] if c.name not in key]
+    frames = {"cut_from": _numbered(old), "cut_to": _numbered(new)}
+    text = query_text("changes/table_diff").format(
+        keys=", ".join(map(_quoted, key)),
+        same_key=" AND ".join(f"o.{_quoted(c)} IS NOT DISTINCT FROM n.{_quoted(c)}" for c in key),
+        differs=" OR ".join(f"o.{_quoted(c)} IS DISTINCT FROM n.{_quoted(c)}" for c in others) or "false")
+    rows = {kind: ([], []) for kind in KINDS}
+    for kind, old_row, new_row in rows_over_tables(text, frames):
+        rows[kind][0].append(old_row)
+        rows[kind][1].append(new_row)
     key_sql = "struct_pack(" + ", ".join(f"{_quoted(c)} := r.{_quoted(c)}" for c in key) + ")"
-    frames = {"cut_from": old, "cut_to": new}
-    text = query_text("changes/table_diff").format(key=key_sql)
-    rows = rows_over_tables(text, frames)
-    added, removed, changed = [], [], []
-    for kind, _, before, after in rows:
-        before, after = _plain_record(before), _plain_record(after)
-        if kind == ADDED:
-            added.append(after)
-        elif kind == REMOVED:
-            removed.append(before)
-        else:
-            fields = {c: [before[c], after[c]] for c in before if before[c] != after[c]}
-            changed.append({"key": {c: after[c] for c in key}, "fields": fields, "old": before, "new": after})
-    duplicates = [{"cut": side, "key": _plain_record(record_key), "records": n}
-                  for side, record_key, n in rows_over_tables(query_text("changes/duplicate_keys").format(key=key_sql),
-                                                              frames)]
-    order = _sort_key(key)
-    return TableChanges(table, key, tuple(sorted(added, key=order)), tuple(sorted(removed, key=order)),
-                        tuple(sorted(changed, key=lambda c: order(c["key"]))), tuple(duplicates))
+    duplicates = tuple({"cut": side, "key": _plain_record(record_key), "records": n} for side, record_key, n in
+                       rows_over_tables(query_text("changes/duplicate_keys").format(key=key_sql), frames))
+    order = [(c, "ascending", "at_end") for c in key]
+
+    def take(rows_of: pa.Table, numbers: list[int]) -> pa.Table:
+        return rows_of.take(pa.array(numbers, pa.int64()))
+
+    changed_old, changed_new = take(old, rows[CHANGED][0]), take(new, rows[CHANGED][1])
+    by_key = pc.sort_indices(changed_new, sort_keys=order)
+    return TableChanges(table, key, take(new, rows[ADDED][1]).sort_by(order), take(old, rows[REMOVED][0]).sort_by(order),
+                        changed_old.take(by_key), changed_new.take(by_key), duplicates)
 
 
-def _sort_key(key: tuple[str, ...]):
-    return lambda record: tuple((record[c] is None, str(record[c])) for c in key)
+def _numbered(rows: pa.Table) -> pa.Table:
+    """The rows with their position as ``_row``: what the diff returns instead of the records themselves."""
+    return rows.append_column("_row", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
 
 
 def load_changes(db_from: Database, db_to: Database, study_id: str) -> Changes:
     """Every contract table's changes for one study from ``db_from``'s cut to ``db_to``'s."""
     columns = (_columns_in(db_from), _columns_in(db_to))
     return Changes(study_id, {t: table_changes(db_from, db_to, study_id, t, columns) for t in TABLES})
+
+
+def _stored(changes: Changes) -> change_cache.Stored:
+    return {t: {"key": tc.key_columns, "duplicates": tc.duplicate_keys, "added": tc.added_rows,
+                "removed": tc.removed_rows, "changed_old": tc.changed_old, "changed_new": tc.changed_new}
+            for t, tc in changes.tables.items()}
+
+
+def _from_stored(study_id: str, stored: change_cache.Stored) -> Changes:
+    return Changes(study_id, {t: TableChanges(t, s["key"], s["added"], s["removed"], s["changed_old"],
+                                              s["changed_new"], s["duplicates"]) for t, s in stored.items()})
+
+
+def _kept_at(db_from: Database, db_to: Database, study_id: str) -> Path | None:
+    """Where a registry keeps this comparison: both files cuts of one registry; else None (not kept)."""
+    if not (cuts.is_registered(db_from.path) and cuts.is_registered(db_to.path)):
+        return None
+    if db_from.path.resolve().parent != db_to.path.resolve().parent:
+        return None
+    return change_cache.path(db_to.path.resolve().parent, cuts.cut_of(db_from.path).sha256,
+                             cuts.cut_of(db_to.path).sha256, study_id)
+
+
+def load_changes_kept(db_from: Database, db_to: Database, study_id: str) -> Changes:
+    """:func:`load_changes`, read from the registry when it was computed before (by an import, or by any server
+    reading the folder), else computed and kept there. Two cuts outside one registry are compared afresh."""
+    kept = _kept_at(db_from, db_to, study_id)
+    stored = change_cache.read(kept, study_id) if kept is not None else None
+    if stored is not None:
+        return _from_stored(study_id, stored)
+    changes = load_changes(db_from, db_to, study_id)
+    if kept is not None:
+        change_cache.write(kept, study_id, _stored(changes))
+    return changes
+
+
+def keep_comparisons(folder: str | Path, cut: cuts.Cut) -> int:
+    """After a cut is added: compare each of its studies with the study's previous cut and keep the result, so
+    the first page to ask reads it instead of computing it. Returns how many were kept."""
+    registry = cuts.Registry.of_folder(folder)
+    kept = 0
+    for study_id in cut.studies:
+        previous = registry.previous(cut, study_id)
+        if previous is not None:
+            load_changes_kept(Database(previous.path), Database(cut.path), study_id)
+            kept += 1
+    return kept
 
 
 def as_frame(changes: Changes) -> pd.DataFrame:
@@ -231,8 +313,10 @@ def record_changes(changes: Changes) -> pd.DataFrame:
     and the categories it counts in (``CATEGORIES``). The Changes page's listing and the banner's counts."""
     rows = []
     for table, tc in changes.tables.items():
-        items = [(ADDED, None, r) for r in tc.added] + [(REMOVED, r, None) for r in tc.removed] + [
-            (CHANGED, c["old"], c["new"]) for c in tc.changed]
+        # Python values straight from Arrow (dates as datetime.date, printed as ISO text): no JSON conversion.
+        items = [(ADDED, None, r) for r in tc.added_rows.to_pylist()] + [
+            (REMOVED, r, None) for r in tc.removed_rows.to_pylist()] + [
+            (CHANGED, o, n) for o, n in zip(tc.changed_old.to_pylist(), tc.changed_new.to_pylist())]
         for kind, old, new in items:
             record = new if new is not None else old
             fields = {c: (old[c], new[c]) for c in old if old[c] != new[c]} if kind == CHANGED else {}
@@ -262,12 +346,14 @@ class ChangeCount:
 
 
 def summarise(records: pd.DataFrame) -> list[ChangeCount]:
-    """The banner's counts over :func:`record_changes` (already limited to the subjects a viewer may see)."""
+    """The banner's counts over :func:`record_changes`, in :data:`CATEGORIES` order."""
     counts = []
+    tagged = records["categories"].explode()  # one row per record and category, indexed by record
+    by_category = {c: idx for c, idx in tagged.groupby(tagged, sort=False).groups.items()}
     for category, one, several in CATEGORIES:
-        mine = records[records["categories"].map(lambda tags, c=category: c in tags)]
-        if mine.empty:
+        if category not in by_category:
             continue
+        mine = records.loc[by_category[category]]
         n = len(mine)
         text = f"+{n} {one if n == 1 else several}" if category == "new_subject" else f"{n} {one if n == 1 else several}"
         if category == "new_ae":
@@ -281,7 +367,7 @@ def summarise(records: pd.DataFrame) -> list[ChangeCount]:
 
 
 def in_category(records: pd.DataFrame, category: str | None) -> pd.DataFrame:
-    return records if not category else records[records["categories"].map(lambda tags: category in tags)]
+    return records if not category else records[[category in tags for tags in records["categories"]]]
 
 
 def subject_changes(changes: Changes, subject_id: str) -> str:
@@ -314,15 +400,18 @@ def mark_rows(frame: pd.DataFrame, records: pd.DataFrame, table: str) -> pd.Seri
 
 @dataclass(frozen=True)
 class ReviewChanges:
-    """A study's changes between two cuts, with their record listing: what the pages and the packet read."""
+    """A study's changes between two cuts, with their record listing and its counts (the whole study's: the
+    banner's, for every role): what the pages and the packet read."""
 
     changes: Changes
     records: pd.DataFrame  # record_changes(changes)
+    summary: tuple[ChangeCount, ...]
 
 
 def load_review_changes(db_from: Database, db_to: Database, study_id: str) -> ReviewChanges:
-    changes = load_changes(db_from, db_to, study_id)
-    return ReviewChanges(changes, record_changes(changes))
+    changes = load_changes_kept(db_from, db_to, study_id)
+    records = record_changes(changes)
+    return ReviewChanges(changes, records, tuple(summarise(records)))
 
 
 def recommendation_since(before, now, records: pd.DataFrame, shown: pd.DataFrame) -> tuple[bool, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smc.analysis.changes import keep_comparisons
 from smc.demo.decisions import record_demo_decisions, record_demo_decisions_on_cuts
 from smc.demo.portfolio import portfolio_specs
 from smc.demo.simulate import simulate_trial
@@ -56,5 +57,6 @@ def build_demo_cuts(folder: str | Path, seed: int = 2024, scale: int = 1) -> tup
                                 transfer.label)
         added.append(cut)
         warnings += problems
+        keep_comparisons(folder, cut)
     record_demo_decisions_on_cuts(folder)
     return added, warnings

@@ -17,7 +17,7 @@ from plotly.offline import get_plotlyjs
 
 from smc.access.scope import WHOLE_STUDY, SubjectScope
 from smc.analysis import biomarkers, efficacy, safety, survival
-from smc.analysis.changes import ReviewChanges, load_review_changes, summarise
+from smc.analysis.changes import ReviewChanges, load_review_changes
 from smc.analysis.dose_decision import (
     LEVEL_TABLE_NOTE,
     DoseDecision,
@@ -120,8 +120,10 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
 
     out.section("study")
     _section_study(out, study, load_overview(db, study, dose), ledger.data_source(db), as_of, now, scope)
-    if since is not None:
-        out.section("changes")
+    out.section("changes")
+    if since is None:
+        out.para("No earlier data cut of this study to compare with (its first cut, or a cut served alone).", "note")
+    else:
         _section_changes(out, load_review_changes(since, db, study_id), cuts.cut_of(since.path), scope)
     out.section("recommendation")
     _section_recommendation(out, study, dose)
@@ -187,7 +189,7 @@ def _section_study(out: _Packet, study: Study, ov: Overview, data_source: str, a
 
 
 def _section_changes(out: _Packet, found: ReviewChanges, since: cuts.Cut, scope: SubjectScope) -> None:
-    counts = summarise(found.records)  # aggregates: the whole study's, as every section's counts
+    counts = found.summary  # aggregates: the whole study's, as every section's counts
     records = scope.with_study_rows(found.records)
     out.para(f"Compared with the data cut {since.title} (sha256 {since.sha256}), record by record on each table's "
              "record key.")

@@ -24,7 +24,7 @@ from smc import settings
 from smc.access import audit, permissions
 from smc.access.identity import Identity, load_roles
 from smc.access.scope import SubjectScope, subject_scope
-from smc.analysis.changes import ReviewChanges, load_review_changes, mark_rows, summarise
+from smc.analysis.changes import ReviewChanges, load_review_changes, mark_rows
 from smc.analysis.dose_decision import load_dose_decision
 from smc.decision_log import ledger, reviews
 from smc.outputs.csv_export import safe_csv
@@ -92,13 +92,13 @@ def imports_dir() -> Path:
     return settings.import_dir()
 
 
-@st.cache_resource(show_spinner=False, max_entries=settings.OPEN_CUTS_MAX)
+@st.cache_resource(show_spinner=False, max_entries=settings.CUT_CACHE_ENTRIES)
 def _database(path: str) -> Database:
     return Database(path)
 
 
 def database(cut: Cut) -> Database:
-    """One cut's read-only database, shared by every session; at most ``open_cuts_max`` are kept open."""
+    """One cut's read-only database, shared by every session; at most ``cut_cache_entries`` are kept open."""
     return _database(cut.path)
 
 
@@ -345,9 +345,8 @@ def changes_banner(ctx: PageContext) -> None:
     found = review_changes(ctx)
     if found is None:
         return
-    records = found.records
     since = f"**{md(ctx.since.title)}**"
-    counts = summarise(records)
+    counts = found.summary
     if not counts:
         st.caption(f":material/check_circle: No change to {md(ctx.study.study_id)}'s records since {since}.")
         return
