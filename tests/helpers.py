@@ -344,6 +344,17 @@ def sign_in(page, url: str, username: str) -> None:
     demo_sign_in.sign_in(page, url, username)
 
 
+def signed_in_state(browser, url: str, username: str) -> dict:
+    """The browser state (cookies) of a demo user signed in at the server ``url`` through the provider's form:
+    Streamlit ties its sign-in cookie to the server's origin, so a test with a server of its own signs in there."""
+    context = browser.new_context()
+    try:
+        sign_in(context.new_page(), url, username)
+        return context.storage_state()
+    finally:
+        context.close()
+
+
 def type_password(page, username: str, password: str | None = None) -> None:
     """Fill in and send the provider's login form (the page is on its way there): it is the provider's own."""
     page.wait_for_selector("#username", timeout=30_000)

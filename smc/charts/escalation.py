@@ -147,10 +147,12 @@ def _adverse_event_marks(adverse_events: pd.DataFrame, y_of: dict[str, int], cal
 
 
 def _changed_marks(events: pd.DataFrame, y_of: dict[str, int], calendar: bool) -> go.Scatter:
-    """A ring around each AE that is new or changed since the compared data cut."""
+    """A ring around each AE that is new or changed since the compared data cut, where its mark is: a DLT's star on
+    the lane, any other AE's dot above it."""
     events = events[events.subject_id.isin(y_of)]
+    above = (events.dlt != "Y") * 0.22
     return go.Scatter(
-        x=_x(events, "day", "onset_date", calendar), y=events.subject_id.map(y_of) + 0.22, mode="markers",
+        x=_x(events, "day", "onset_date", calendar), y=events.subject_id.map(y_of) + above, mode="markers",
         name="New or changed since the compared cut",
         marker=dict(symbol="circle-open", size=15, color=CHANGED_COLOR, line=dict(width=2)),
         customdata=plain_each(events[["subject_id", "term", "grade"]]),

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from smc.tools.server import ERRORS
-from tests.helpers import served_app, sign_in
+from tests.helpers import served_app, signed_in_state
 
 pytestmark = pytest.mark.browser
 
@@ -54,11 +54,7 @@ def registry_server(demo_cuts, identity_provider, tmp_path_factory):
 @pytest.fixture(scope="module")
 def member_state(browser, registry_server) -> dict:
     """The SMC member signed in at this server's own origin (the session server's sign-in does not hold here)."""
-    context = browser.new_context()
-    sign_in(context.new_page(), registry_server, "member")
-    state = context.storage_state()
-    context.close()
-    return state
+    return signed_in_state(browser, registry_server, "member")
 
 
 @pytest.fixture()

@@ -45,7 +45,7 @@ from smc.store.study import load_study, study_ids
 from smc.tools.server import ERRORS
 from smc.ui import pages
 from smc.ui.text import WORD_JOINER
-from tests.helpers import ROOT, app_test, figures, served_app, sign_in
+from tests.helpers import ROOT, app_test, figures, served_app, signed_in_state
 
 HOST = "127.0.0.1:9"  # port 9 (discard): nothing listens, so a request that leaks is refused, and logged here
 PAYLOADS = (
@@ -469,11 +469,7 @@ def hostile_server(hostile_db, identity_provider):
 def hostile_sign_in(browser, hostile_server) -> dict:
     """The admin (the one role that opens every page, Import among them) signed in at this server: Streamlit ties
     its sign-in cookie to the server's origin, so the session server's sign-in does not hold here."""
-    context = browser.new_context()
-    sign_in(context.new_page(), hostile_server, "admin")
-    state = context.storage_state()
-    context.close()
-    return state
+    return signed_in_state(browser, hostile_server, "admin")
 
 
 @pytest.fixture()

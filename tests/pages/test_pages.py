@@ -88,7 +88,7 @@ def test_calendar_axis_draws_the_as_of_line(app_env, sql):
 def test_link_opens_study_and_date_and_stays_in_sync(app_env, sql):
     at = run_app("IX001", dt.date(2024, 12, 1))
     assert at.selectbox(key="study").value == "IX001"
-    assert at.date_input(key="as_of::IX001").value == dt.date(2024, 12, 1)
+    assert at.sidebar.date_input[0].label == "As of" and at.sidebar.date_input[0].value == dt.date(2024, 12, 1)
     at.selectbox(key="study").set_value("IDOV-SAFE").run()
     cut = sql("SELECT data_cut_date FROM studies WHERE study_id = 'IDOV-SAFE'")[0][0]
     assert at.query_params["study"] == ["IDOV-SAFE"] or at.query_params["study"] == "IDOV-SAFE"

@@ -612,3 +612,95 @@ def test_demo_transfer_3_corrects_transfer_2(demo_pair, study_id):
 @pytest.mark.parametrize("study_id", STUDIES)
 def test_every_demo_change_matches_sql(demo_pair, study_id):
     assert_same_as_sql(*demo_pair, study_id, KEYS)
+
+
+# --------------------------------------------------------------------------- comparisons kept beside the cuts
+
+
+def _registry_of_pair(tmp_path) -> tuple[Path, Registry]:
+    folder = tmp_path / "registry"
+    for tables in (older_tables(), newer_tables()):
+        add_cut(folder, lambda path, tables=tables: write_cut(path, tables))
+    return folder, Registry.of_folder(folder)
+
+
+def test_a_kept_comparison_is_the_computed_one_and_is_read_back(tmp_path):
+    from smc.analysis.changes import load_changes_kept
+    from smc.store import change_cache
+
+    folder, registry = _registry_of_pair(tmp_path)
+    older, newer = registry.cuts
+    computed = load_changes(Database(older.path), Database(newer.path), "S1")
+    first = load_changes_kept(Database(older.path), Database(newer.path), "S1")
+    kept = change_cache.path(folder, older.sha256, newer.sha256, "S1")
+    assert kept.is_file()
+    again = load_changes_kept(Database(older.path), Database(newer.path), "S1")
+    for changes in (first, again):
+        assert changes.as_json() == computed.as_json()
+    # What is read back is the file, not a recomputation: a kept comparison of another study is not used.
+    assert change_cache.read(kept, "S2") is None
+
+
+def test_an_unreadable_kept_comparison_is_computed_again(tmp_path):
+    from smc.analysis.changes import load_changes_kept
+    from smc.store import change_cache
+
+    folder, registry = _registry_of_pair(tmp_path)
+    older, newer = registry.cuts
+    kept = change_cache.path(folder, older.sha256, newer.sha256, "S1")
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"not a database")
+    changes = load_changes_kept(Database(older.path), Database(newer.path), "S1")
+    assert changes.as_json() == load_changes(Database(older.path), Database(newer.path), "S1").as_json()
+
+
+def test_an_import_keeps_its_comparison_with_the_previous_cut(tmp_path, capsys):
+    from smc.store import change_cache
+
+    folder = tmp_path / "registry"
+    for name, tables in (("older", older_tables()), ("newer", newer_tables())):
+        code, _, _ = run_cli(capsys, "import", "--csv", str(write_csv_set(tmp_path / name, tables)), "--cuts", str(folder))
+        assert code == 0
+    older, newer = Registry.of_folder(folder).cuts
+    for study_id in ("S1", "S2"):
+        assert change_cache.path(folder, older.sha256, newer.sha256, study_id).is_file(), study_id
+
+
+# --------------------------------------------------------------------------- the swimlanes' rings
+
+
+def test_swimlanes_ring_each_new_or_changed_ae_where_its_mark_is(demo_pair):
+    """IDOV-SAFE, transfer 2 → 3: a ring on every AE added or changed (by its sponsor id, in SQL), none elsewhere;
+    a DLT's ring on its star (on the lane), another AE's on its dot (0.22 above)."""
+    from smc.analysis.changes import load_review_changes, mark_rows
+    from smc.analysis.dose_decision import load_dose_decision
+    from smc.analysis.swimlanes import load_swimlanes
+    from smc.charts.escalation import swimlanes
+    from smc.store.study import load_study
+
+    path_from, path_to = demo_pair
+    con = attached(path_from, path_to)
+    try:
+        touched = {r[0] for r in con.execute(
+            "SELECT n.ae_spid FROM b.adverse_events n LEFT JOIN a.adverse_events o USING (study_id, ae_spid) "
+            "WHERE n.study_id = 'IDOV-SAFE' AND (o.ae_spid IS NULL OR o.grade <> n.grade OR o.dlt <> n.dlt "
+            "OR o.related IS DISTINCT FROM n.related OR o.end_date IS DISTINCT FROM n.end_date "
+            "OR o.outcome IS DISTINCT FROM n.outcome)").fetchall()}
+    finally:
+        con.close()
+    db = Database(path_to)
+    study = load_study(db, "IDOV-SAFE")
+    dose = load_dose_decision(db, study, study.data_cut_date)
+    lanes = load_swimlanes(db, study, study.data_cut_date, dose.assessment.states)
+    records = load_review_changes(Database(path_from), db, "IDOV-SAFE").records
+    aes = lanes.adverse_events
+    ringed = aes[mark_rows(aes, records, "adverse_events") != ""]
+    assert set(ringed["ae_spid"]) == touched and touched
+    figure = swimlanes(lanes.lanes, lanes.administrations, aes, lanes.assessments, study.dlt_window_days,
+                       study.data_cut_date, changed_events=ringed)
+    rings = next(t for t in figure.data if t.name == "New or changed since the compared cut")
+    lane_of = {s: i for i, s in enumerate(lanes.lanes.sort_values(
+        ["level", "phase", "enrollment_date", "subject_id"], ascending=[True, False, True, True]).subject_id)}
+    expected = sorted((float(r.day), round(lane_of[r.subject_id] + (0.0 if r.dlt == "Y" else 0.22), 6))
+                      for r in ringed.itertuples())
+    assert sorted(zip(map(float, rings.x), (round(float(y), 6) for y in rings.y))) == expected
