@@ -280,3 +280,65 @@ def test_a_name_is_shown_as_text_not_markdown(sql, imports, sdtm, name):
     assert "is not a usable file name" in error.value
     assert re.search(r"(?<!\\)[\[\]<>]", error.value) is None, error.value  # every bracket escaped
     assert "\\<name\\>.duckdb" in at.text_input(key="db_name").help
+
+
+# --------------------------------------------------------------------------- serving a registry of data cuts
+
+
+@pytest.fixture()
+def registry(tmp_path, demo_cuts, monkeypatch):
+    """A copy of the demo registry, served: the Import page adds a cut to it."""
+    import shutil
+
+    folder = tmp_path / "registry"
+    shutil.copytree(demo_cuts, folder)
+    monkeypatch.delenv("SMC_DB", raising=False)
+    monkeypatch.setenv("SMC_CUTS", str(folder))
+    return folder
+
+
+def test_serving_a_registry_the_import_becomes_its_newest_cut_and_no_cut_is_touched(registry, sdtm):
+    from smc.store.cuts import file_sha256, list_cuts
+
+    uploads, domains = sdtm
+    before = {c.path: c.sha256 for c in list_cuts(registry)}
+    at = run_app("IDOV-SAFE", dt_of_latest(registry, "IDOV-SAFE"), PAGE, user="datamanager")
+    assert at.toggle(key="as_cut").value is True
+    at.file_uploader(key="sdtm_files").set_value(uploads)
+    at.text_area(key="mapping_text").set_value(synthetic.mapping_text(N_SUBJECTS))
+    at.text_input(key="cut_label").set_value("March transfer")
+    at.run()
+    at.button(key="import_sdtm").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    after = list_cuts(registry)
+    assert len(after) == len(before) + 1
+    new = next(c for c in after if c.path not in before)
+    assert new.label == "March transfer" and new.sha256 == file_sha256(new.path)
+    assert {c.path: file_sha256(c.path) for c in after if c.path in before} == before  # every cut as it was
+    assert any("March transfer" in s.value for s in at.success)
+    dm = domains["DM"]
+    assert scalar(new.path, "SELECT count(*) FROM subjects") == len(dm) == N_SUBJECTS
+
+
+def test_a_refused_import_adds_no_cut(registry, sdtm):
+    from smc.store.cuts import list_cuts
+
+    uploads, _ = sdtm
+    before = list_cuts(registry)
+    at = run_app("IDOV-SAFE", dt_of_latest(registry, "IDOV-SAFE"), PAGE, user="datamanager")
+    at.file_uploader(key="sdtm_files").set_value([u for u in uploads if not u[0].lower().startswith("dm")])
+    at.text_area(key="mapping_text").set_value(synthetic.mapping_text(N_SUBJECTS))
+    at.run()
+    at.button(key="import_sdtm").click().run()
+    assert not at.exception
+    assert any("Import refused" in e.value for e in at.error)
+    assert list_cuts(registry) == before
+    assert not [p for p in registry.iterdir() if p.name.startswith(".new-cut.")]  # no private file left
+
+
+def dt_of_latest(registry, study_id):
+    import datetime as dt
+
+    from smc.store.cuts import list_cuts
+
+    return dt.date.fromisoformat(list_cuts(registry)[-1].studies[study_id])
