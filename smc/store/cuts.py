@@ -103,13 +103,26 @@ def _single_file_cut(path: Path, identity: tuple) -> Cut:
     return describe(path, file_sha256(path))
 
 
+def _from_manifest(fields: dict) -> Cut:
+    """A manifest's fields as a Cut; TypeError or KeyError for one that is not what the registry writes (the
+    folder may be shared storage: nothing in it is trusted to be well formed)."""
+    cut = Cut(**{k: fields[k] for k in Cut.__dataclass_fields__})
+    texts = [getattr(cut, k) for k in Cut.__dataclass_fields__ if k != "studies"]
+    if not all(isinstance(v, str) for v in texts) or not isinstance(cut.studies, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in cut.studies.items()):
+        raise TypeError("a field of the wrong type")
+    if not re.fullmatch(r"[0-9a-f]{64}", cut.sha256):
+        raise ValueError("sha256 is not 64 hex digits")
+    return cut
+
+
 def cut_of(db_path: str | Path) -> Cut:
     """The cut a file is: its manifest in a registry, else the file described (and hashed) as it is now."""
     path = Path(db_path)
     manifest = manifest_path(path)
     if manifest.is_file():
-        fields = json.loads(manifest.read_text())
-        return Cut(**{**{k: fields[k] for k in Cut.__dataclass_fields__}, "path": str(path.resolve())})
+        cut = _from_manifest(json.loads(manifest.read_text(encoding="utf-8")))
+        return Cut(**{**asdict(cut), "path": str(path.resolve())})
     return _single_file_cut(path.resolve(), _identity(path))
 
 
@@ -132,8 +145,7 @@ def list_cuts(folder: str | Path) -> list[Cut]:
     cuts = []
     for manifest in sorted(Path(folder).glob(f"*{MANIFEST_SUFFIX}")):
         try:
-            fields = json.loads(manifest.read_text())
-            cut = Cut(**{k: fields[k] for k in Cut.__dataclass_fields__})
+            cut = _from_manifest(json.loads(manifest.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("data cut manifest %s is unreadable (%s); left out", manifest, exc)
             continue

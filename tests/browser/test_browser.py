@@ -73,6 +73,8 @@ def test_subject_milestone_notes_clear_the_panel_titles(server, page, subject):
     page.goto(f"{server}/subject?study={subject.rsplit('-', 1)[0]}&subject={subject}")
     page.wait_for_function(f"document.querySelectorAll('{CHART}').length >= 2", timeout=60_000)
     page.wait_for_load_state("networkidle")
+    # Plotly draws the annotations after the traces: on a loaded machine, after the network is idle.
+    page.wait_for_function(f"({OVERLAPPING_NOTES})()[0] >= 1", timeout=30_000)
     milestones, overlaps = page.evaluate(OVERLAPPING_NOTES)
     assert milestones >= 1 and overlaps == []
 

@@ -704,3 +704,14 @@ def test_swimlanes_ring_each_new_or_changed_ae_where_its_mark_is(demo_pair):
     expected = sorted((float(r.day), round(lane_of[r.subject_id] + (0.0 if r.dlt == "Y" else 0.22), 6))
                       for r in ringed.itertuples())
     assert sorted(zip(map(float, rings.x), (round(float(y), 6) for y in rings.y))) == expected
+
+
+@pytest.mark.parametrize("manifest", ['{"path": 1}', "not json", '{"path": "x.duckdb", "cut_date": "2025-01-01", '
+                                      '"label": "<b>x</b>", "source": "csv", "sha256": "zz", "loaded_at_utc": "", '
+                                      '"studies": {}}', "[]"])
+def test_a_malformed_manifest_is_left_out_and_hides_no_other_cut(tmp_path, manifest):
+    folder, registry = _registry_of_pair(tmp_path)
+    stray = folder / "stray.duckdb"
+    shutil.copy(registry.cuts[0].path, stray)
+    (folder / "stray.cut.json").write_text(manifest)
+    assert [c.path for c in list_cuts(folder)] == [c.path for c in registry.cuts]
