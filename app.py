@@ -6,7 +6,7 @@ from smc import SettingError
 st.set_page_config(page_title="SMC Dashboard", page_icon=":material/monitor_heart:", layout="wide")
 try:
     from smc import ui
-    from smc.ui import pages, sign_in
+    from smc.ui import pages, review, sign_in
 except SettingError as exc:  # the limits are read as smc.settings is imported
     st.error("The server is misconfigured:")
     st.code(str(exc), language=None, wrap_lines=True)  # literal text: smc.ui (and its md) did not import
@@ -34,4 +34,5 @@ except Exception as exc:  # noqa: BLE001 - a broken file must not show a traceba
     st.stop()
 ui.set_context(context)
 ui.banner(context)
+review.changes_banner(context)  # what changed since the last review: every page, under the as-of note
 ui.run_page(navigation)

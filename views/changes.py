@@ -5,13 +5,14 @@ from smc import ui
 from smc.analysis.changes import CATEGORIES, KINDS, TABLES, as_frame, in_category
 from smc.decision_log import ledger, reviews
 from smc.store.study import study_subject_ids
+from smc.ui import review
 from smc.ui.text import md
 
 ctx = ui.context()
 study = ctx.study
 st.title(f"{md(study.study_id)} · Changes")
 
-found = ui.review_changes(ctx)
+found = review.review_changes(ctx)
 if found is None:
     st.info(f"{md(ctx.cut.title if ctx.cut else 'This data cut')} is the first data cut of {md(study.study_id)}: "
             "there is nothing to compare it with.", icon=":material/info:")
@@ -25,7 +26,7 @@ else:
                        f"({md(', '.join(tc.key_columns))}); those records are matched with nothing and listed "
                        "below as they are.", icon=":material/warning:")
             st.dataframe(tc.duplicate_keys, hide_index=True, key=f"duplicates_{table}")
-    records = ui.changed_records(ctx)
+    records = review.changed_records(ctx)
     names = {c: several for c, _, several in CATEGORIES}
     wanted = st.query_params.get("show")
     filters = st.columns(4)
@@ -60,7 +61,7 @@ log = ledger.log_path(ctx.db.path)
 marks = reviews.read_marks(log, study.study_id)
 registry = ui.open_registry()
 subject_ids = list(ui.subject_rows(ctx, study_subject_ids(ctx.db, study.study_id), "subject_id")["subject_id"])
-status = ui.review_status(ctx, registry, subject_ids, marks)
+status = review.review_status(ctx, registry, subject_ids, marks)
 counts = reviews.progress(status)
 for column, (name, n) in zip(st.columns(len(counts)), counts.items()):
     column.metric(name.capitalize(), n)
@@ -78,5 +79,5 @@ if ctx.may("review_subjects") and ctx.cut is not None:
                                 format_func=md, help=f"{len(pending)} need review; each mark names you, the time and "
                                                      "this cut, and is kept for good.")
         if st.form_submit_button("Mark as reviewed", type="primary"):
-            ui.mark_reviewed(ctx, chosen)
-ui.show_review_outcome()
+            review.mark_reviewed(ctx, chosen)
+review.show_review_outcome()

@@ -20,6 +20,7 @@ from smc.decision_log import ledger
 from smc.outputs.packet import build_packet
 from smc.rules import boin
 from smc.ui import decision_log_form as decision_form
+from smc.ui import review
 from smc.ui.text import md
 
 ctx = ui.context()
@@ -48,8 +49,8 @@ with protocol.container(border=True):
     if rec.mtd_level is not None:
         st.markdown(f"**MTD: {md(study.label(rec.mtd_level))}** (level {rec.mtd_level})")
     st.markdown(md(rec.reason))
-    if (found := ui.review_changes(ctx)) is not None:
-        changed, why = recommendation_since(ui.since_decision(ctx), decision, found.records, ui.changed_records(ctx))
+    if (found := review.review_changes(ctx)) is not None:
+        changed, why = recommendation_since(review.since_decision(ctx), decision, found.records, review.changed_records(ctx))
         (st.warning if changed else st.caption)(f"**Since {md(ctx.since.title)}:** {md(why)}")
 with second.container(border=True):
     st.markdown(f"##### BOIN advice (target DLT rate {advice.target:.0%}) — advice only")
@@ -80,7 +81,7 @@ elif (mine := ui.subject_view(ctx, lanes.lanes)) is not None:  # the lanes this 
     shown = ui.paged(shown, key="swimlane_page")
     drawn = set(shown["subject_id"])
     drawn_aes = lanes.adverse_events[lanes.adverse_events["subject_id"].isin(drawn)]
-    records = ui.changed_records(ctx)
+    records = review.changed_records(ctx)
     new_aes = drawn_aes[mark_rows(drawn_aes, records, "adverse_events") != ""] if records is not None else None
     figure = ui.figure(swimlanes, shown, *(frame[frame["subject_id"].isin(drawn)] for frame in
                        (lanes.administrations, lanes.adverse_events, lanes.assessments)),

@@ -4,6 +4,7 @@ import streamlit as st
 from smc import ui
 from smc.analysis import safety
 from smc.charts.safety import ae_heatmap
+from smc.ui import review
 from smc.ui.text import md
 
 ctx = ui.context()
@@ -65,7 +66,7 @@ LISTING_CONFIG = {
     "end_date": st.column_config.DateColumn("End", format="YYYY-MM-DD"),
     "term": "Term", "soc": "SOC", "grade": "Grade", "serious": "Serious", "related": "Related", "dlt": "DLT",
     "outcome": "Outcome", "action_taken": "Action taken", "ae_seq": "AE seq", "ae_spid": "Sponsor AE id",
-    "since_review": ui.SINCE_REVIEW_COLUMN}
+    "since_review": review.SINCE_REVIEW_COLUMN}
 listings = safety_view.listings
 for tab, (name, frame) in zip(st.tabs([f"{name} ({len(f)})" for name, f in listings.items()]), listings.items()):
     with tab:
@@ -75,6 +76,6 @@ for tab, (name, frame) in zip(st.tabs([f"{name} ({len(f)})" for name, f in listi
             continue
         if (rows := ui.subject_view(ctx, frame)) is None:
             continue
-        st.dataframe(ui.with_subject_links(ui.marked(ctx, rows, "adverse_events"), ctx), hide_index=True,
+        st.dataframe(ui.with_subject_links(review.marked(ctx, rows, "adverse_events"), ctx), hide_index=True,
                      column_config=LISTING_CONFIG, key=f"listing_{slug}")
         ui.download_csv(rows, f"{study.study_id}_{slug}_{ctx.as_of}.csv", key=f"listing_{slug}_csv")

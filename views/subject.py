@@ -5,6 +5,7 @@ import streamlit as st
 from smc import ui
 from smc.analysis.subject_profile import load_enrolled_subjects, load_subject_profile
 from smc.charts.subject import subject_labs, subject_timeline
+from smc.ui import review
 from smc.ui.text import md
 
 ctx = ui.context()
@@ -83,12 +84,12 @@ else:
                               "drawn at LLOQ/2)"), key="labs")
 
     with st.expander(f"Adverse events ({len(profile.adverse_events)})", expanded=True):
-        st.dataframe(ui.marked(ctx, profile.adverse_events.assign(
+        st.dataframe(review.marked(ctx, profile.adverse_events.assign(
             treatment_emergent=profile.adverse_events["treatment_emergent"].map({True: "TEAE", False: "baseline"})),
             "adverse_events"), hide_index=True, key="subject_aes",
             column_order=["since_review", "day", "onset_date", "end_date", "term", "soc", "grade", "serious", "related", "dlt",
                           "outcome", "action_taken", "treatment_emergent"],
-            column_config={"since_review": ui.SINCE_REVIEW_COLUMN,
+            column_config={"since_review": review.SINCE_REVIEW_COLUMN,
                            "day": st.column_config.NumberColumn("Day", help="Days from the first dose of any study "
                                                                 "treatment (0 = that day)"),
                            "onset_date": st.column_config.DateColumn("Onset", format="YYYY-MM-DD"),
@@ -102,4 +103,4 @@ else:
     with st.expander(f"Tumor assessments ({len(profile.assessments)})"):
         st.dataframe(profile.assessments.drop(columns=["subject_id"]), hide_index=True, key="subject_scans")
         st.caption("Investigator time-point responses as recorded (the baseline has none).")
-    ui.review_section(ctx, subject_id, profile.adverse_events)
+    review.review_section(ctx, subject_id, profile.adverse_events)
