@@ -103,4 +103,4 @@ else:
     with st.expander(f"Tumor assessments ({len(profile.assessments)})"):
         st.dataframe(profile.assessments.drop(columns=["subject_id"]), hide_index=True, key="subject_scans")
         st.caption("Investigator time-point responses as recorded (the baseline has none).")
-    review.review_section(ctx, subject_id, profile.adverse_events)
+    review.review_section(ctx, subject_id, profile.adverse_events, profile.assessments)

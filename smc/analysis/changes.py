@@ -370,9 +370,9 @@ def in_category(records: pd.DataFrame, category: str | None) -> pd.DataFrame:
     return records if not category else records[[category in tags for tags in records["categories"]]]
 
 
-def subject_changes(changes: Changes, subject_id: str) -> str:
-    """What changed in one subject's records, in a few words ("" when nothing did): why they need re-review."""
-    records = record_changes(changes)
+def subject_changes(records: pd.DataFrame, subject_id: str) -> str:
+    """What changed in one subject's records (of :func:`record_changes`), in a few words ("" when nothing did): why
+    they need re-review."""
     mine = records[records["subject_id"] == subject_id]
     if mine.empty:
         return ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import sqlite3
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import pandas as pd
 from smc import settings
 from smc.access import permissions
 from smc.access.identity import Identity
-from smc.analysis.changes import Changes, subject_changes
+from smc.analysis.changes import subject_changes
 from smc.decision_log import ledger
 from smc.store import cuts
 from smc.store.cuts import Cut, Registry
@@ -115,11 +116,13 @@ def marks_up_to(marks: list[Mark], registry: Registry, cut: Cut) -> list[Mark]:
 
 
 def review_status(subject_ids: list[str], marks: list[Mark], cut: Cut,
-                  changes_since: Callable[[str], Changes | None]) -> pd.DataFrame:
+                  changes_since: Callable[[str], pd.DataFrame | None]) -> pd.DataFrame:
     """Each subject's status on ``cut``: reviewed (on this cut, or on an earlier one and nothing of theirs
     changed since), needs re-review (with what changed), or never reviewed. ``changes_since(sha256)`` is the
-    study's changes from that cut to ``cut`` (None: that cut is no longer in the registry)."""
+    study's changed records (:func:`smc.analysis.changes.record_changes`) from that cut to ``cut`` (None: that
+    cut is no longer in the registry), asked once per cut however many subjects were marked on it."""
     latest = {m.subject_id: m for m in marks if not m.record_table}
+    since = functools.cache(changes_since)
     rows = []
     for subject_id in subject_ids:
         m = latest.get(subject_id)
@@ -129,14 +132,39 @@ def review_status(subject_ids: list[str], marks: list[Mark], cut: Cut,
         if m.cut_sha256 == cut.sha256:
             rows.append(_status_row(subject_id, REVIEWED, m, ""))
             continue
-        changes = changes_since(m.cut_sha256)
-        if changes is None:
+        records = since(m.cut_sha256)
+        if records is None:
             rows.append(_status_row(subject_id, NEEDS_REREVIEW, m, "reviewed on a cut no longer in the registry"))
             continue
-        what = subject_changes(changes, subject_id)
+        what = subject_changes(records, subject_id)
         rows.append(_status_row(subject_id, NEEDS_REREVIEW if what else REVIEWED, m, what))
     return pd.DataFrame(rows, columns=["subject_id", "status", "reviewed_by", "reviewed_on_cut", "reviewed_at_utc",
                                        "changed_since"])
+
+
+def record_status(marks: list[Mark], subject_id: str, cut: Cut,
+                  changes_since: Callable[[str], pd.DataFrame | None]) -> pd.DataFrame:
+    """The subject's records marked one by one (an AE, a tumor assessment): for each, its latest mark and whether
+    the record changed (or was removed) since the cut it was marked on."""
+    latest = {(m.record_table, m.record_key): m for m in marks if m.subject_id == subject_id and m.record_table}
+    rows = []
+    for (table, key_text), m in latest.items():
+        status, what = REVIEWED, ""
+        if m.cut_sha256 != cut.sha256:
+            records = changes_since(m.cut_sha256)
+            if records is None:
+                status, what = NEEDS_REREVIEW, "reviewed on a cut no longer in the registry"
+            else:
+                key = json.loads(key_text)
+                mine = records[(records["table"] == table) & (records["subject_id"] == subject_id)]
+                hit = [r for r in mine.itertuples() if all(str(r.key.get(k)) == str(v) for k, v in key.items())]
+                if hit:
+                    status = NEEDS_REREVIEW
+                    what = "; ".join(f"{r.change}: {r.what_changed}" if r.what_changed else r.change for r in hit)
+        named = ", ".join(f"{k} {v}" for k, v in json.loads(key_text).items())
+        rows.append({"record": f"{table.replace('_', ' ')} {named}", "status": status, "reviewed_by": m.reviewer_name, "reviewed_on_cut": m.cut_file,
+                     "changed_since": what})
+    return pd.DataFrame(rows, columns=["record", "status", "reviewed_by", "reviewed_on_cut", "changed_since"])
 
 
 def _status_row(subject_id: str, status: str, m: Mark | None, what: str) -> dict:

@@ -80,13 +80,19 @@ def marked(ctx: PageContext, frame: pd.DataFrame, table: str) -> pd.DataFrame:
 def review_status(ctx: PageContext, registry: Registry, subject_ids: list[str], marks: list) -> pd.DataFrame:
     """Each subject's review status on the cut shown (:func:`reviews.review_status`), the changes since each
     cut a mark was made on computed once per pair of cuts."""
-    def changes_since(sha256: str):
+    return reviews.review_status(subject_ids, reviews.marks_up_to(marks, registry, ctx.cut), ctx.cut,
+                                 _records_since(ctx, registry))
+
+
+def _records_since(ctx: PageContext, registry: Registry):
+    """sha256 of an earlier cut -> the study's changed records from it to the cut shown (None: not in the
+    registry), each pair computed once and shared."""
+    def records_since(sha256: str) -> pd.DataFrame | None:
         marked_on = registry.by_sha(sha256)
         if marked_on is None:
             return None
-        return cached(load_review_changes, database(marked_on), ctx.db, ctx.study.study_id).changes
-
-    return reviews.review_status(subject_ids, reviews.marks_up_to(marks, registry, ctx.cut), ctx.cut, changes_since)
+        return cached(load_review_changes, database(marked_on), ctx.db, ctx.study.study_id).records
+    return records_since
 
 
 def mark_reviewed(ctx: PageContext, subject_ids: list[str], record_table: str = "", record_key: dict | None = None,
@@ -105,9 +111,10 @@ def mark_reviewed(ctx: PageContext, subject_ids: list[str], record_table: str = 
     st.rerun()
 
 
-def review_section(ctx: PageContext, subject_id: str, adverse_events: pd.DataFrame) -> None:
-    """The subject profile's review status on the cut shown, and for an SMC member the buttons that mark the
-    subject, or one of its AEs, as reviewed."""
+def review_section(ctx: PageContext, subject_id: str, adverse_events: pd.DataFrame,
+                   assessments: pd.DataFrame) -> None:
+    """The subject profile's review status on the cut shown (the subject's, and each record marked on its own),
+    and for an SMC member the buttons that mark the subject, or one AE or tumor assessment, as reviewed."""
     if ctx.cut is None:
         return
     st.subheader("Review")
@@ -120,23 +127,28 @@ def review_section(ctx: PageContext, subject_id: str, adverse_events: pd.DataFra
     if row.changed_since:
         text += f" · changed since: {md(row.changed_since)}"
     st.markdown(text)
-    mine = [m for m in marks if m.subject_id == subject_id and m.record_table]
-    if mine:
-        st.caption("Marked records: " + "; ".join(f"{md(m.record_table)} {md(m.record_key)} by "
-                                                 f"{md(m.reviewer_name)} on {md(m.cut_file)}" for m in mine[-5:]))
+    records = reviews.record_status(reviews.marks_up_to(marks, registry, ctx.cut), subject_id, ctx.cut,
+                                    _records_since(ctx, registry))
+    if len(records):
+        st.dataframe(records, hide_index=True, key="review_records", column_config={
+            "record": "Record reviewed on its own", "status": "Status", "reviewed_by": "Last reviewed by",
+            "reviewed_on_cut": "On cut", "changed_since": "Changed since that review"})
     if not ctx.may("review_subjects"):
         return
     left, right = st.columns(2)
     if left.button(f"Mark {md(subject_id)} as reviewed on this cut", key="review_subject", type="primary"):
         mark_reviewed(ctx, [subject_id])
-    if not adverse_events.empty:
-        keyed = adverse_events.assign(_key=[
-            {"ae_spid": r.ae_spid} if isinstance(r.ae_spid, str) and r.ae_spid else {"ae_seq": r.ae_seq}
-            for r in adverse_events.itertuples()])
-        chosen = right.selectbox("One AE", range(len(keyed)), key="review_ae", format_func=lambda i: md(
-            f"{keyed.term.iloc[i]} (grade {keyed.grade.iloc[i]}, onset {keyed.onset_date.iloc[i]:%Y-%m-%d})"))
-        if right.button("Mark this AE as reviewed", key="review_ae_button"):
-            mark_reviewed(ctx, [subject_id], "adverse_events", keyed["_key"].iloc[chosen])
+    choices = [(f"AE: {r.term} (grade {r.grade}, onset {r.onset_date:%Y-%m-%d})", "adverse_events",
+                {"ae_spid": r.ae_spid} if isinstance(r.ae_spid, str) and r.ae_spid else {"ae_seq": r.ae_seq})
+               for r in adverse_events.itertuples()]
+    choices += [(f"Tumor assessment {r.assessment_date:%Y-%m-%d} ({r.overall_response or 'baseline'})",
+                 "tumor_assessments", {"assessment_date": f"{r.assessment_date:%Y-%m-%d}"})
+                for r in assessments.itertuples()]
+    if choices:
+        chosen = right.selectbox("One record", range(len(choices)), key="review_ae",
+                                 format_func=lambda i: md(choices[i][0]))
+        if right.button("Mark this record as reviewed", key="review_ae_button"):
+            mark_reviewed(ctx, [subject_id], choices[chosen][1], choices[chosen][2])
     show_review_outcome()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from smc.analysis.changes import load_changes
+from smc.analysis.changes import load_changes, record_changes
 from smc.decision_log import ledger, reviews
 from smc.demo.decisions import record_demo_decisions_on_cuts
 from smc.ingest.load import as_text, import_tables
@@ -77,7 +77,8 @@ def registry(small_registry, tmp_path) -> Registry:
 def changes_since(registry: Registry, cut, study_id: str = "S1"):
     def since(sha256: str):
         marked_on = registry.by_sha(sha256)
-        return None if marked_on is None else load_changes(Database(marked_on.path), Database(cut.path), study_id)
+        return None if marked_on is None else record_changes(
+            load_changes(Database(marked_on.path), Database(cut.path), study_id))
     return since
 
 
@@ -320,3 +321,23 @@ def test_comparison_cut_with_an_unreadable_log_is_the_previous_cut(registry):
     (registry.folder / "decisions.sqlite").write_bytes(b"not a database at all" * 100)
     _, second, latest = registry.cuts
     assert reviews.comparison_cut(registry, latest, "S1") == second
+
+
+def test_one_record_marked_on_its_own_needs_re_review_only_when_it_changed(registry):
+    """S1-001's AE001 is regraded 2 → 3 on cut 2; S1-002's AE001 never changes. Each marked on its own on cut 1."""
+    cut1, cut2, _ = registry.cuts
+    log = ledger.log_path(cut1.path)
+    member = signer("member")
+    reviews.mark(log, "S1", ["S1-001"], cut1, member, "adverse_events", {"ae_spid": GRADED_AE})
+    reviews.mark(log, "S1", ["S1-002"], cut1, member, "adverse_events", {"ae_spid": "S1-002-AE001"})
+    marks = reviews.read_marks(log, "S1")
+    graded = reviews.record_status(marks, "S1-001", cut2, changes_since(registry, cut2))
+    assert graded[["record", "status", "reviewed_by"]].values.tolist() == [
+        [f"adverse events ae_spid {GRADED_AE}", "needs re-review", "Dr Ben Member"]]
+    assert "grade 2 → 3" in graded["changed_since"].iloc[0]
+    untouched = reviews.record_status(marks, "S1-002", cut2, changes_since(registry, cut2))
+    assert untouched[["status", "changed_since"]].values.tolist() == [["reviewed", ""]]
+    on_its_cut = reviews.record_status(marks, "S1-001", cut1, changes_since(registry, cut1))
+    assert on_its_cut["status"].tolist() == ["reviewed"]
+    # A record mark is not a mark of the subject.
+    assert status_of(registry, cut2).loc["S1-001", "status"] == "never reviewed"
