@@ -1363,6 +1363,15 @@ def test_sample_adverse_events_per_body_system(sample_csv, raw):
     assert sample_csv.query("SELECT DISTINCT dlt FROM adverse_events") == [("N",)]
 
 
+def test_sample_aes_carry_the_sponsor_id_and_sequence_that_match_them_across_cuts(sample_csv, raw):
+    """ae_spid from AESPID, ae_seq from AESEQ (docs/data-contract.md, Record keys), record by record."""
+    got = set(sample_csv.query("SELECT subject_id, ae_seq, ae_spid FROM adverse_events"))
+    expected = {(u, int(float(seq)), spid or None) for u, seq, spid in raw(
+        "SELECT USUBJID, AESEQ, nullif(trim(AESPID), '') FROM ae JOIN kept USING (USUBJID)")}
+    assert got == expected
+    assert any(spid for _, _, spid in got)
+
+
 def test_sample_investigator_recist_overall_responses(sample_csv, raw):
     # Investigator time-point responses (RSCAT empty or RECIST 1.1) of imported subjects, one per visit;
     # NON-CR/NON-PD counts as SD.
