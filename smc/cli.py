@@ -59,8 +59,8 @@ def cmd_import(args) -> int:
     except load.ImportFailed as failed:
         _print_problems(failed.problems)
         n = sum(p.severity == load.ERROR for p in failed.problems)
-        kept = args.db or f"no cut of {args.cuts}"
-        print(f"import refused: {n} error(s); {kept} was not changed", file=sys.stderr)
+        kept = f"{args.db} was not changed" if args.db else f"no cut was added to {args.cuts}"
+        print(f"import refused: {n} error(s); {kept}", file=sys.stderr)
         return EXIT_INVALID
     _print_problems(warnings)
     if counts:
@@ -117,11 +117,18 @@ def cmd_diff(args) -> int:
         if not Path(path).is_file():
             print(f"error: no database at {path}", file=sys.stderr)
             return EXIT_USAGE
+    import duckdb
+
     db_from, db_to = Database(args.db_from), Database(args.db_to)
-    if not any(r["study_id"] == args.study for r in db_to.rows("studies") + db_from.rows("studies")):
-        print(f"error: no study {args.study} in {args.db_from} or {args.db_to}", file=sys.stderr)
+    try:
+        if not any(r["study_id"] == args.study for r in db_to.rows("studies") + db_from.rows("studies")):
+            print(f"error: no study {args.study} in {args.db_from} or {args.db_to}", file=sys.stderr)
+            return EXIT_USAGE
+        changes = load_changes(db_from, db_to, args.study)
+    except duckdb.Error as exc:
+        print(f"error: {args.db_from} and {args.db_to} must both be data cuts (DuckDB files of the contract): "
+              f"{str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_USAGE
-    changes = load_changes(db_from, db_to, args.study)
     if args.json:
         json.dump(changes.as_json(), sys.stdout, indent=2, default=str, ensure_ascii=False)
         print()

@@ -715,3 +715,11 @@ def test_a_malformed_manifest_is_left_out_and_hides_no_other_cut(tmp_path, manif
     shutil.copy(registry.cuts[0].path, stray)
     (folder / "stray.cut.json").write_text(manifest)
     assert [c.path for c in list_cuts(folder)] == [c.path for c in registry.cuts]
+
+
+def test_diff_of_a_file_that_is_no_data_cut_says_so(tmp_path, capsys, pair):
+    not_a_cut = tmp_path / "notes.duckdb"
+    not_a_cut.write_text("minutes of the meeting")
+    code, out, err = run_cli(capsys, "diff", "--db-from", str(not_a_cut), "--db-to", str(pair[1]), "--study", "S1")
+    assert code == 1 and out == ""
+    assert "must both be data cuts" in err and "Traceback" not in err
