@@ -2,7 +2,7 @@
 import streamlit as st
 
 from smc import ui
-from smc.analysis.changes import CATEGORIES, KINDS, TABLES, as_frame, in_category
+from smc.analysis.changes import CATEGORIES, KINDS, TABLE_NAMES, TABLES, as_frame, in_category
 from smc.decision_log import ledger, reviews
 from smc.store.study import study_subject_ids
 from smc.ui import review
@@ -33,8 +33,8 @@ else:
     category = filters[0].selectbox("Show", [None, *names], index=[None, *names].index(wanted) if wanted in names
                                     else 0, format_func=lambda c: "every change" if c is None else names[c],
                                     key="changes_show")
-    tables = filters[1].multiselect("Tables", TABLES, default=[], key="changes_tables",
-                                    placeholder="every table")
+    tables = filters[1].multiselect("Tables", TABLES, default=[], key="changes_tables", placeholder="every table",
+                                    format_func=lambda t: TABLE_NAMES[t])
     kinds = filters[2].multiselect("Kind", KINDS, default=[], key="changes_kinds", placeholder="added, removed, changed")
     subjects = sorted(s for s in records["subject_id"].dropna().unique())
     subject = filters[3].selectbox("Subject", [None, *subjects], format_func=lambda s: "every subject" if s is None
@@ -47,7 +47,8 @@ else:
     if subject:
         shown = shown[shown["subject_id"] == subject]
     st.subheader(f"{len(shown)} record(s)" + (f": {md(names[category])}" if category else ""))
-    listing = shown.drop(columns=["categories", "key", "grade_change", "grade"])
+    listing = shown.drop(columns=["categories", "key", "grade_change", "grade"]).assign(
+        table=lambda f: f["table"].map(TABLE_NAMES))
     st.dataframe(ui.with_subject_links(listing, ctx), hide_index=True, key="changes_listing", column_config={
         "subject_id": ui.subject_link_column(), "table": "Table", "change": "Change", "record": "Record",
         "what_changed": st.column_config.TextColumn("What changed (old → new)", width="large")})

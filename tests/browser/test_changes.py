@@ -201,7 +201,7 @@ def test_a_study_level_change_links_to_no_subject(registry_server, member):
     a link to the profile of a subject called "None"."""
     _changes_page(member, registry_server)
     listing = _grid(member, "Table", "Change")
-    study_level = [row for row in listing["rows"] if row[0] in ("studies", "dose_levels")]
+    study_level = [row for row in listing["rows"] if row[0] in ("study", "dose level")]
     assert study_level, listing["rows"][:3]
     assert [row[2] for row in study_level if row[2]] == [], study_level
 

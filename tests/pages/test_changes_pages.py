@@ -22,6 +22,8 @@ from tests.helpers import STUDIES, app_test, demo_users, run_app
 
 PAGE_KEYS = [p.key for p in pages.PAGES if p.key != "import"]
 SITE = "CN-GZ-01"  # the demo investigator's site
+TABLE_NAMES = {"subjects": "subject", "administrations": "administration", "adverse_events": "adverse event",
+               "tumor_assessments": "tumor assessment", "lab_results": "lab result"}  # as the listing names them
 SUBJECT_TABLES = ("subjects", "administrations", "adverse_events", "tumor_assessments", "lab_results")
 
 
@@ -222,7 +224,7 @@ def test_changes_page_lists_exactly_the_new_dlts(registry, study_id):
     assert at.selectbox(key="changes_show").value == "new_dlt"
     shown = listing(at)
     assert len(shown) == len(dlts)
-    assert set(shown["table"]) <= {"adverse_events"}
+    assert set(shown["table"]) <= {"adverse event"}  # the listing names a table's record
     rows = sorted(zip(shown["subject_id"].map(subject_of), shown["change"], shown["record"]))
     expected = sorted((s, "added" if added else "changed", term, onset) for s, _, term, onset, added in dlts)
     for (subject, change, record), (e_subject, e_change, term, onset) in zip(rows, expected):
@@ -247,7 +249,7 @@ def test_the_investigator_sees_only_their_sites_subjects(registry, study_id):
 
     at = run_app(study_id, as_of, pages.script("changes"), user="investigator")
     shown = listing(at)
-    of_subjects = shown[shown["table"].isin(SUBJECT_TABLES)]
+    of_subjects = shown[shown["table"].isin([TABLE_NAMES[t] for t in SUBJECT_TABLES])]
     assert len(of_subjects)
     assert set(of_subjects["subject_id"].map(subject_of)) <= site_subjects
     status = status_table(at)
@@ -292,7 +294,7 @@ def test_a_study_level_change_has_no_subject_link(registry):
     latest = registry.latest
     at = run_app("IDOV-SAFE", study_cut_date(latest, "IDOV-SAFE"), pages.script("changes"))
     shown = listing(at)
-    study_rows = shown[shown["table"] == "studies"]
+    study_rows = shown[shown["table"] == "study"]
     assert len(study_rows) == 1  # the study's data cut date moved on
     assert study_rows["subject_id"].isna().all()
 
