@@ -1,4 +1,5 @@
 """Changes: every record added, removed or changed since the compared data cut, and who has reviewed whom."""
+import pandas as pd
 import streamlit as st
 
 from smc import ui
@@ -22,10 +23,14 @@ else:
                "sidebar.")
     for table, tc in found.changes.tables.items():
         if tc.duplicate_keys:
-            st.warning(f"{md(table)}: {len(tc.duplicate_keys)} record key(s) appear more than once in one cut "
-                       f"({md(', '.join(tc.key_columns))}); those records are matched with nothing and listed "
-                       "below as they are.", icon=":material/warning:")
-            st.dataframe(tc.duplicate_keys, hide_index=True, key=f"duplicates_{table}")
+            st.warning(f"{md(TABLE_NAMES[table])} records: {len(tc.duplicate_keys)} record key(s) appear more than "
+                       f"once in a cut (key: {md(', '.join(tc.key_columns))}). Those records are left out of the "
+                       "comparison, neither added, removed nor changed: correct the data at its source.",
+                       icon=":material/warning:")
+            st.dataframe(ctx.scope.with_study_rows(pd.DataFrame(
+                [{"cut": "compared" if d["cut"] == "from" else "shown", "subject_id": d["key"].get("subject_id"),
+                  "key": ", ".join(f"{k} {v}" for k, v in d["key"].items() if k != "study_id"),
+                  "records": d["records"]} for d in tc.duplicate_keys])), hide_index=True, key=f"duplicates_{table}")
     records = review.changed_records(ctx)
     names = {c: several for c, _, several in CATEGORIES}
     wanted = st.query_params.get("show")
@@ -52,8 +57,7 @@ else:
     st.dataframe(ui.with_subject_links(listing, ctx), hide_index=True, key="changes_listing", column_config={
         "subject_id": ui.subject_link_column(), "table": "Table", "change": "Change", "record": "Record",
         "what_changed": st.column_config.TextColumn("What changed (old → new)", width="large")})
-    fields = as_frame(found.changes)
-    fields = fields[fields["subject_id"].isna() | fields["subject_id"].isin(set(records["subject_id"].dropna()))]
+    fields = ctx.scope.with_study_rows(as_frame(found.changes))
     ui.download_csv(fields, f"{study.study_id}_changes_{ctx.since.short_id}_{ctx.cut.short_id}.csv",
                     key="changes_csv", label="Download every changed field (CSV)")
 

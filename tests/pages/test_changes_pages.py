@@ -472,3 +472,38 @@ def test_the_sponsor_and_investigator_get_no_review_buttons(writable_registry):
     assert "review_subject" not in [b.key for b in at.button]
     assert any(m.value.startswith("**Never reviewed**") for m in at.markdown)
     assert stored_marks(registry) == []
+
+
+def test_a_key_entered_twice_in_a_new_cut_is_named_on_the_changes_page(demo_cuts, tmp_path, monkeypatch):
+    """A fourth cut: transfer 3 again, with one IX001 AE entered twice (same sponsor id). The Changes page names the
+    repeated key and leaves that AE out of the comparison; nothing else of IX001 changed."""
+    from smc.ingest.load import as_text, import_tables
+    from smc.ingest.register import add_cut
+
+    folder = tmp_path / "registry"
+    shutil.copytree(demo_cuts, folder)
+    latest = Registry.of_folder(folder).latest
+    con = duckdb.connect(latest.path, read_only=True)
+    try:
+        tables = {t: con.sql(f"SELECT * FROM {t}").to_arrow_table().to_pandas() for t in (  # dates as dates
+            "studies", "dose_levels", "sites", "subjects", "administrations", "adverse_events", "tumor_assessments",
+            "lab_results")}
+        spid, subject = con.execute("SELECT ae_spid, subject_id FROM adverse_events WHERE study_id = 'IX001' "
+                                    "ORDER BY ae_spid LIMIT 1").fetchone()
+    finally:
+        con.close()
+    ae = tables["adverse_events"]
+    twice = ae[ae["ae_spid"] == spid].assign(ae_seq=ae["ae_seq"].max() + 1)
+    tables["adverse_events"] = pd.concat([ae, twice], ignore_index=True)
+    raw = {t: as_text(f) for t, f in tables.items()}
+    add_cut(folder, lambda path: import_tables(raw, path, "test"), "transfer 3, an AE entered twice")
+    monkeypatch.delenv("SMC_DB", raising=False)
+    monkeypatch.setenv("SMC_CUTS", str(folder))
+    at = run_app("IX001", dt.date.fromisoformat(latest.studies["IX001"]), pages.script("changes"), since=latest.short_id)
+    warnings = [w.value for w in at.warning]
+    assert any("adverse event records: 1 record key(s) appear more than once" in w for w in warnings), warnings
+    repeated = next(d.value for d in at.dataframe if list(d.value.columns) == ["cut", "subject_id", "key", "records"])
+    assert repeated[["cut", "subject_id", "records"]].values.tolist() == [["shown", subject, 2]]
+    assert spid in repeated["key"].iloc[0]
+    listing = next(d.value for d in at.dataframe if "what_changed" in d.value.columns)
+    assert listing.empty  # the same data otherwise: nothing added, removed or changed
