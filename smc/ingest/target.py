@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,20 @@ def _try_lock(path: Path) -> int | None:
         if same:
             return fd
         os.close(fd)
+
+
+# Another import's sweep (below) takes each lock it finds for a moment, to tell a dead import's leftovers from a
+# running one's: a target's own import that meets such a moment tries again for this long before it is refused.
+SWEEP_MOMENT_S = 0.5
+
+
+def _lock_unless_busy(path: Path) -> int | None:
+    """:func:`_try_lock`, tried again for :data:`SWEEP_MOMENT_S` while it is busy (a sweep holds locks for
+    microseconds; an import holds its own for the whole import, and is then refused)."""
+    deadline = time.monotonic() + SWEEP_MOMENT_S
+    while (fd := _try_lock(path)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return fd
 
 
 def _unlock(path: Path, fd: int) -> None:
@@ -88,7 +103,7 @@ class Target:
             raise refused(f"cannot create the folder {folder}: {exc.strerror}") from None
         self._made = missing
         try:
-            self._fd = _try_lock(self.lock_path)
+            self._fd = _lock_unless_busy(self.lock_path)
         except OSError as exc:
             self._release()
             raise refused(f"cannot write in {folder}: {exc.strerror}") from None

@@ -456,7 +456,7 @@ def test_a_member_marks_one_ae(writable_registry):
     assert (stored["subject_id"], stored["record_table"]) == (subject, "adverse_events")
     spid = re.fullmatch(r'\{"ae_spid": "([^"]+)"\}', stored["record_key"]).group(1)
     term, grade = aes[spid]
-    assert label.startswith(f"{term} (grade {grade}")
+    assert label.startswith(f"AE: {term} (grade {grade}")
     at.switch_page(pages.script("changes")).run()
     assert metrics(at)["Reviewed"] == 0  # one AE's mark does not mark the subject
 
