@@ -110,6 +110,8 @@ def cmd_cuts_list(args) -> int:
 
 def cmd_diff(args) -> int:
     """What changed in one study from one cut to another: added, removed and changed records, field by field."""
+    import duckdb
+
     from smc.analysis.changes import load_changes, record_changes, summarise
     from smc.store.db import Database
 
@@ -117,8 +119,6 @@ def cmd_diff(args) -> int:
         if not Path(path).is_file():
             print(f"error: no database at {path}", file=sys.stderr)
             return EXIT_USAGE
-    import duckdb
-
     db_from, db_to = Database(args.db_from), Database(args.db_to)
     try:
         if not any(r["study_id"] == args.study for r in db_to.rows("studies") + db_from.rows("studies")):

@@ -5,14 +5,13 @@ every session of every server process appends at once.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import sqlite3
 from pathlib import Path
 
 from smc import settings
 from smc.access.identity import Identity
 from smc.store import cuts
+from smc.store.append_only import appending, reading, utc_text
 
 LOG_SUFFIX = ".access.sqlite"
 EVENTS = ("sign-in", "sign-out", "denied", "expired", "signature")
@@ -33,21 +32,14 @@ def beside_decision_log(decision_log: Path) -> Path:
     return decision_log.with_name(decision_log.name.removesuffix(".decisions.sqlite") + LOG_SUFFIX)
 
 
-def _utc(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def append(path: Path, event: str, who: Identity | None, what: str = "", detail: str = "",
            now: dt.datetime | None = None) -> None:
     """Add one row; a second sign-in row for the same sign-in at the provider is ignored."""
     if event not in EVENTS:
         raise ValueError(f"unknown access event {event!r}")
-    row = (_utc(now or dt.datetime.now(dt.UTC)), event, who.issuer if who else "", who.subject if who else "",
-           who.name if who else "", who.role if who else "", _utc(who.auth_time) if who else None, what, detail)
-    with contextlib.closing(sqlite3.connect(path, timeout=settings.DECISION_LOG_BUSY_TIMEOUT_S,
-                                            isolation_level=None)) as con:
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(SCHEMA)  # IF NOT EXISTS throughout
+    row = (utc_text(now or dt.datetime.now(dt.UTC)), event, who.issuer if who else "", who.subject if who else "",
+           who.name if who else "", who.role if who else "", utc_text(who.auth_time) if who else None, what, detail)
+    with appending(path, SCHEMA) as con:
         con.execute(f"INSERT OR IGNORE INTO access_log ({', '.join(COLUMNS[1:])}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     row)
 
@@ -56,6 +48,5 @@ def read(path: Path) -> list[dict]:
     """Every row, oldest first; none when nothing was logged yet."""
     if not path.is_file():
         return []
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
-        con.row_factory = sqlite3.Row
+    with reading(path) as con:
         return [dict(r) for r in con.execute("SELECT * FROM access_log ORDER BY id")]

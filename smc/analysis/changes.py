@@ -132,10 +132,10 @@ def _dicts(rows: pa.Table) -> tuple[dict, ...]:
 
 
 def table_changes(db_from: Database, db_to: Database, study_id: str, table: str,
-                  columns: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None) -> TableChanges:
-    """One table's changes; ``columns``: each file's columns per table (:func:`_columns_in`), if known. The
-    matching runs in DuckDB and returns row numbers; only the records that differ become pandas rows."""
-    present_from, present_to = columns or (_columns_in(db_from), _columns_in(db_to))
+                  columns: tuple[dict[str, set[str]], dict[str, set[str]]]) -> TableChanges:
+    """One table's changes; ``columns``: each file's columns per table (:func:`_columns_in`). The matching runs
+    in DuckDB and returns row numbers; only the records that differ are taken from Arrow."""
+    present_from, present_to = columns
     old = _records(db_from, present_from.get(table, set()), table, study_id)
     new = _records(db_to, present_to.get(table, set()), table, study_id)
     key = _key_columns(table, old, new)

@@ -7,11 +7,9 @@ writable store), with who, when and on which cut.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from smc.access.identity import Identity
 from smc.analysis.changes import subject_changes
 from smc.decision_log import ledger
 from smc.store import cuts
+from smc.store.append_only import appending, reading, utc_text
 from smc.store.cuts import Cut, Registry
 
 SCHEMA = (settings.QUERIES_DIR / "sqlite" / "review_marks_schema.sql").read_text()
@@ -63,14 +62,11 @@ def mark(log: Path, study_id: str, subject_ids: list[str], cut: Cut, reviewer: I
         raise MarkRefused(f"the {reviewer.role_title} role may not mark subjects as reviewed")
     if not subject_ids:
         raise MarkRefused("no subject was chosen")
-    at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    at = utc_text(now or dt.datetime.now(dt.UTC))
     key = record_key_text(record_key) if record_key else ""
     rows = [(study_id, s, record_table, key, cut.sha256, Path(cut.path).name, reviewer.issuer, reviewer.subject,
              reviewer.name, reviewer.role, at) for s in subject_ids]
-    with contextlib.closing(sqlite3.connect(log, timeout=settings.DECISION_LOG_BUSY_TIMEOUT_S,
-                                            isolation_level=None)) as con:
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(SCHEMA)  # IF NOT EXISTS throughout
+    with appending(log, SCHEMA) as con:
         con.execute("BEGIN IMMEDIATE")  # every subject's mark, or none
         con.executemany("INSERT INTO review_marks (study_id, subject_id, record_table, record_key, cut_sha256, "
                         "cut_file, reviewer_issuer, reviewer_subject, reviewer_name, reviewer_role, marked_at_utc) "
@@ -83,8 +79,7 @@ def read_marks(log: Path, study_id: str) -> list[Mark]:
     """The study's marks, oldest first; none when nothing was marked yet."""
     if not log.is_file():
         return []
-    with contextlib.closing(sqlite3.connect(f"file:{log}?mode=ro", uri=True)) as con:
-        con.row_factory = sqlite3.Row
+    with reading(log) as con:
         if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'review_marks'").fetchone():
             return []
         return [Mark(**dict(r)) for r in con.execute(

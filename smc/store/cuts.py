@@ -187,14 +187,15 @@ class Registry:
     def by_sha(self, sha256: str) -> Cut | None:
         return next((c for c in self.cuts if c.sha256 == sha256), None)
 
-    def with_study(self, study_id: str) -> list[Cut]:
-        return [c for c in self.cuts if study_id in c.studies]
-
     def before(self, cut: Cut) -> list[Cut]:
         """The cuts listed before ``cut``, oldest first."""
         return [c for c in self.cuts if _order(c) < _order(cut)]
 
+    def earlier_with(self, cut: Cut, study_id: str) -> list[Cut]:
+        """The cuts before ``cut`` that hold the study, oldest first."""
+        return [c for c in self.before(cut) if study_id in c.studies]
+
     def previous(self, cut: Cut, study_id: str) -> Cut | None:
         """The cut before ``cut`` that holds the study, or None."""
-        earlier = [c for c in self.with_study(study_id) if _order(c) < _order(cut)]
+        earlier = self.earlier_with(cut, study_id)
         return earlier[-1] if earlier else None

@@ -221,7 +221,7 @@ def _pick_cut(registry: Registry) -> Cut:
 def _pick_since(registry: Registry, cut: Cut, study_id: str) -> Cut | None:
     """The cut "what changed" compares with (``?since=``): by default the one the last SMC decision before this
     cut was taken on, else the previous cut."""
-    earlier = [c for c in registry.before(cut) if study_id in c.studies]
+    earlier = registry.earlier_with(cut, study_id)
     if not earlier:
         return None
     reviewed = reviews.last_review_cut(registry, cut, study_id)
