@@ -26,6 +26,21 @@ CREATE TABLE dose_levels (
     PRIMARY KEY (study_id, level)
 );
 
+-- Optional: the stages of a regimen given in stages (e.g. monotherapy, then a combination), each with its own DLT
+-- window and escalation. A study without rows has one stage: studies.agent and studies.dlt_window_days.
+CREATE TABLE stages (
+    study_id         VARCHAR NOT NULL REFERENCES studies (study_id),
+    stage            VARCHAR NOT NULL,
+    stage_order      INTEGER NOT NULL CHECK (stage_order >= 1),
+    agent            VARCHAR NOT NULL,
+    dlt_window_days  INTEGER NOT NULL CHECK (dlt_window_days > 0),
+    start_level      INTEGER,
+    ceiling_stage    VARCHAR,
+    PRIMARY KEY (study_id, stage),
+    UNIQUE (study_id, stage_order),
+    FOREIGN KEY (study_id, start_level) REFERENCES dose_levels (study_id, level)
+);
+
 CREATE TABLE sites (
     site_id  VARCHAR PRIMARY KEY,
     name     VARCHAR,
@@ -56,6 +71,19 @@ CREATE TABLE subjects (
     PRIMARY KEY (study_id, subject_id),
     FOREIGN KEY (study_id, dose_level) REFERENCES dose_levels (study_id, level),
     CHECK (enrollment_date IS NULL OR dose_level IS NOT NULL)
+);
+
+-- Optional: the subjects of each later stage (every enrolled subject is in the first stage at subjects.dose_level).
+CREATE TABLE subject_stages (
+    study_id    VARCHAR NOT NULL,
+    subject_id  VARCHAR NOT NULL,
+    stage       VARCHAR NOT NULL,
+    dose_level  INTEGER NOT NULL,
+    start_date  DATE,
+    PRIMARY KEY (study_id, subject_id, stage),
+    FOREIGN KEY (study_id, subject_id) REFERENCES subjects (study_id, subject_id),
+    FOREIGN KEY (study_id, stage) REFERENCES stages (study_id, stage),
+    FOREIGN KEY (study_id, dose_level) REFERENCES dose_levels (study_id, level)
 );
 
 CREATE TABLE administrations (
@@ -132,6 +160,8 @@ CREATE TABLE load_info (
 -- `SELECT table_name, column_name, comment FROM duckdb_columns()`.
 COMMENT ON TABLE studies IS 'One row per study: design, escalated agent, DLT window, plan and data cut.';
 COMMENT ON TABLE dose_levels IS 'The dose ladder of each study; order = numeric order of level.';
+COMMENT ON TABLE stages IS 'Optional: the stages of a staged regimen (monotherapy, then combination), each with its own DLT window and escalation; no rows: one stage.';
+COMMENT ON TABLE subject_stages IS 'Optional: each subject''s level and start in a later stage (the first stage holds every subject at subjects.dose_level).';
 COMMENT ON TABLE sites IS 'Clinical sites.';
 COMMENT ON TABLE subjects IS 'One row per screened subject (screen failures have no enrollment_date).';
 COMMENT ON TABLE administrations IS 'One row per administration (or per daily-dosing period).';
@@ -154,6 +184,18 @@ COMMENT ON COLUMN dose_levels.level IS 'integer. Level 1 is the starting dose; 2
 COMMENT ON COLUMN dose_levels.label IS 'human label, e.g. 3×10^8 PFU (required)';
 COMMENT ON COLUMN dose_levels.dose IS 'numeric dose of agent';
 COMMENT ON COLUMN dose_levels.unit IS 'PFU, VP, cells, mg, …';
+COMMENT ON COLUMN stages.study_id IS 'study identifier (studies.study_id) (required)';
+COMMENT ON COLUMN stages.stage IS 'the stage''s name, e.g. monotherapy, combination (required)';
+COMMENT ON COLUMN stages.stage_order IS '1, 2, … without gaps, in the order subjects go through the stages; stage 1 must have the study''s agent and dlt_window_days (required)';
+COMMENT ON COLUMN stages.agent IS 'the agent whose first administration in this stage starts the stage''s DLT window, e.g. toripalimab (required)';
+COMMENT ON COLUMN stages.dlt_window_days IS 'length of the stage''s DLT window in days (required)';
+COMMENT ON COLUMN stages.start_level IS 'the level the stage opens at; empty: level 1 when the stage may use it, else its lowest allowed level';
+COMMENT ON COLUMN stages.ceiling_stage IS 'an earlier stage whose cleared levels cap this one: the stage may use only levels cleared there, and the highest of them is its top dose; empty: none';
+COMMENT ON COLUMN subject_stages.study_id IS 'study identifier (studies.study_id) (required)';
+COMMENT ON COLUMN subject_stages.subject_id IS 'an enrolled subject (required)';
+COMMENT ON COLUMN subject_stages.stage IS 'a later stage of the study (stages.stage; not the first) (required)';
+COMMENT ON COLUMN subject_stages.dose_level IS 'the subject''s level of the study''s agent in that stage (required)';
+COMMENT ON COLUMN subject_stages.start_date IS 'the day the subject entered the stage (not before its enrollment_date); empty: its first administration of the stage''s agent (then that agent must not also be an earlier stage''s)';
 COMMENT ON COLUMN sites.site_id IS 'site id (required)';
 COMMENT ON COLUMN sites.name IS 'name';
 COMMENT ON COLUMN sites.country IS 'country';

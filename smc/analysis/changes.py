@@ -24,7 +24,8 @@ from smc.store import change_cache, contract, cuts
 from smc.store.db import Database, query_text, rows_over_tables
 
 TABLES = tuple(t for t in contract.TABLES if t in contract.RECORD_KEYS)
-TABLE_NAMES = {"studies": "study", "dose_levels": "dose level", "subjects": "subject",
+TABLE_NAMES = {"studies": "study", "dose_levels": "dose level", "stages": "stage",
+               "subjects": "subject", "subject_stages": "subject's stage",
                "administrations": "administration", "adverse_events": "adverse event",
                "tumor_assessments": "tumor assessment", "lab_results": "lab result"}  # how a listing names a record
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"

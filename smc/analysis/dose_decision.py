@@ -5,24 +5,28 @@ BOIN's advice and the replayed history. Page, report and tests call this.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
+import duckdb
 import pandas as pd
 
 from smc.rules import boin
 from smc.rules.escalation import (
+    ABOVE_CEILING,
     DLT,
     Assessment,
+    Ceiling,
     LevelSummary,
     SubjectFacts,
     assess,
+    decision_dates,
     dlt_onset_in_window,
-    history,
+    highest_cleared,
     recommended_level,
 )
 from smc.rules.stats import exact_ci
 from smc.store.db import Database
-from smc.store.study import Study
+from smc.store.study import Stage, Study
 
 
 @dataclass(frozen=True)
@@ -36,28 +40,94 @@ class LevelRow(LevelSummary):
 
 
 @dataclass(frozen=True)
-class DoseDecision:
-    study: Study
-    as_of: dt.date
+class StageDecision:
+    """The rule, its level rows and BOIN's advice for one stage (a study without stages has one)."""
+
+    stage: Stage
     assessment: Assessment
     rows: tuple[LevelRow, ...]
     boin: boin.BoinAdvice
-    subjects: tuple[SubjectFacts, ...]
+    subjects: tuple[SubjectFacts, ...]  # the stage's facts: its level, entry and window start for each subject
+
+
+@dataclass(frozen=True)
+class DoseDecision:
+    study: Study
+    as_of: dt.date
+    stages: tuple[StageDecision, ...]  # in stage order; the first is the study's own escalation
+
+    # The first stage's decision, as every one-stage page, the report's top level and the decision log read it.
+    @property
+    def assessment(self) -> Assessment:
+        return self.stages[0].assessment
+
+    @property
+    def rows(self) -> tuple[LevelRow, ...]:
+        return self.stages[0].rows
+
+    @property
+    def boin(self) -> boin.BoinAdvice:
+        return self.stages[0].boin
+
+    @property
+    def subjects(self) -> tuple[SubjectFacts, ...]:
+        return self.stages[0].subjects
+
+    def of_stage(self, name: str | None) -> StageDecision:
+        return next(s for s in self.stages if s.stage.name == name)
+
+
+def stage_heading(stage: Stage) -> str:
+    """How a page names a stage: "Stage 2 · combination"."""
+    return f"Stage {stage.order} · {stage.title()}"
+
+
+def stage_description(stage: Stage) -> str:
+    """The stage's window and cap in words, for captions: "DLT window 28 days from the first dose of toripalimab in
+    the stage; capped by monotherapy (only levels cleared there)"."""
+    cap = (f"; capped by {stage.ceiling_stage}: only levels cleared there" if stage.ceiling_stage else "")
+    opens = f"; opens at level {stage.start_level}" if stage.start_level is not None else ""
+    return f"DLT window {stage.dlt_window_days} days from the first dose of {stage.agent}{' in the stage' if stage.order > 1 else ''}{cap}{opens}"
+
+
+def _stage_entries(db: Database, cuts: dict[str, dt.date]) -> list[dict]:
+    try:
+        return db.rows("stage_subjects", cuts=[{"study_id": s, "as_of": a} for s, a in cuts.items()])
+    except duckdb.CatalogException:  # a data cut written before the contract had stages
+        return []
 
 
 def load_subject_facts_by_study(db: Database, cuts: dict[str, dt.date]) -> dict[str, list[SubjectFacts]]:
     """Every subject enrolled by its study's as-of date (both phases), with what was known then, for each
-    study in ``cuts`` (study id -> as-of date): one query for a page or for the whole portfolio."""
+    study in ``cuts`` (study id -> as-of date): one query for a page or for the whole portfolio, and one for the
+    later stages of staged studies. A subject has facts for the first stage, and for each later stage it has a
+    ``subject_stages`` row for; a DLT counts in the stage whose window holds its onset, so each stage keeps the
+    onsets from its entry to the subject's entry into the next stage."""
     facts: dict[str, list[SubjectFacts]] = {study_id: [] for study_id in cuts}
     if not cuts:
         return facts
+    later: dict[tuple[str, str], list[dict]] = {}
+    for e in _stage_entries(db, cuts):
+        later.setdefault((e["study_id"], e["subject_id"]), []).append(e)
     rows = db.rows("escalation_subjects",
                    cuts=[{"study_id": study_id, "as_of": as_of} for study_id, as_of in cuts.items()])
     for r in rows:
-        facts[r["study_id"]].append(SubjectFacts(
+        first = SubjectFacts(
             subject_id=r["subject_id"], level=r["level"], enrollment_date=r["enrollment_date"],
             first_dose_date=r["first_dose_date"], dlt_onsets=tuple(r["dlt_onsets"]),
-            off_study_date=r["off_study_date"], dlt_evaluable=r["dlt_evaluable"], phase=r["phase"]))
+            off_study_date=r["off_study_date"], dlt_evaluable=r["dlt_evaluable"], phase=r["phase"])
+        entries = later.get((r["study_id"], r["subject_id"]), [])
+        if not entries:
+            facts[r["study_id"]].append(first)
+            continue
+        stages = [first] + [replace(first, level=e["level"], enrollment_date=e["start_date"],
+                                    first_dose_date=e["first_dose_date"], dlt_evaluable=None,
+                                    stage_order=e["stage_order"]) for e in entries]
+        for i, this in enumerate(stages):
+            since = this.enrollment_date if i else None
+            until = stages[i + 1].enrollment_date if i + 1 < len(stages) else None
+            facts[r["study_id"]].append(replace(this, dlt_onsets=tuple(
+                d for d in first.dlt_onsets if (since is None or d >= since) and (until is None or d < until))))
     return facts
 
 
@@ -76,27 +146,70 @@ def load_dose_decision(db: Database, study: Study, as_of: dt.date) -> DoseDecisi
     return decide(study, as_of, load_subject_facts(db, study.study_id, as_of))
 
 
-def decide(study: Study, as_of: dt.date, subjects: list[SubjectFacts]) -> DoseDecision:
-    """The decision from the study's subject facts as of ``as_of`` (:func:`subject_facts`)."""
-    result = assess(study.design, study.dlt_window_days, list(study.levels), subjects, as_of)
+def _facts_of(stage: Stage, subjects: list[SubjectFacts]) -> list[SubjectFacts]:
+    return [s for s in subjects if s.stage_order == stage.order]
+
+
+def assess_stages(study: Study, subjects: list[SubjectFacts], as_of: dt.date) -> list[Assessment]:
+    """The rule on every stage in order, as of ``as_of``: a stage with a ceiling stage is capped at the highest
+    level cleared there on that date."""
+    done: dict[str, Assessment] = {}
+    out = []
+    for stage in study.regimen:
+        ceiling = None
+        if stage.ceiling_stage is not None:
+            ceiling = Ceiling(stage.ceiling_stage, highest_cleared(done[stage.ceiling_stage].levels))
+        result = assess(study.design, stage.dlt_window_days, list(study.levels), _facts_of(stage, subjects), as_of,
+                        stage.start_level, ceiling)
+        done[stage.name] = result
+        out.append(result)
+    return out
+
+
+def _level_rows(result: Assessment, target: float) -> tuple[LevelRow, ...]:
     n = [s.n_evaluable for s in result.levels]
-    n_dlt = [s.n_dlt for s in result.levels]
-    first_out = boin.first_eliminated(n, n_dlt, study.target_dlt_rate)
+    first_out = boin.first_eliminated(n, [s.n_dlt for s in result.levels], target)
     rows = []
     for i, s in enumerate(result.levels):
         low, high = exact_ci(s.n_dlt, s.n_evaluable)
         rows.append(LevelRow(
             **asdict(s), dlt_rate=s.n_dlt / s.n_evaluable if s.n_evaluable else None, ci_low=low, ci_high=high,
-            boin_call="eliminated" if i >= first_out else boin.call(s.n_dlt, s.n_evaluable, study.target_dlt_rate) or "—"))
-    advice = boin.advise([s.level for s in result.levels], [s.label for s in result.levels], n, n_dlt,
-                         current_level(subjects, as_of), study.target_dlt_rate)
-    return DoseDecision(study, as_of, result, tuple(rows), advice, tuple(subjects))
+            boin_call="eliminated" if i >= first_out else boin.call(s.n_dlt, s.n_evaluable, target) or "—"))
+    return tuple(rows)
 
 
-def decision_history(decision: DoseDecision) -> list[Assessment]:
-    """The rule replayed at every enrollment, dose, DLT, drop-out and window end up to as-of."""
-    study = decision.study
-    return history(study.design, study.dlt_window_days, list(study.levels), list(decision.subjects), decision.as_of)
+def _boin_advice(result: Assessment, subjects: list[SubjectFacts], as_of: dt.date, target: float) -> boin.BoinAdvice:
+    """BOIN's call among the levels the stage may use (all of them without a ceiling)."""
+    allowed = [s for s in result.levels if s.status != ABOVE_CEILING]
+    if not allowed:
+        lambda_e, lambda_d = boin.boundaries(target)
+        return boin.BoinAdvice(target, lambda_e, lambda_d, None, "wait", None, None,
+                               f"No level is cleared in {result.ceiling.stage} yet: no level to advise on.")
+    current = current_level(subjects, as_of)
+    if current is not None and current not in {s.level for s in allowed}:
+        current = max(s.level for s in allowed)  # treated above the ceiling: advise from the ceiling
+    return boin.advise([s.level for s in allowed], [s.label for s in allowed], [s.n_evaluable for s in allowed],
+                       [s.n_dlt for s in allowed], current, target)
+
+
+def decide(study: Study, as_of: dt.date, subjects: list[SubjectFacts]) -> DoseDecision:
+    """The decision from the study's subject facts as of ``as_of`` (:func:`load_subject_facts`), stage by stage."""
+    stages = []
+    for stage, result in zip(study.regimen, assess_stages(study, subjects, as_of)):
+        mine = _facts_of(stage, subjects)
+        stages.append(StageDecision(stage, result, _level_rows(result, study.target_dlt_rate),
+                                    _boin_advice(result, mine, as_of, study.target_dlt_rate), tuple(mine)))
+    return DoseDecision(study, as_of, tuple(stages))
+
+
+def decision_history(decision: DoseDecision, stage: str | None = None) -> list[Assessment]:
+    """The rule of one stage (default: the first) replayed at every enrollment, dose, DLT, drop-out and window end
+    up to as-of, of any stage (a ceiling moves with its stage)."""
+    study, subjects = decision.study, [f for s in decision.stages for f in s.subjects]
+    index = [s.stage.name for s in decision.stages].index(stage) if stage is not None else 0
+    dates = sorted({d for s in decision.stages
+                    for d in decision_dates(list(s.subjects), s.stage.dlt_window_days, decision.as_of)})
+    return [assess_stages(study, subjects, d)[index] for d in dates]
 
 
 def rule_steps(history: list[Assessment]) -> pd.DataFrame:
@@ -109,41 +222,42 @@ def rule_steps(history: list[Assessment]) -> pd.DataFrame:
     return steps[steps["level"].notna()].astype({"level": int}).reset_index(drop=True)
 
 
-def counted_dlts(decision: DoseDecision) -> pd.DataFrame:
-    """The DLTs the rule counts on the as-of date: first in-window DLT of each escalation subject."""
-    window, as_of = decision.study.dlt_window_days, decision.as_of
+def counted_dlts(decision: DoseDecision, stage: str | None = None) -> pd.DataFrame:
+    """The DLTs the rule counts on the as-of date in a stage (default: the first; ``"*"``: every stage, with its
+    name): the first in-window DLT of each escalation subject."""
+    chosen = decision.stages if stage == "*" else [decision.of_stage(stage) if stage else decision.stages[0]]
     rows = [dict(subject_id=s.subject_id, level=s.level, label=decision.study.label(s.level),
-                 onset_date=pd.Timestamp(dlt_onset_in_window(s, as_of, window)))
-            for s in decision.subjects if decision.assessment.states.get(s.subject_id) == DLT]
-    return pd.DataFrame(rows, columns=["subject_id", "level", "label", "onset_date"])
+                 stage=part.stage.name,
+                 onset_date=pd.Timestamp(dlt_onset_in_window(s, decision.as_of, part.stage.dlt_window_days)))
+            for part in chosen for s in part.subjects if part.assessment.states.get(s.subject_id) == DLT]
+    return pd.DataFrame(rows, columns=["subject_id", "level", "label", "stage", "onset_date"])
 
 
-def level_table(decision: DoseDecision) -> pd.DataFrame:
-    """The per-level table the Escalation page and the meeting packet show."""
+def level_table(stage: StageDecision) -> pd.DataFrame:
+    """The per-level table of one stage, as the Escalation page and the meeting packet show it."""
     return pd.DataFrame([{
         "Level": r.level, "Dose": r.label, "Enrolled": r.n_enrolled, "Evaluable": r.n_evaluable, "DLT": r.n_dlt,
         "Pending": r.n_pending, "Not evaluable": r.n_nonevaluable, "Needed": r.needed, "Status": r.status,
         "DLT rate": "—" if r.dlt_rate is None else f"{r.dlt_rate:.0%}",
         "95% CI (exact)": "—" if r.ci_low is None else f"{r.ci_low:.0%}–{r.ci_high:.0%}",
-        "BOIN": r.boin_call} for r in decision.rows])
+        "BOIN": r.boin_call} for r in stage.rows])
 
 
 LEVEL_TABLE_NOTE = ("Evaluable includes subjects with a DLT. Pending: enrolled and not yet dosed, or inside the DLT "
                     "window. Not evaluable: left the study inside the window without a DLT, or marked not evaluable "
                     "(to be replaced). 95% CI: Clopper–Pearson.")
+CEILING_NOTE = ("above_ceiling: a level this stage may not use, not cleared in its ceiling stage on this date.")
 
 
-def escalation_json(decision: DoseDecision) -> dict:
-    rec, advice = decision.assessment.recommendation, decision.boin
+def _stage_json(stage: StageDecision) -> dict:
+    rec, advice = stage.assessment.recommendation, stage.boin
     return {
-        "design": decision.study.design,
-        "dlt_window_days": decision.study.dlt_window_days,
         "levels": [{
             "level": r.level, "label": r.label, "n_enrolled": r.n_enrolled, "n_evaluable": r.n_evaluable,
             "n_dlt": r.n_dlt, "n_pending": r.n_pending, "n_nonevaluable": r.n_nonevaluable,
             "needed": r.needed, "status": r.status, "dlt_rate": r.dlt_rate,
             "dlt_rate_ci95": [r.ci_low, r.ci_high], "boin_call": r.boin_call,
-        } for r in decision.rows],
+        } for r in stage.rows],
         "recommendation": {"action": rec.action, "to_level": rec.to_level, "mtd_level": rec.mtd_level,
                            "reason": rec.reason},
         "boin": {"target": advice.target, "lambda_e": round(advice.lambda_e, 4),
@@ -151,3 +265,16 @@ def escalation_json(decision: DoseDecision) -> dict:
                  "advice": advice.advice, "to_level": advice.to_level, "mtd_estimate": advice.mtd_estimate,
                  "reason": advice.reason},
     }
+
+
+def escalation_json(decision: DoseDecision) -> dict:
+    """The report's ``escalation``: the first stage's fields; a staged study adds ``stages``, each shaped alike."""
+    out = {"design": decision.study.design, "dlt_window_days": decision.study.dlt_window_days,
+           **_stage_json(decision.stages[0])}
+    if decision.study.staged:
+        out["stages"] = [{"stage": s.stage.name, "stage_order": s.stage.order, "agent": s.stage.agent,
+                          "dlt_window_days": s.stage.dlt_window_days, "start_level": s.stage.start_level,
+                          "ceiling_stage": s.stage.ceiling_stage,
+                          "ceiling_level": s.assessment.ceiling.level if s.assessment.ceiling else None,
+                          **_stage_json(s)} for s in decision.stages]
+    return out

@@ -22,6 +22,7 @@ import pandas as pd
 from smc import __version__, settings
 from smc.ingest import limits
 from smc.ingest.problems import ERROR, WARNING, ImportFailed, Problem  # importers and callers take them from here
+from smc.ingest.stage_checks import check_stages
 from smc.ingest.target import Target
 from smc.store import contract
 
@@ -204,6 +205,7 @@ def validate(raw: dict[str, pd.DataFrame], clean: bool = False, unread: frozense
     _check_keys(check, typed, text)
     _check_references(check, typed, text)
     _check_dates(check, typed, text)
+    check_stages(check, typed, text)
     for table in contract.TABLES:
         typed.setdefault(table, _empty(table))
     return Validated(typed, sorted(check.problems, key=_reading_order))
@@ -323,7 +325,7 @@ def _check_references(check: _Checker, typed, text) -> None:
             check.rows(ERROR, "subjects", text["subjects"], unknown, "site_id",
                        "is not a site in sites.csv")
         known_subjects = _key_set(subjects, ["study_id", "subject_id"])
-        for table in ("administrations", "adverse_events", "tumor_assessments", "lab_results"):
+        for table in ("subject_stages", "administrations", "adverse_events", "tumor_assessments", "lab_results"):
             if table not in typed:
                 continue
             frame = typed[table]

@@ -5,7 +5,7 @@ Rules: docs/rules.md#dose-escalation
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 DESIGNS = ("3+3", "ATD+3+3")
 
@@ -13,9 +13,9 @@ DESIGNS = ("3+3", "ATD+3+3")
 NOT_COUNTED, DLT, NONEVALUABLE, EVALUABLE, PENDING = (
     "not_counted", "dlt", "nonevaluable", "evaluable", "pending")
 
-# Level statuses.
-NOT_STARTED, EXCEEDED, CLEARED, LEVEL_PENDING, ENROLLING = (
-    "not_started", "exceeded", "cleared", "pending", "enrolling")
+# Level statuses. above_ceiling: a level a stage with a ceiling may not use (not cleared in its ceiling stage).
+NOT_STARTED, EXCEEDED, CLEARED, LEVEL_PENDING, ENROLLING, ABOVE_CEILING = (
+    "not_started", "exceeded", "cleared", "pending", "enrolling", "above_ceiling")
 
 # Recommended actions.
 ACTIONS = ("enroll", "wait", "escalate", "de-escalate", "declare_mtd", "max_dose_cleared", "stop")
@@ -42,6 +42,15 @@ class SubjectFacts:
     off_study_date: dt.date | None = None  # earliest of off-study and death
     dlt_evaluable: str | None = None  # "N" forces not evaluable (replaced)
     phase: str = "escalation"
+    stage_order: int = 1  # the stage these facts are about: its level, entry (enrollment_date) and window start
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """What caps a stage: the highest level cleared in an earlier stage on the as-of date (None: none yet)."""
+
+    stage: str
+    level: int | None
 
 
 def window_end(first_dose: dt.date, dlt_window_days: int) -> dt.date:
@@ -107,6 +116,7 @@ class Assessment:
     recommendation: Recommendation
     states: dict[str, str] = field(default_factory=dict)  # subject_id -> state
     first_dlt_level: int | None = None
+    ceiling: Ceiling | None = None
 
     def level(self, level: int) -> LevelSummary:
         return next(s for s in self.levels if s.level == level)
@@ -117,7 +127,7 @@ def recommended_level(a: Assessment) -> int | None:
     rec = a.recommendation
     if rec.to_level is not None or rec.mtd_level is not None:
         return rec.to_level if rec.to_level is not None else rec.mtd_level
-    started = [s.level for s in a.levels if s.status != NOT_STARTED]
+    started = [s.level for s in a.levels if s.n_enrolled]  # an above_ceiling level may have nobody
     return max(started, default=None)
 
 
@@ -175,13 +185,63 @@ def _dlt_phrase(s: LevelSummary) -> str:
     return f"{s.n_dlt} of {s.n_evaluable} evaluable {'subject' if s.n_evaluable == 1 else 'subjects'} at {s.label} had a DLT"
 
 
-def recommend(levels: tuple[LevelSummary, ...]) -> Recommendation:
-    """The protocol rule's next step, with a one-sentence reason."""
+def highest_cleared(levels: tuple[LevelSummary, ...]) -> int | None:
+    """The highest level with status cleared: what a later stage capped by this one may use."""
+    return max((s.level for s in levels if s.status == CLEARED), default=None)
+
+
+def capped(levels: tuple[LevelSummary, ...], ceiling: Ceiling | None) -> tuple[LevelSummary, ...]:
+    """The levels with those above the ceiling marked above_ceiling (all of them while nothing is cleared there)."""
+    if ceiling is None:
+        return levels
+    return tuple(replace(s, status=ABOVE_CEILING) if ceiling.level is None or s.level > ceiling.level else s
+                 for s in levels)
+
+
+def _starting_level(levels: list[LevelSummary], start_level: int | None) -> LevelSummary:
+    """The stage's start_level, or level 1 (the starting dose) when empty; capped: the highest allowed level at or
+    below it, else the lowest allowed."""
+    wanted = 1 if start_level is None else start_level
+    below = [s for s in levels if s.level <= wanted]
+    return max(below, key=lambda s: s.level) if below else min(levels, key=lambda s: s.level)
+
+
+def _refused(levels: tuple[LevelSummary, ...], ceiling: Ceiling) -> Recommendation | None:
+    """A stage treating above its ceiling is told to come down to it (or to wait for one when there is none)."""
+    above = [s for s in levels if s.status == ABOVE_CEILING and s.n_enrolled]
+    if not above:
+        return None
+    where = ", ".join(s.label for s in above)
+    if ceiling.level is None:
+        return Recommendation("wait", None, None,
+                              f"{where} has subjects in this stage, but no level is cleared in {ceiling.stage} yet: "
+                              "the stage may not treat at any level until one is.")
+    cap = next(s for s in levels if s.level == ceiling.level)
+    return Recommendation("de-escalate", cap.level, None,
+                          f"{where} is above {cap.label}, the highest level cleared in {ceiling.stage}: this stage "
+                          f"may not use it; treat at {cap.label}.")
+
+
+def recommend(levels: tuple[LevelSummary, ...], start_level: int | None = None,
+              ceiling: Ceiling | None = None) -> Recommendation:
+    """The protocol rule's next step, with a one-sentence reason. ``levels`` may carry levels above the ceiling
+    (:func:`capped`): the rule moves only among the others, and the highest of those is the stage's top dose."""
+    if ceiling is not None:
+        refused = _refused(levels, ceiling)
+        if refused is not None:
+            return refused
+        if ceiling.level is None:
+            return Recommendation("wait", None, None, f"No level is cleared in {ceiling.stage} yet: this stage "
+                                                      "opens once one is.")
+    ladder = levels
+    levels = tuple(s for s in levels if s.status != ABOVE_CEILING)
+    top = (f"the highest level cleared in {ceiling.stage}" if ceiling is not None and len(levels) < len(ladder)
+           else "the highest planned dose")
     started = [s for s in levels if s.status != NOT_STARTED]
     if not started:
-        start = next((s for s in levels if s.level == 1), levels[0] if levels else None)
-        if start is None:
+        if not levels:
             return Recommendation("stop", None, None, "The study has no dose levels.")
+        start = _starting_level(list(levels), start_level)
         return Recommendation("enroll", start.level, None,
                               f"No subject is enrolled yet: enroll the first cohort at the starting dose {start.label}.")
     cur = max(started, key=lambda s: s.level)
@@ -215,15 +275,15 @@ def recommend(levels: tuple[LevelSummary, ...]) -> Recommendation:
             return Recommendation("escalate", nxt.level, None, f"{cleared}: escalate to {nxt.label}.")
         if cur.n_evaluable >= CONFIRM_N:
             return Recommendation("max_dose_cleared", None, None,
-                                  f"{_dlt_phrase(cur)}, the highest planned dose: the maximum dose is cleared "
+                                  f"{_dlt_phrase(cur)}, {top}: the maximum dose is cleared "
                                   "without reaching the MTD.")
         if cur.n_evaluable + cur.n_pending >= CONFIRM_N:
             return Recommendation("wait", cur.level, None,
-                                  f"{cur.label} is the highest planned dose and has {cur.n_evaluable} of the "
+                                  f"{cur.label} is {top} and has {cur.n_evaluable} of the "
                                   f"{CONFIRM_N} evaluable subjects that confirm it, {cur.n_pending} still in the "
                                   "DLT window: wait for them.")
         return Recommendation("enroll", cur.level, None,
-                              f"{cur.label} is the highest planned dose and has {cur.n_evaluable} of the "
+                              f"{cur.label} is {top} and has {cur.n_evaluable} of the "
                               f"{CONFIRM_N} evaluable subjects that confirm it: enroll more at it.")
 
     if cur.status == LEVEL_PENDING:
@@ -239,12 +299,16 @@ def recommend(levels: tuple[LevelSummary, ...]) -> Recommendation:
 
 
 def assess(design: str, dlt_window_days: int, levels: list[DoseLevel],
-           subjects: list[SubjectFacts], as_of: dt.date) -> Assessment:
-    """Apply the protocol rule as of ``as_of``."""
+           subjects: list[SubjectFacts], as_of: dt.date, start_level: int | None = None,
+           ceiling: Ceiling | None = None) -> Assessment:
+    """Apply the protocol rule as of ``as_of`` to one stage's subjects (a study without stages has one):
+    ``start_level`` where it opens, ``ceiling`` what an earlier stage has cleared."""
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r}; expected one of {DESIGNS}")
     summaries, states, first_dlt = summarize_levels(design, dlt_window_days, levels, subjects, as_of)
-    return Assessment(design, as_of, dlt_window_days, summaries, recommend(summaries), states, first_dlt)
+    summaries = capped(summaries, ceiling)
+    return Assessment(design, as_of, dlt_window_days, summaries, recommend(summaries, start_level, ceiling),
+                      states, first_dlt, ceiling)
 
 
 def decision_dates(subjects: list[SubjectFacts], dlt_window_days: int, as_of: dt.date) -> list[dt.date]:

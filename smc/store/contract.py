@@ -19,8 +19,10 @@ from smc.rules.escalation import DESIGNS
 TABLES = (
     "studies",
     "dose_levels",
+    "stages",
     "sites",
     "subjects",
+    "subject_stages",
     "administrations",
     "adverse_events",
     "tumor_assessments",
@@ -31,8 +33,10 @@ REQUIRED_FILES = ("studies", "dose_levels", "subjects")
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "studies": ("study_id", "design", "agent", "dlt_window_days"),
     "dose_levels": ("study_id", "level", "label"),
+    "stages": ("study_id", "stage", "stage_order", "agent", "dlt_window_days"),
     "sites": ("site_id",),
     "subjects": ("study_id", "subject_id", "enrollment_date", "dose_level"),
+    "subject_stages": ("study_id", "subject_id", "stage", "dose_level"),
     "administrations": ("study_id", "subject_id", "agent", "admin_date"),
     "adverse_events": ("study_id", "subject_id", "term", "onset_date", "grade", "dlt"),
     "tumor_assessments": ("study_id", "subject_id", "assessment_date"),
@@ -44,8 +48,10 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 NOT_EMPTY: dict[str, tuple[str, ...]] = {
     "studies": ("study_id", "design", "agent", "dlt_window_days"),
     "dose_levels": ("study_id", "level", "label"),
+    "stages": ("study_id", "stage", "stage_order", "agent", "dlt_window_days"),
     "sites": ("site_id",),
     "subjects": ("study_id", "subject_id"),
+    "subject_stages": ("study_id", "subject_id", "stage", "dose_level"),
     "administrations": ("study_id", "subject_id", "agent", "admin_date"),
     "adverse_events": ("study_id", "subject_id", "term", "onset_date", "grade", "dlt"),
     "tumor_assessments": ("study_id", "subject_id", "assessment_date"),
@@ -55,8 +61,10 @@ NOT_EMPTY: dict[str, tuple[str, ...]] = {
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "studies": ("study_id",),
     "dose_levels": ("study_id", "level"),
+    "stages": ("study_id", "stage"),
     "sites": ("site_id",),
     "subjects": ("study_id", "subject_id"),
+    "subject_stages": ("study_id", "subject_id", "stage"),
     # ae_seq is optional; when given it identifies the AE within the subject.
     "adverse_events": ("study_id", "subject_id", "ae_seq"),
 }
@@ -68,7 +76,9 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
 RECORD_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "studies": (("study_id",),),
     "dose_levels": (("study_id", "level"),),
+    "stages": (("study_id", "stage"),),
     "subjects": (("study_id", "subject_id"),),
+    "subject_stages": (("study_id", "subject_id", "stage"),),
     "administrations": (("study_id", "subject_id", "agent", "admin_date", "admin_time"),),
     "adverse_events": (("study_id", "subject_id", "ae_spid"), ("study_id", "subject_id", "ae_seq")),
     "tumor_assessments": (("study_id", "subject_id", "assessment_date"),),
@@ -120,6 +130,8 @@ BOUNDS: dict[tuple[str, str], Bounds] = {
     ("adverse_events", "grade"): Bounds(1, 5, "is not a CTCAE grade (1-5)"),
     ("lab_results", "grade"): Bounds(0, 4, "is not a CTCAE lab grade (0-4)"),
     ("studies", "dlt_window_days"): Bounds(1, None, "is not a positive number of days"),
+    ("stages", "dlt_window_days"): Bounds(1, None, "is not a positive number of days"),
+    ("stages", "stage_order"): Bounds(1, None, "is not a stage order (1, 2, …)"),
     ("studies", "target_dlt_rate"): Bounds(0.01, 0.99, "is not a rate between 0 and 1"),
     ("studies", "planned_enrollment"): Bounds(0, None, "is not a count"),
     ("studies", "min_sd_days"): Bounds(0, None, "is not a number of days"),

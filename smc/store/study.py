@@ -4,10 +4,27 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import duckdb
 import pandas as pd
 
 from smc.rules.escalation import DoseLevel
 from smc.store.db import Database
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the regimen: its own DLT window, started by the first administration of ``agent`` in the
+    stage, and its own escalation (docs/rules.md#staged-regimens). A study without ``stages`` rows has one, unnamed."""
+
+    name: str | None
+    order: int
+    agent: str
+    dlt_window_days: int
+    start_level: int | None = None  # None: level 1 when the stage may use it, else its lowest allowed level
+    ceiling_stage: str | None = None  # an earlier stage whose cleared levels cap this one
+
+    def title(self) -> str:
+        return self.name or "escalation"
 
 
 @dataclass(frozen=True)
@@ -24,6 +41,20 @@ class Study:
     indication: str | None
     data_cut_date: dt.date | None
     levels: tuple[DoseLevel, ...]
+    stages: tuple[Stage, ...] = ()  # in stage order; () is read as the study's one stage (:attr:`regimen`)
+
+    @property
+    def regimen(self) -> tuple[Stage, ...]:
+        """The stages in order: those of the ``stages`` table, else the study's one stage (its agent and window)."""
+        return self.stages or (Stage(None, 1, self.agent, self.dlt_window_days),)
+
+    @property
+    def staged(self) -> bool:
+        """Whether the study runs more than one stage, each with its own window and escalation."""
+        return len(self.stages) > 1
+
+    def stage(self, name: str | None) -> Stage:
+        return next(s for s in self.regimen if s.name == name)
 
     def label(self, level: int | None) -> str:
         return next((d.label for d in self.levels if d.level == level), "—" if level is None else str(level))
@@ -47,17 +78,29 @@ def study_ids(db: Database) -> list[str]:
     return [r["study_id"] for r in db.rows("studies")]
 
 
+def _stage_rows(db: Database) -> list[dict]:
+    try:
+        return db.rows("stages")
+    except duckdb.CatalogException:  # a data cut written before the contract had stages: one stage per study
+        return []
+
+
 def load_studies(db: Database) -> dict[str, Study]:
-    """Every study in the data cut, by id in id order (two queries however many studies)."""
+    """Every study in the data cut, by id in id order (three queries however many studies)."""
     ladders: dict[str, list[DoseLevel]] = {}
     for lv in db.rows("dose_levels"):
         ladders.setdefault(lv["study_id"], []).append(DoseLevel(lv["level"], lv["label"]))
+    stages: dict[str, list[Stage]] = {}
+    for st in _stage_rows(db):
+        stages.setdefault(st["study_id"], []).append(Stage(
+            st["stage"], st["stage_order"], st["agent"], st["dlt_window_days"], st["start_level"],
+            st["ceiling_stage"]))
     return {r["study_id"]: Study(
         study_id=r["study_id"], title=r["title"], design=r["design"], agent=r["agent"],
         dlt_window_days=r["dlt_window_days"], target_dlt_rate=r["target_dlt_rate"],
         planned_enrollment=r["planned_enrollment"], enrollment_target_date=r["enrollment_target_date"],
         min_sd_days=r["min_sd_days"], indication=r["indication"], data_cut_date=r["data_cut_date"],
-        levels=tuple(ladders.get(r["study_id"], ())),
+        levels=tuple(ladders.get(r["study_id"], ())), stages=tuple(stages.get(r["study_id"], ())),
     ) for r in db.rows("studies")}
 
 

@@ -38,7 +38,9 @@ from tests.helpers import ROOT, STUDIES, one_study_db
 KEYS = {
     "studies": ("study_id",),
     "dose_levels": ("study_id", "level"),
+    "stages": ("study_id", "stage"),
     "subjects": ("study_id", "subject_id"),
+    "subject_stages": ("study_id", "subject_id", "stage"),
     "administrations": ("study_id", "subject_id", "agent", "admin_date", "admin_time"),
     "adverse_events": ("study_id", "subject_id", "ae_spid"),
     "tumor_assessments": ("study_id", "subject_id", "assessment_date"),
