@@ -56,24 +56,27 @@ def _meetings_on(db: Database, log: Path, since: dict[str, dt.date], now: dt.dat
     source = ledger.data_source(db)
     for study_id in study_ids(db):
         study = load_study(db, study_id)
-        points = [p for p in decision_history(load_dose_decision(db, study, study.data_cut_date))
-                  if study_id not in since or p.as_of > since[study_id]]
-        calls, previous = [], None
-        for point in points:
-            call = (point.recommendation.action, recommended_level(point))
-            if call[0] in DECISIVE and call != previous and call[1] is not None:
-                calls.append((point.as_of, call))
-                previous = call
-        if at_cut and not calls:
-            at = load_dose_decision(db, study, study.data_cut_date).assessment
-            if recommended_level(at) is not None:
-                calls.append((study.data_cut_date, (at.recommendation.action, recommended_level(at))))
-        for as_of, (action, level) in calls:
-            draft = ledger.Draft(
-                study_id=study_id, meeting_date=min(as_of + dt.timedelta(days=MEETING_AFTER_DAYS), today),
-                data_cut_date=as_of, level=level, decision=action, attendees=ATTENDEES, signer=signer,
-                rationale="Simulated meeting: the SMC reviewed the cohort's DLT data and followed the protocol rule.")
-            ledger.append(log, draft, load_dose_decision(db, study, as_of), source)
-            recorded += 1
+        at_data_cut = load_dose_decision(db, study, study.data_cut_date)
+        for part in at_data_cut.stages:  # a staged study's SMC decides on each stage
+            stage = part.stage.name if study.staged else None
+            points = [p for p in decision_history(at_data_cut, stage)
+                      if study_id not in since or p.as_of > since[study_id]]
+            calls, previous = [], None
+            for point in points:
+                call = (point.recommendation.action, recommended_level(point))
+                if call[0] in DECISIVE and call != previous and call[1] is not None:
+                    calls.append((point.as_of, call))
+                    previous = call
+            if at_cut and not calls and recommended_level(part.assessment) is not None:
+                calls.append((study.data_cut_date, (part.assessment.recommendation.action,
+                                                    recommended_level(part.assessment))))
+            for as_of, (action, level) in calls:
+                draft = ledger.Draft(
+                    study_id=study_id, meeting_date=min(as_of + dt.timedelta(days=MEETING_AFTER_DAYS), today),
+                    data_cut_date=as_of, level=level, decision=action, attendees=ATTENDEES, signer=signer, stage=stage,
+                    rationale="Simulated meeting: the SMC reviewed the cohort's DLT data and followed the protocol "
+                              "rule.")
+                ledger.append(log, draft, load_dose_decision(db, study, as_of), source)
+                recorded += 1
         since[study_id] = study.data_cut_date
     return recorded

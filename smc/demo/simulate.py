@@ -54,6 +54,9 @@ class SimSubject:
     dlt_day: int | None = None  # days after first dose
     leave_day: int | None = None  # days after first dose (fate D)
     extra: dict = field(default_factory=dict)
+    combination_start: dt.date | None = None  # a staged regimen's second stage: the day it began
+    combination_level: int | None = None  # its level there: capped at what monotherapy had cleared
+    combination_dlt_day: int | None = None  # days after combination_start (scripted)
 
     @property
     def dlt_date(self) -> dt.date | None:
@@ -116,6 +119,30 @@ def simulate_escalation(spec: TrialSpec, rng: np.random.Generator) -> tuple[list
     return subjects, {"cleared_on": cleared_on, "decided_on": t, "mtd": rec.mtd_level}
 
 
+COMBINATION_DAY = 28  # a staged regimen's combination begins this many days after the first monotherapy dose
+
+
+def plan_combination(spec: TrialSpec, subjects: list[SimSubject], cleared_on: dict[int, dt.date]) -> None:
+    """Subjects who completed a DLT-free monotherapy begin the combination on day 29, at their own level or, when it
+    was not yet cleared in monotherapy, the highest level that was (the combination's ceiling); with no such level
+    yet, on the day the first one at or below their own is cleared. ``spec.combination_script`` scripts the fates
+    of the escalation subjects entering each combination level, in the order they enter."""
+    if len(spec.stages) < 2:
+        return
+    fates = {lv: list(f) for lv, f in spec.combination_script.items()}
+    entering = sorted((s for s in subjects if s.fate == "N"), key=lambda s: (s.first_dose, s.subject_id))
+    for s in entering:
+        earliest = s.first_dose + days(COMBINATION_DAY)
+        options = sorted((when, level) for level, when in cleared_on.items() if level <= s.level)
+        if not options:
+            continue
+        by_then = [level for when, level in options if when <= earliest]
+        s.combination_start, s.combination_level = (earliest, max(by_then)) if by_then else options[0]
+        if s.phase == "escalation" and fates.get(s.combination_level):
+            if fates[s.combination_level].pop(0) == "T":
+                s.combination_dlt_day = 9
+
+
 def add_expansion(spec: TrialSpec, subjects: list[SimSubject], events: dict, rng) -> None:
     if spec.expansion is None:
         return
@@ -164,6 +191,7 @@ HAI_AES = [
     AeSpec("Alanine aminotransferase increased", "Investigations", 0.4, (0.6, 0.35, 0.05), (1, 5), (5, 14), 0.85),
     AeSpec("Fatigue", "General disorders and administration site conditions", 0.4, (0.7, 0.3), (2, 20), (7, 30), 0.6),
 ]
+COMBINATION_DLT = ("Immune-mediated hepatitis", "Hepatobiliary disorders", 3)  # a scripted combination DLT
 COMBO_AES = [  # start with regorafenib and toripalimab from day 29
     AeSpec("Palmar-plantar erythrodysesthesia syndrome", "Skin and subcutaneous tissue disorders", 0.55, (0.35, 0.45, 0.2), (35, 60), (14, 40), 0.95),
     AeSpec("Hypertension", "Vascular disorders", 0.4, (0.2, 0.55, 0.25), (32, 60), (20, 90), 0.9),
@@ -243,7 +271,7 @@ class Trial:
         self.doses = {lv["level"]: lv for lv in spec.levels}
         self.level_rank = {lv: i for i, lv in enumerate(sorted(self.doses))}
         self.rows: dict[str, list[dict]] = {t: [] for t in (
-            "subjects", "administrations", "adverse_events", "tumor_assessments", "lab_results")}
+            "subjects", "subject_stages", "administrations", "adverse_events", "tumor_assessments", "lab_results")}
 
     # ---- helpers
     def u(self, low: float, high: float) -> float:
@@ -303,6 +331,9 @@ class Trial:
         off_tx_reason, off_tx_day = "Progressive disease", pd_day
         if s.fate == "T":
             off_tx_reason, off_tx_day = "Adverse event", s.dlt_day + self.u(1, 4)
+        elif s.combination_dlt_day is not None:  # stopped three days after a DLT of the combination
+            off_tx_reason = "Adverse event"
+            off_tx_day = (s.combination_start - s.first_dose).days + s.combination_dlt_day + 3
         elif s.fate == "X":  # missed the second monotherapy infusion: replaced, no combination
             off_tx_reason, off_tx_day = "Monotherapy not completed (catheter occlusion)", self.u(28, 32)
         death_day = pd_day + float(rng.exponential(150)) if rng.random() < 0.8 else None
@@ -340,6 +371,10 @@ class Trial:
             last_contact_date=None if death else (off_study or max(s.enrollment, cut - days(self.u(0, 25))))))
         if s.first_dose > cut:
             return
+        if s.combination_start is not None and s.combination_start <= treatment_end:
+            self.rows["subject_stages"].append(dict(
+                study_id=self.sid, subject_id=s.subject_id, stage=self.spec.stages[1]["stage"],
+                dose_level=s.combination_level, start_date=s.combination_start))
         self.dosing(s, treatment_end)
         excursions = self.adverse_events(s, end_of_data)
         self.safety_labs(s, end_of_data, excursions, off_tx)
@@ -365,15 +400,16 @@ class Trial:
             give(agent, fd, dose["dose"], "VP", "HAI", 0, 1)  # monotherapy D1, D15
             if s.fate != "X":  # X: the second infusion was missed (catheter occlusion)
                 give(agent, fd + days(14), dose["dose"], "VP", "HAI", 0, 15)
-            if s.fate in ("T", "X"):  # combination only after a complete, DLT-free monotherapy
+            if s.combination_start is None:  # combination only after a complete, DLT-free monotherapy
                 return
-            for c in range(1, 8):  # combination cycles of 28 days from day 29
-                c1 = fd + days(28 * c)
+            combined = self.doses[s.combination_level]["dose"]
+            for c in range(1, 8):  # combination cycles of 28 days
+                c1 = s.combination_start + days(28 * (c - 1))
                 give("toripalimab", c1, 80, "mg", "IV", c, 1)
                 give("regorafenib", c1, 80, "mg", "PO", c, 1, end=c1 + days(20), time="08:00")
-                give(agent, c1 + DAY, dose["dose"], "VP", "HAI", c, 2)
+                give(agent, c1 + DAY, combined, "VP", "HAI", c, 2)
                 give("toripalimab", c1 + days(14), 80, "mg", "IV", c, 15)
-                give(agent, c1 + days(15), dose["dose"], "VP", "HAI", c, 16)
+                give(agent, c1 + days(15), combined, "VP", "HAI", c, 16)
         else:  # lymphodepletion D-5..D-3, TCR-T D0, IL-2 D0..D9
             give("cyclophosphamide", fd - days(5), 500, "mg/m2", "IV", 1, -5, end=fd - days(3))
             give("fludarabine", fd - days(5), 30, "mg/m2", "IV", 1, -5, end=fd - days(3))
@@ -396,8 +432,18 @@ class Trial:
             if ae.onset[0] >= 0 and grade >= 3 and self.spec.modality != "tcrt" and fd + days(ae.onset[1]) < fd + days(self.window):
                 grade = 2  # a grade ≥3 event inside the window would be a DLT: only scripted DLTs are
             onset = fd + days(self.u(*ae.onset))
-            events.append((ae.term, ae.soc, grade, onset, onset + days(self.u(*ae.duration)),
-                           "Y" if rng.random() < ae.related else "N", "N"))
+            event = (ae.term, ae.soc, grade, onset, onset + days(self.u(*ae.duration)),
+                     "Y" if rng.random() < ae.related else "N", "N")
+            if ae in COMBO_AES:  # drawn for every subject, so the later draws stay as they were
+                if s.combination_start is None:
+                    continue
+                event = self.in_combination(event, s)
+            events.append(event)
+        if s.combination_dlt_day is not None:
+            term, soc, grade = COMBINATION_DLT
+            events = [e for e in events if e[0] != term]
+            onset = s.combination_start + days(s.combination_dlt_day)
+            events.append((term, soc, grade, onset, onset + days(21), "Y", "Y"))
         if self.spec.recurring_aes:
             events += self.recurring_events(s, end)
         first_treatment = fd - days(5) if self.spec.modality == "tcrt" else fd  # lymphodepletion starts day -5
@@ -431,6 +477,17 @@ class Trial:
             if test:
                 excursions.append((test, grade, onset, stop))
         return excursions
+
+    def in_combination(self, event: tuple, s: SimSubject) -> tuple:
+        """A combination AE drawn as days from the first monotherapy dose, moved with a late combination start;
+        inside the combination's DLT window no worse than grade 2 (only scripted DLTs are DLTs)."""
+        term, soc, grade, onset, stop, related, dlt = event
+        shift = s.combination_start - (s.first_dose + days(COMBINATION_DAY))
+        onset, stop = onset + shift, stop + shift
+        window = self.spec.stages[1]["dlt_window_days"]
+        if grade >= 3 and onset < s.combination_start + days(window):
+            grade = 2
+        return term, soc, grade, onset, stop, related, dlt
 
     def recurring_events(self, s: SimSubject, end: dt.date) -> list[tuple]:
         """Portfolio studies treat until progression: infusion reactions (early-onset AEs) come back after
@@ -619,6 +676,7 @@ class Trial:
 def simulate_trial(spec: TrialSpec, rng: np.random.Generator) -> dict[str, list[dict]]:
     subjects, events = simulate_escalation(spec, rng)
     add_expansion(spec, subjects, events, rng)
+    plan_combination(spec, subjects, events["cleared_on"])
     anchor = [s for s in subjects if s.phase == spec.cut_after] or subjects
     cut = max(s.first_dose for s in anchor) + days(spec.cut_days)
     trial = Trial(spec, rng)
@@ -627,4 +685,5 @@ def simulate_trial(spec: TrialSpec, rng: np.random.Generator) -> dict[str, list[
     rows = trial.rows
     rows["studies"] = [study]
     rows["dose_levels"] = [dict(study_id=trial.sid, **lv) for lv in spec.levels]
+    rows["stages"] = [dict(study_id=trial.sid, **stage) for stage in spec.stages]
     return rows

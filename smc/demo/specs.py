@@ -4,7 +4,7 @@ what happens to each subject inside the DLT window, sites and timing. Data only:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class TrialSpec:
     expansion_days: int | None = None  # the expansion enrolls over this many days (default: one every 5-9 days)
     recurring_aes: bool = False  # infusion reactions come back with each later course (portfolio studies)
     lab_interval_days: int | None = None  # safety labs after the first visits every this many days (else LAB_DAYS)
+    stages: tuple[dict, ...] = ()  # a staged regimen's stages-table rows (without study_id); () one stage
+    combination_script: dict[int, str] = field(default_factory=dict)  # combination level -> fates, as `script`
 
 
 SITES_CN = [("CN-GZ-01", "Guangzhou Cancer Center", "China"),
@@ -72,6 +74,12 @@ SPECS: list[TrialSpec] = [
                              "Uncontrolled hypertension"],
         dlt_terms=[("Aspartate aminotransferase increased", "Investigations", 3),
                    ("Abdominal pain", "Gastrointestinal disorders", 3)],
+        # The protocol's two DLT windows: 28 days from the first monotherapy infusion, and 28 days from the first
+        # toripalimab of the combination, whose BioTTT001 dose is one cleared in monotherapy.
+        stages=(dict(stage="monotherapy", stage_order=1, agent="BioTTT001", dlt_window_days=28),
+                dict(stage="combination", stage_order=2, agent="toripalimab", dlt_window_days=28,
+                     ceiling_stage="monotherapy")),
+        combination_script={2: "T"},
     ),
     TrialSpec(
         study=dict(study_id="IX001", design="3+3", agent="IX001", dlt_window_days=28,

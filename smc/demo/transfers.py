@@ -73,6 +73,8 @@ def as_known_at(final: dict[str, pd.DataFrame], transfer: Transfer) -> dict[str,
     def of_known(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[[k in known for k in zip(frame["study_id"], frame["subject_id"])]].copy()
 
+    if "subject_stages" in tables:
+        tables["subject_stages"] = of_known(by_cut(tables["subject_stages"], "start_date"))
     tables["administrations"] = of_known(by_cut(tables["administrations"], "admin_date"))
     unknown_after(tables["administrations"], {"end_date": ()})
     ae = of_known(by_cut(tables["adverse_events"], "onset_date"))
