@@ -7,14 +7,17 @@ import streamlit as st
 from smc import settings, ui
 from smc.analysis.changes import mark_rows, recommendation_since
 from smc.analysis.dose_decision import (
+    CEILING_NOTE,
     LEVEL_TABLE_NOTE,
     counted_dlts,
     decision_history,
     level_table,
     load_dose_decision,
     rule_steps,
+    stage_description,
+    stage_heading,
 )
-from smc.analysis.swimlanes import load_swimlanes
+from smc.analysis.swimlanes import load_swimlanes, stage_windows
 from smc.charts.escalation import escalation_history, swimlanes
 from smc.decision_log import ledger
 from smc.outputs.packet import build_packet
@@ -26,11 +29,27 @@ from smc.ui.text import md
 ctx = ui.context()
 study = ctx.study
 decision = ui.cached(load_dose_decision, ctx.db, study, ctx.as_of)
-rec, advice = decision.assessment.recommendation, decision.boin
+
+
+def stage_panels() -> list:
+    """One tab per stage of a staged regimen (each has its own window and escalation); the page itself otherwise."""
+    if not study.staged:
+        return [st.container()]
+    return st.tabs([md(stage_heading(s.stage)) for s in decision.stages])
+
+
+def key(name: str, stage) -> str:
+    """The first stage keeps the page's element keys; a later stage's are numbered."""
+    return name if stage.stage.order == 1 else f"{name}_stage{stage.stage.order}"
+
 
 st.title(f"{md(study.study_id)} · Escalation")
-st.caption(f"{md(study.design)} · DLT window {study.dlt_window_days} days from the first dose of {md(study.agent)} · "
-           f"as of {ctx.as_of:%Y-%m-%d}. Only escalation-phase subjects count.")
+if study.staged:
+    st.caption(f"{md(study.design)} in {len(study.regimen)} stages, each with its own DLT window and escalation · "
+               f"as of {ctx.as_of:%Y-%m-%d}. Only escalation-phase subjects count.")
+else:
+    st.caption(f"{md(study.design)} · DLT window {study.dlt_window_days} days from the first dose of "
+               f"{md(study.agent)} · as of {ctx.as_of:%Y-%m-%d}. Only escalation-phase subjects count.")
 
 st.download_button(
     "Meeting packet (HTML)",
@@ -41,28 +60,34 @@ st.download_button(
          "Opens without a network."
          + ("" if ctx.scope.whole_study else f" Its subject-level sections show {md(ctx.scope.description)}."))
 
-protocol, second = st.columns([3, 2])
-with protocol.container(border=True):
-    st.markdown("##### Protocol rule")
-    target = md(study.label(rec.to_level)) if rec.to_level is not None else ""
-    st.markdown(f"### `{rec.action}` {target}")
-    if rec.mtd_level is not None:
-        st.markdown(f"**MTD: {md(study.label(rec.mtd_level))}** (level {rec.mtd_level})")
-    st.markdown(md(rec.reason))
-    if (found := review.review_changes(ctx)) is not None:
-        changed, why = recommendation_since(review.since_decision(ctx), decision, found.records, review.changed_records(ctx))
-        (st.warning if changed else st.caption)(f"**Since {md(ctx.since.title)}:** {md(why)}")
-with second.container(border=True):
-    st.markdown(f"##### BOIN advice (target DLT rate {advice.target:.0%}) — advice only")
-    st.markdown(f"**{advice.advice}** {md(study.label(advice.to_level)) if advice.to_level is not None else ''}")
-    st.markdown(md(advice.reason))
-    mtd = md(study.label(advice.mtd_estimate)) if advice.mtd_estimate is not None else "none yet"
-    st.caption(f"λe = {advice.lambda_e:.4f}, λd = {advice.lambda_d:.4f}; isotonic MTD estimate: {mtd}. "
-               "The protocol rule decides.")
+for panel, stage in zip(stage_panels(), decision.stages):
+    rec, advice = stage.assessment.recommendation, stage.boin
+    with panel:
+        if study.staged:
+            st.caption(md(stage_description(stage.stage)))
+        protocol, second = st.columns([3, 2])
+        with protocol.container(border=True):
+            st.markdown("##### Protocol rule")
+            target = md(study.label(rec.to_level)) if rec.to_level is not None else ""
+            st.markdown(f"### `{rec.action}` {target}")
+            if rec.mtd_level is not None:
+                st.markdown(f"**MTD: {md(study.label(rec.mtd_level))}** (level {rec.mtd_level})")
+            st.markdown(md(rec.reason))
+            if stage.stage.order == 1 and (found := review.review_changes(ctx)) is not None:
+                changed, why = recommendation_since(review.since_decision(ctx), decision, found.records,
+                                                    review.changed_records(ctx))
+                (st.warning if changed else st.caption)(f"**Since {md(ctx.since.title)}:** {md(why)}")
+        with second.container(border=True):
+            st.markdown(f"##### BOIN advice (target DLT rate {advice.target:.0%}) — advice only")
+            st.markdown(f"**{advice.advice}** {md(study.label(advice.to_level)) if advice.to_level is not None else ''}")
+            st.markdown(md(advice.reason))
+            mtd = md(study.label(advice.mtd_estimate)) if advice.mtd_estimate is not None else "none yet"
+            st.caption(f"λe = {advice.lambda_e:.4f}, λd = {advice.lambda_d:.4f}; isotonic MTD estimate: {mtd}. "
+                       "The protocol rule decides.")
 
-st.subheader("Dose levels")
-st.dataframe(level_table(decision), hide_index=True, key="level_table")
-st.caption(LEVEL_TABLE_NOTE)
+        st.subheader("Dose levels")
+        st.dataframe(level_table(stage), hide_index=True, key=key("level_table", stage))
+        st.caption(LEVEL_TABLE_NOTE + (" " + CEILING_NOTE if stage.assessment.ceiling else ""))
 
 st.subheader("Swimlanes")
 if not ctx.scope.nothing:
@@ -83,9 +108,11 @@ elif (mine := ui.subject_view(ctx, lanes.lanes)) is not None:  # the lanes this 
     drawn_aes = lanes.adverse_events[lanes.adverse_events["subject_id"].isin(drawn)]
     records = review.changed_records(ctx)
     new_aes = drawn_aes[mark_rows(drawn_aes, records, "adverse_events") != ""] if records is not None else None
+    later = stage_windows(decision) if study.staged else None
     figure = ui.figure(swimlanes, shown, *(frame[frame["subject_id"].isin(drawn)] for frame in
                        (lanes.administrations, lanes.adverse_events, lanes.assessments)),
-                       study.dlt_window_days, ctx.as_of, calendar=calendar, changed_events=new_aes)
+                       study.dlt_window_days, ctx.as_of, calendar=calendar, changed_events=new_aes,
+                       stage_windows=later, first_stage=study.regimen[0].name if study.staged else None)
     event = st.plotly_chart(figure, key="swimlanes", on_select="rerun", selection_mode="points")
     points = (event or {}).get("selection", {}).get("points", [])
     # customdata holds the id as plotly text (charts.style.plain): unescaped, it is the id again
@@ -117,12 +144,15 @@ elif (mine := ui.subject_view(ctx, lanes.lanes)) is not None:  # the lanes this 
 
 st.subheader("Escalation history")
 records, intact = decision_form.decision_log(ctx)
-steps = rule_steps(decision_history(decision))
 labels = {lv.level: lv.label for lv in study.levels}
-# The rule's steps and the SMC's decisions are the study's; the enrollment and DLT marks are per subject.
-st.plotly_chart(ui.figure(escalation_history, steps, ctx.scope.rows(lanes.lanes),
-                          ctx.scope.rows(counted_dlts(decision)), labels, ctx.as_of,
-                          ledger.in_force(records, ctx.as_of)), key="history")
+for panel, stage in zip(stage_panels(), decision.stages):
+    name = stage.stage.name
+    with panel:
+        # The rule's steps and the SMC's decisions are the study's; the enrollment and DLT marks are per subject.
+        st.plotly_chart(ui.figure(escalation_history, rule_steps(decision_history(decision, name)),
+                                  ctx.scope.rows(lanes.lanes), ctx.scope.rows(counted_dlts(decision, name)), labels,
+                                  ctx.as_of, ledger.in_force(ledger.of_stage(records, study, name), ctx.as_of)),
+                        key=key("history", stage))
 st.caption("Diamonds: the SMC's recorded decisions in force (not corrected), placed at the data cut they reviewed "
            "(up to the as-of date); a red outline marks a deviation from the rule."
            + ("" if ctx.scope.whole_study else f" Enrollment and DLT marks: {md(ctx.scope.description)}; the "

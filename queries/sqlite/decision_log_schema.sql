@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     signer_role            TEXT,
     signature_meaning      TEXT,                               -- e.g. 'recorded as SMC member'
     signer_auth_time_utc   TEXT,                               -- when they last typed their password there
+    stage                  TEXT,                               -- the stage decided on (staged studies); NULL: the only stage
     UNIQUE (study_id, seq)
 );
 

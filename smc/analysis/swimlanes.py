@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from smc.analysis.dose_decision import DoseDecision
 from smc.store.db import Database
 from smc.store.study import Study
 
@@ -48,3 +49,15 @@ def load_swimlanes(db: Database, study: Study, as_of: dt.date, states: dict[str,
     for frame in (doses, aes, scans):
         frame["label"] = frame["subject_id"].map(lanes.set_index("subject_id")["label"])
     return Swimlanes(lanes, doses, aes, scans)
+
+
+def stage_windows(decision: DoseDecision) -> pd.DataFrame:
+    """The DLT windows of a staged regimen's later stages, one row per subject dosed in the stage: subject_id, stage,
+    label (the subject's dose there), start (its first dose of the stage's agent), dlt_window_days and state (its
+    DLT state in the stage). Empty for a study with one stage."""
+    rows = [dict(subject_id=f.subject_id, stage=part.stage.title(), label=decision.study.label(f.level),
+                 start=pd.Timestamp(f.first_dose_date), dlt_window_days=part.stage.dlt_window_days,
+                 state=part.assessment.states.get(f.subject_id, "expansion"))
+            for part in decision.stages[1:] for f in part.subjects
+            if f.first_dose_date is not None and f.first_dose_date <= decision.as_of]
+    return pd.DataFrame(rows, columns=["subject_id", "stage", "label", "start", "dlt_window_days", "state"])

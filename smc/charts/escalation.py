@@ -37,14 +37,16 @@ def _lane_text(lanes: pd.DataFrame) -> list[str]:
 
 def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events: pd.DataFrame,
               assessments: pd.DataFrame, dlt_window_days: int, as_of: dt.date,
-              calendar: bool = False, changed_events: pd.DataFrame | None = None) -> go.Figure:
+              calendar: bool = False, changed_events: pd.DataFrame | None = None,
+              stage_windows: pd.DataFrame | None = None, first_stage: str | None = None) -> go.Figure:
     """One lane per subject, grouped by dose level (lowest at the bottom).
 
     x is days from the subject's first dose of the agent, or calendar dates
     (with the as-of date as a line). Each lane shows its follow-up, the DLT
     window band, doses as ticks, AEs by CTCAE grade, DLTs as red stars,
     RECIST responses, off study and death; ``changed_events`` (AEs new or changed since the compared data cut) are
-    ringed. ``customdata[0]`` of every point
+    ringed. A staged regimen names its first stage (``first_stage``) and draws the later stages' windows
+    (``stage_windows``: :func:`smc.analysis.swimlanes.stage_windows`) hatched. ``customdata[0]`` of every point
     is the subject id as plotly text (style.plain; html.unescape gives the id),
     so a click can open the subject.
     """
@@ -54,7 +56,9 @@ def swimlanes(lanes: pd.DataFrame, administrations: pd.DataFrame, adverse_events
     dosed = lanes[lanes.first_dose_date.notna()]
     fig = go.Figure()
     fig.add_trace(_follow_up_lines(dosed, y_of, calendar))
-    fig.add_trace(_dlt_window_bars(dosed, y_of, dlt_window_days, calendar))
+    fig.add_trace(_dlt_window_bars(dosed, y_of, dlt_window_days, calendar, first_stage))
+    if stage_windows is not None:
+        fig.add_traces(_later_window_bars(stage_windows, lanes, y_of, calendar))
     fig.add_traces(_dose_marks(administrations, y_of, calendar))
     fig.add_traces(_adverse_event_marks(adverse_events, y_of, calendar))
     if changed_events is not None and not changed_events.empty:
@@ -89,14 +93,37 @@ def _follow_up_lines(dosed: pd.DataFrame, y_of: dict[str, int], calendar: bool) 
                       hoverinfo="skip")
 
 
-def _dlt_window_bars(dosed: pd.DataFrame, y_of: dict[str, int], dlt_window_days: int, calendar: bool) -> go.Bar:
+def _later_window_bars(windows: pd.DataFrame, lanes: pd.DataFrame, y_of: dict[str, int],
+                       calendar: bool) -> list[go.Bar]:
+    """Each later stage's DLT window, from the subject's first dose of the stage's agent, hatched and coloured by
+    the subject's DLT state in that stage."""
+    first_dose = lanes.set_index("subject_id")["first_dose_date"]
+    windows = windows[windows.subject_id.isin(y_of)]
+    traces = []
+    for (stage, days), part in windows.groupby(["stage", "dlt_window_days"], sort=False):
+        start_day = (part["start"] - part["subject_id"].map(first_dose)).dt.days
+        traces.append(go.Bar(
+            orientation="h", y=[y_of[s] for s in part.subject_id],
+            base=part["start"] if calendar else start_day,
+            x=[days * 86_400_000 if calendar else days] * len(part),
+            marker=dict(color=[STATE_COLORS.get(s, "#cccccc") for s in part.state], opacity=0.28,
+                        pattern=dict(shape="/", fgcolor="#525252", size=6, solidity=0.25)),
+            width=0.7, name=f"DLT window, {plain(stage)} ({days} d)",
+            customdata=plain_each(part[["subject_id", "stage", "label", "state"]]),
+            hovertemplate="%{customdata[0]} · %{customdata[1]} at %{customdata[2]}<br>DLT window: "
+                          "%{customdata[3]}<extra></extra>"))
+    return traces
+
+
+def _dlt_window_bars(dosed: pd.DataFrame, y_of: dict[str, int], dlt_window_days: int, calendar: bool,
+                     stage: str | None = None) -> go.Bar:
     """DLT window band as horizontal bars (one trace, cheap at 500 lanes), coloured by the lane's DLT state."""
     return go.Bar(
         orientation="h", y=[y_of[s] for s in dosed.subject_id],
         base=dosed["first_dose_date"] if calendar else [0] * len(dosed),
         x=[dlt_window_days * 86_400_000 if calendar else dlt_window_days] * len(dosed),
         marker=dict(color=[STATE_COLORS.get(s, "#cccccc") for s in dosed.state], opacity=0.28),
-        width=0.7, name=f"DLT window ({dlt_window_days} d)",
+        width=0.7, name=f"DLT window, {plain(stage)} ({dlt_window_days} d)" if stage else f"DLT window ({dlt_window_days} d)",
         customdata=plain_each(dosed[["subject_id", "label", "state"]]),
         hovertemplate="%{customdata[0]} · %{customdata[1]}<br>DLT window: %{customdata[2]}<extra></extra>")
 

@@ -35,7 +35,7 @@ import secrets
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -44,9 +44,10 @@ from smc import settings
 from smc.access import audit, permissions
 from smc.access.identity import Identity
 from smc.analysis.dose_decision import DoseDecision
-from smc.rules.escalation import ACTIONS, recommended_level
+from smc.rules.escalation import ACTIONS, Assessment, recommended_level
 from smc.store import cuts
 from smc.store.db import Database
+from smc.store.study import Study
 
 VOCABULARY = (*ACTIONS, "stay", "other")
 STAYING_ACTIONS = ("enroll", "wait")  # the rule's actions that keep the current level: "stay" follows them
@@ -89,6 +90,7 @@ class Draft:
     signer: Identity | None = None  # the signed-in identity: never a typed name
     follows_recommendation: bool | None = None  # None: work it out from the recommendation
     supersedes: int | None = None
+    stage: str | None = None  # the stage decided on, in a staged study (docs/rules.md#staged-regimens); else None
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class Decision:
     signer_role: str | None = None
     signature_meaning: str | None = None
     signer_auth_time_utc: str | None = None  # when the signer last typed their password at the provider
+    stage: str | None = None  # the stage of a staged study the decision is about; None: the study's one stage
 
     @property
     def signed(self) -> bool:
@@ -133,14 +136,15 @@ COLUMNS = tuple(f.name for f in fields(Decision))
 UNKEYED_COLUMNS = COLUMNS[:COLUMNS.index("hash")]  # what a record written before keying hashed
 KEYED_COLUMNS = tuple(c for c in COLUMNS[:COLUMNS.index("kind")] if c != "hash")  # a keyed record before sign-in
 SEALED_COLUMNS = tuple(c for c in COLUMNS if c != "hash")  # what a signed record's HMAC covers, hash_kind included
-SIGNER_COLUMNS = COLUMNS[COLUMNS.index("signer_issuer"):]
+SIGNER_COLUMNS = COLUMNS[COLUMNS.index("signer_issuer"):COLUMNS.index("signer_auth_time_utc") + 1]
 # A log made before keying or sign-in gets the new columns in place: SQLite adds a column without rewriting a row,
 # and the old rows read as they were written. (The same columns as in the schema file: a test compares the two.)
 MIGRATIONS = {"hash_kind": f"ALTER TABLE decisions ADD COLUMN hash_kind TEXT NOT NULL DEFAULT '{UNKEYED}'",
               "prev_file_hash": "ALTER TABLE decisions ADD COLUMN prev_file_hash TEXT",
               "kind": f"ALTER TABLE decisions ADD COLUMN kind TEXT NOT NULL DEFAULT '{DECISION}'",
               "approves": "ALTER TABLE decisions ADD COLUMN approves INTEGER",
-              **{c: f"ALTER TABLE decisions ADD COLUMN {c} TEXT" for c in SIGNER_COLUMNS}}
+              **{c: f"ALTER TABLE decisions ADD COLUMN {c} TEXT" for c in SIGNER_COLUMNS},
+              "stage": "ALTER TABLE decisions ADD COLUMN stage TEXT"}
 SCHEMA = (settings.QUERIES_DIR / "sqlite" / "decision_log_schema.sql").read_text()
 # The append-only triggers as SQLite stores them (it drops IF NOT EXISTS and the final ";"), whitespace folded,
 # so a guard removed or replaced by one that does nothing is found.
@@ -183,6 +187,10 @@ def record_hash(values: dict, key: bytes | None = None) -> str:
         return hashlib.sha256(_canonical(values, UNKEYED_COLUMNS)).hexdigest()
     if kind in (KEYED, SIGNED) and key is not None:
         columns = SEALED_COLUMNS if kind == SIGNED else KEYED_COLUMNS
+        if values.get("stage") is None:
+            # Sealed only when it holds a stage, so records from before stages verify as they were signed; a stage
+            # added to such a record, or removed from one, breaks its seal.
+            columns = tuple(c for c in columns if c != "stage")
         return hmac.new(key, _canonical(values, columns), hashlib.sha256).hexdigest()
     raise ValueError(f"a record of hash kind {kind!r} cannot be sealed"
                      + (" without the key" if kind in (KEYED, SIGNED) else ""))
@@ -241,12 +249,19 @@ def _create_key(key_file: Path) -> bytes:
     return key
 
 
-def follows(decision: str, level: int | None, dose: DoseDecision) -> bool:
-    """Whether a decision is the protocol rule's recommendation on the reviewed data.
+def _rule(dose: DoseDecision, stage: str | None) -> Assessment:
+    """The rule's assessment of the stage decided on (the first, or only, stage when None)."""
+    return dose.assessment if stage is None else dose.of_stage(stage).assessment
+
+
+def follows(decision: str, level: int | None, dose: DoseDecision, stage: str | None = None) -> bool:
+    """Whether a decision is the protocol rule's recommendation on the reviewed data (for ``stage``, in a staged
+    study).
 
     ``stay`` follows an ``enroll`` or ``wait`` at the same level: both keep the current dose.
     """
-    action, target = dose.assessment.recommendation.action, recommended_level(dose.assessment)
+    rule = _rule(dose, stage)
+    action, target = rule.recommendation.action, recommended_level(rule)
     same_action = decision == action or (decision == "stay" and action in STAYING_ACTIONS)
     return same_action and (target is None or level == target)
 
@@ -281,6 +296,15 @@ def validate(draft: Draft, dose: DoseDecision, now: dt.datetime, records: list[D
         raise ValueError("the dose decision must be the study's on the draft's data cut")
     if draft.decision not in VOCABULARY:
         errors.append(f'decision "{draft.decision}" is not one of: {", ".join(VOCABULARY)}')
+    names = [s.name for s in study.regimen]
+    if study.staged and draft.stage not in names:
+        errors.append(f"stage: {study.study_id} has stages ({', '.join(names)}): say which one the decision is about"
+                      if draft.stage is None else f'stage "{draft.stage}" is not a stage of {study.study_id} '
+                                                  f"(it has {', '.join(names)})")
+        draft = replace(draft, stage=None)  # judged against the first stage's rule below
+    elif not study.staged and draft.stage is not None:
+        errors.append(f'stage "{draft.stage}": {study.study_id} has one stage; leave the stage empty')
+        draft = replace(draft, stage=None)
     if draft.level not in study.level_order:
         errors.append(f"level {draft.level} is not a dose level of {study.study_id} "
                       f"(it has {', '.join(map(str, study.level_order))})")
@@ -301,10 +325,10 @@ def validate(draft: Draft, dose: DoseDecision, now: dt.datetime, records: list[D
             text.encode("utf-8")
         except UnicodeEncodeError:
             errors.append(f"{name.replace('_', ' ')} holds characters that are not valid text (UTF-8)")
-    if draft.follows_recommendation and not follows(draft.decision, draft.level, dose):
-        rec = dose.assessment.recommendation
-        errors.append(f'"{draft.decision}" at level {draft.level} is not the recommendation ({rec.action}'
-                      f"{_at(recommended_level(dose.assessment))}): record it as a deviation, with a rationale")
+    if draft.follows_recommendation and not follows(draft.decision, draft.level, dose, draft.stage):
+        rule = _rule(dose, draft.stage)
+        errors.append(f'"{draft.decision}" at level {draft.level} is not the recommendation ({rule.recommendation.action}'
+                      f"{_at(recommended_level(rule))}): record it as a deviation, with a rationale")
     # "other" is never the rule's word, so it is always a deviation and always needs a rationale.
     if _deviates(draft, dose) and not draft.rationale.strip():
         errors.append("rationale: a decision that deviates from the protocol recommendation needs one")
@@ -334,7 +358,7 @@ def _supersede_problems(draft: Draft, study_log: list[tuple[int, int | None, str
 
 def _deviates(draft: Draft, dose: DoseDecision) -> bool:
     """Not the recommendation, or declared a deviation by whoever records it."""
-    return not follows(draft.decision, draft.level, dose) or draft.follows_recommendation is False
+    return not follows(draft.decision, draft.level, dose, draft.stage) or draft.follows_recommendation is False
 
 
 def _at(level: int | None) -> str:
@@ -437,8 +461,8 @@ def _append(path: Path, draft: Draft, dose: DoseDecision, data_source: str, now:
                 meeting_date=draft.meeting_date.isoformat(), data_cut_date=draft.data_cut_date.isoformat(),
                 level=draft.level, decision=draft.decision,
                 follows_recommendation=int(not _deviates(draft, dose)),
-                recommended_action=dose.assessment.recommendation.action,
-                recommended_level=recommended_level(dose.assessment),
+                recommended_action=_rule(dose, draft.stage).recommendation.action,
+                recommended_level=recommended_level(_rule(dose, draft.stage)), stage=draft.stage,
                 rationale=draft.rationale.strip(), attendees=draft.attendees.strip(),
                 recorded_by=signer.name, supersedes=draft.supersedes, data_source=data_source,
                 prev_hash=last["hash"] if last else GENESIS_HASH, kind=DECISION, approves=None,
@@ -566,7 +590,7 @@ def _row(row: sqlite3.Row) -> dict:
     values = dict(row)
     values.setdefault("hash_kind", UNKEYED)
     values.setdefault("kind", DECISION)
-    for column in ("prev_file_hash", "approves", *SIGNER_COLUMNS):
+    for column in ("prev_file_hash", "approves", *SIGNER_COLUMNS, "stage"):
         values.setdefault(column, None)
     return values
 
@@ -691,7 +715,7 @@ def superseded_by(records: list[Decision]) -> dict[int, int]:
     return {r.supersedes: r.id for r in records if r.supersedes is not None and r.kind == DECISION}
 
 
-LOG_TABLE_COLUMNS = ["Record", "Kind", "Meeting", "Data cut", "Dose level", "Decision", "Follows the rule",
+LOG_TABLE_COLUMNS = ["Record", "Kind", "Meeting", "Data cut", "Stage", "Dose level", "Decision", "Follows the rule",
                      "Rule recommended", "Rationale", "Attendees", "Signed by", "Role", "Meaning", "Signed (UTC)",
                      "Signer ID", "Status", "Supersedes", "Superseded by", "Hash"]
 
@@ -702,7 +726,7 @@ def log_table(records: list[Decision], labels: dict[int, str]) -> pd.DataFrame:
     corrected, approvals = superseded_by(records), approved_by(records)
     rows = [{
         "Record": r.id, "Kind": r.kind if r.kind == DECISION else f"approval of #{r.approves}",
-        "Meeting": r.meeting_date, "Data cut": r.data_cut_date,
+        "Meeting": r.meeting_date, "Data cut": r.data_cut_date, "Stage": r.stage or "",
         "Dose level": f"{labels.get(r.level, r.level)} (level {r.level})", "Decision": r.decision,
         "Follows the rule": "yes" if r.follows_recommendation else "no (deviation)",
         "Rule recommended": r.recommended_action + _at(r.recommended_level),
@@ -730,6 +754,12 @@ def _status(record: Decision, corrected: dict[int, int], approvals: dict[int, De
 
 def _ref(record_id: int | None) -> str:
     return "" if record_id is None else f"#{record_id}"
+
+
+def of_stage(records: list[Decision], study: Study, stage: str | None) -> list[Decision]:
+    """The records about one stage of ``study``: a record without a stage is about its first (or only) stage."""
+    first = study.regimen[0].name
+    return [r for r in records if (r.stage or first) == (stage or first)]
 
 
 def in_force(records: list[Decision], as_of: dt.date) -> list[Decision]:

@@ -19,13 +19,17 @@ from smc.access.scope import WHOLE_STUDY, SubjectScope
 from smc.analysis import biomarkers, efficacy, safety, survival
 from smc.analysis.changes import ReviewChanges, load_review_changes
 from smc.analysis.dose_decision import (
+    CEILING_NOTE,
     LEVEL_TABLE_NOTE,
     DoseDecision,
+    StageDecision,
     counted_dlts,
     decision_history,
     level_table,
     load_dose_decision,
     rule_steps,
+    stage_description,
+    stage_heading,
 )
 from smc.analysis.overview import Overview, load_overview
 from smc.analysis.swimlanes import Swimlanes, load_swimlanes
@@ -128,7 +132,7 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
     out.section("recommendation")
     _section_recommendation(out, study, dose)
     out.section("levels")
-    _section_levels(out, dose)
+    _section_levels(out, study, dose)
     out.section("swimlanes")
     lanes = load_swimlanes(db, study, as_of, dose.assessment.states)
     _section_swimlanes(out, lanes, study.dlt_window_days, as_of, scope)
@@ -176,7 +180,8 @@ def _section_study(out: _Packet, study: Study, ov: Overview, data_source: str, a
                    now: dt.datetime, scope: SubjectScope) -> None:
     out.add('<table class="meta">' + "".join(f"<tr><td><b>{_text(k)}</b></td><td>{_text(v)}</td></tr>" for k, v in (
         ("Title", study.title), ("Design", study.design), ("Agent", study.agent),
-        ("DLT window", f"{study.dlt_window_days} days from the first dose"),
+        *((("Stages", "; ".join(f"{stage_heading(st)}: {stage_description(st)}" for st in study.regimen)),)
+          if study.staged else (("DLT window", f"{study.dlt_window_days} days from the first dose"),)),
         ("Target DLT rate", f"{study.target_dlt_rate:.0%}"), ("Indication", study.indication),
         ("Data cut of the database", study.data_cut_date), ("As of (data shown)", as_of),
         ("Screened / screen failures", f"{ov.screened} / {ov.screen_failures}"),
@@ -202,8 +207,20 @@ def _section_changes(out: _Packet, found: ReviewChanges, since: cuts.Cut, scope:
         out.para("New lab results and administrations are counted above and listed on the Changes page.", "note")
 
 
+def _stage_title(out: _Packet, study: Study, stage: StageDecision) -> None:
+    if study.staged:
+        out.add(f"<h3>{_text(stage_heading(stage.stage))}</h3>")
+        out.para(stage_description(stage.stage), "note")
+
+
 def _section_recommendation(out: _Packet, study: Study, dose: DoseDecision) -> None:
-    rec, advice = dose.assessment.recommendation, dose.boin
+    for stage in dose.stages:
+        _stage_title(out, study, stage)
+        _stage_recommendation(out, study, stage)
+
+
+def _stage_recommendation(out: _Packet, study: Study, stage: StageDecision) -> None:
+    rec, advice = stage.assessment.recommendation, stage.boin
     target = f" {study.label(rec.to_level)}" if rec.to_level is not None else ""
     out.add(f'<div class="box"><div class="call">Protocol rule ({_text(study.design)}): {_text(rec.action)}'
             f"{_text(target)}</div><p>{_text(rec.reason)}</p>"
@@ -216,9 +233,11 @@ def _section_recommendation(out: _Packet, study: Study, dose: DoseDecision) -> N
             "</div>")
 
 
-def _section_levels(out: _Packet, dose: DoseDecision) -> None:
-    out.table(level_table(dose))
-    out.para(LEVEL_TABLE_NOTE, "note")
+def _section_levels(out: _Packet, study: Study, dose: DoseDecision) -> None:
+    for stage in dose.stages:
+        _stage_title(out, study, stage)
+        out.table(level_table(stage))
+    out.para(LEVEL_TABLE_NOTE + (" " + CEILING_NOTE if study.staged else ""), "note")
 
 
 def _section_swimlanes(out: _Packet, lanes: Swimlanes, dlt_window_days: int, as_of: dt.date,
@@ -242,8 +261,12 @@ def _read_log(log: Path, study_id: str) -> tuple[list[ledger.Decision], list[led
 def _section_history(out: _Packet, dose: DoseDecision, lanes: pd.DataFrame, records: list[ledger.Decision],
                      labels: dict[int, str], as_of: dt.date, scope: SubjectScope) -> None:
     # The rule's steps and the SMC's decisions are the study's; the enrollment and DLT marks are per subject.
-    out.figure(escalation_history(rule_steps(decision_history(dose)), scope.rows(lanes), scope.rows(counted_dlts(dose)),
-                                  labels, as_of, ledger.in_force(records, as_of)))
+    for stage in dose.stages:
+        _stage_title(out, dose.study, stage)
+        name = stage.stage.name
+        out.figure(escalation_history(rule_steps(decision_history(dose, name)), scope.rows(lanes),
+                                      scope.rows(counted_dlts(dose, name)), labels, as_of,
+                                      ledger.in_force(ledger.of_stage(records, dose.study, name), as_of)))
     if not scope.whole_study:
         out.para(f"Enrollment and DLT marks: {scope.description}; the rule's steps are of every subject.", "note")
 

@@ -13,7 +13,7 @@ import streamlit as st
 
 from smc import settings, ui
 from smc.access import permissions
-from smc.analysis.dose_decision import DoseDecision
+from smc.analysis.dose_decision import DoseDecision, stage_heading
 from smc.decision_log import ledger
 from smc.rules.escalation import recommended_level
 from smc.ui.text import md
@@ -30,17 +30,29 @@ def _prefill(dose: DoseDecision) -> None:
     reviewed = (dose.study.study_id, dose.as_of)
     if st.session_state.get("decision_prefilled_for") == reviewed:
         return
-    level, action = recommended_level(dose.assessment), dose.assessment.recommendation.action
+    st.session_state.update(decision_prefilled_for=reviewed, decision_supersedes=NEW,
+                            decision_meeting_date=max(_today(), dose.as_of),
+                            decision_stage=dose.stages[0].stage.name)
+    _prefill_stage(dose)
+
+
+def _stage(dose: DoseDecision) -> str | None:
+    """The stage the form decides on: the chosen one in a staged study, else None (the study's one stage)."""
+    return st.session_state.get("decision_stage") if dose.study.staged else None
+
+
+def _prefill_stage(dose: DoseDecision) -> None:
+    """The decision and level the rule recommends for the stage chosen."""
+    rule = dose.of_stage(_stage(dose)).assessment if dose.study.staged else dose.assessment
+    level, action = recommended_level(rule), rule.recommendation.action
     level = level if level is not None else dose.study.level_order[0]
-    st.session_state.update(
-        decision_prefilled_for=reviewed, decision_level=level, decision_word=action,
-        decision_follows=ledger.follows(action, level, dose), decision_supersedes=NEW,
-        decision_meeting_date=max(_today(), dose.as_of))
+    st.session_state.update(decision_level=level, decision_word=action,
+                            decision_follows=ledger.follows(action, level, dose, _stage(dose)))
 
 
 def _refill_follows(dose: DoseDecision) -> None:
     state = st.session_state
-    state["decision_follows"] = ledger.follows(state["decision_word"], state["decision_level"], dose)
+    state["decision_follows"] = ledger.follows(state["decision_word"], state["decision_level"], dose, _stage(dose))
 
 
 def _record(ctx: ui.PageContext, dose: DoseDecision, log, source: str) -> None:
@@ -48,7 +60,7 @@ def _record(ctx: ui.PageContext, dose: DoseDecision, log, source: str) -> None:
     draft = ledger.Draft(
         study_id=dose.study.study_id, meeting_date=state["decision_meeting_date"], data_cut_date=dose.as_of,
         level=state["decision_level"], decision=state["decision_word"], rationale=state["decision_rationale"],
-        attendees=state["decision_attendees"], signer=ctx.viewer,
+        attendees=state["decision_attendees"], signer=ctx.viewer, stage=_stage(dose),
         follows_recommendation=state["decision_follows"], supersedes=state.get("decision_supersedes") or None)
     if _signed("decision_outcome", "recorded", log, lambda: ledger.append(log, draft, dose, source)):
         state["decision_rationale"] = state["decision_attendees"] = ""
@@ -127,13 +139,19 @@ def record_form(ctx: ui.PageContext, dose: DoseDecision, records: list[ledger.De
                    "role reads them.")
         return
     _prefill(dose)
-    study, rec = ctx.study, dose.assessment.recommendation
-    target = recommended_level(dose.assessment)
+    study = ctx.study
     with st.container(border=True):
         st.markdown("##### Record a decision")
+        if study.staged:
+            st.radio("Stage", [s.name for s in study.regimen], key="decision_stage", horizontal=True,
+                     format_func=lambda name: md(stage_heading(study.stage(name))), on_change=_prefill_stage,
+                     args=(dose,), help="Each stage has its own DLT window and escalation: the decision is about one.")
+        rule = dose.of_stage(_stage(dose)).assessment if study.staged else dose.assessment
+        rec, target = rule.recommendation, recommended_level(rule)
         st.markdown(f"On the data as of **{dose.as_of:%Y-%m-%d}** (database cut {study.data_cut_date or '—'}), "
                     f"the protocol rule recommends **{md(rec.action)}**"
-                    + ("" if target is None else f" at **{md(study.label(target))}** (level {target})") + ".")
+                    + ("" if target is None else f" at **{md(study.label(target))}** (level {target})")
+                    + (f" in the {md(_stage(dose))} stage" if study.staged else "") + ".")
         left, middle, right = st.columns(3)
         left.date_input("Meeting date", key="decision_meeting_date", min_value=dose.as_of,
                         # the UTC date + 1 is already today east of Greenwich (decisions.validate allows it)
@@ -170,7 +188,8 @@ def record_form(ctx: ui.PageContext, dose: DoseDecision, records: list[ledger.De
         elif outcome:
             record = outcome[1]
             st.success(f"Recorded as #{record.id} at {record.recorded_at_utc} (UTC): {md(record.decision)} at "
-                       f"{md(study.label(record.level))}, signed by {md(record.recorded_by)} "
+                       f"{md(study.label(record.level))}"
+                       + (f" ({md(record.stage)})" if record.stage else "") + ", signed by {md(record.recorded_by)} "
                        f"({md(record.signature_meaning)}).", icon=":material/check_circle:")
     if ctx.may("approve_decision"):
         approval_form(ctx, records)
@@ -192,7 +211,8 @@ def approval_form(ctx: ui.PageContext, records: list[ledger.Decision]) -> None:
             return
         by_id = {r.id: r for r in records}
         st.selectbox("Decision to approve", list(reversed(waiting)), key="decision_to_approve",
-                     format_func=lambda i: f"#{i}: {by_id[i].decision} at level {by_id[i].level} on the data of "
+                     format_func=lambda i: f"#{i}: {by_id[i].decision} at level {by_id[i].level}"
+                                           + (f" ({by_id[i].stage})" if by_id[i].stage else "") + " on the data of "
                                            f"{by_id[i].data_cut_date}, {by_id[i].signature_meaning} by "
                                            f"{by_id[i].recorded_by}")
         _signer(ctx, permissions.APPROVAL_MEANING, "approve")

@@ -155,7 +155,8 @@ def test_packet_shows_a_deleted_only_record_of_the_study(cut_db):
         study = load_study(db, study_id)
         dose = load_dose_decision(db, study, study.data_cut_date)
         ledger.append(log, ledger.Draft(study_id, study.data_cut_date, study.data_cut_date,
-                                              study.level_order[0], "other", rationale="r", signer=signer()),
+                                              study.level_order[0], "other", rationale="r", signer=signer(),
+                                              stage=study.regimen[0].name if study.staged else None),
                          dose, "test")
     con = sqlite3.connect(log)
     con.executescript("DROP TRIGGER decisions_no_delete; DELETE FROM decisions WHERE study_id = 'IX001';")
