@@ -17,7 +17,7 @@ from smc.analysis.dose_decision import (
     stage_description,
     stage_heading,
 )
-from smc.analysis.swimlanes import load_swimlanes, stage_windows
+from smc.analysis.swimlanes import load_swimlanes, stage_entries, stage_windows
 from smc.charts.escalation import escalation_history, swimlanes
 from smc.decision_log import ledger
 from smc.outputs.packet import build_packet
@@ -149,9 +149,11 @@ for panel, stage in zip(stage_panels(), decision.stages):
     name = stage.stage.name
     with panel:
         # The rule's steps and the SMC's decisions are the study's; the enrollment and DLT marks are per subject.
+        entries = lanes.lanes if stage.stage.order == 1 else stage_entries(decision, name)
         st.plotly_chart(ui.figure(escalation_history, rule_steps(decision_history(decision, name)),
-                                  ctx.scope.rows(lanes.lanes), ctx.scope.rows(counted_dlts(decision, name)), labels,
-                                  ctx.as_of, ledger.in_force(ledger.of_stage(records, study, name), ctx.as_of)),
+                                  ctx.scope.rows(entries), ctx.scope.rows(counted_dlts(decision, name)), labels,
+                                  ctx.as_of, ledger.in_force(ledger.of_stage(records, study, name), ctx.as_of),
+                                  entry="enrolled" if stage.stage.order == 1 else "entered the stage"),
                         key=key("history", stage))
 st.caption("Diamonds: the SMC's recorded decisions in force (not corrected), placed at the data cut they reviewed "
            "(up to the as-of date); a red outline marks a deviation from the rule."

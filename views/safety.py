@@ -3,6 +3,7 @@ import streamlit as st
 
 from smc import ui
 from smc.analysis import safety
+from smc.analysis.dose_decision import load_dose_decision, window_stage
 from smc.charts.safety import ae_heatmap
 from smc.ui import review
 from smc.ui.text import md
@@ -43,6 +44,9 @@ cells, rows = safety_view.heatmaps[view]
 st.plotly_chart(ui.figure(ae_heatmap, cells, rows, safety_view.columns,
                           f"{safety.HEATMAP_TITLES[view]}, by term and dose level",
                           "grade" if colour == "Worst grade" else "count"), key="ae_heatmap")
+if study.staged:
+    st.caption(f"DLTs of every stage ({md(', '.join(s.title() for s in study.regimen))}), at the subject's "
+               "assigned level; the listings name the stage whose DLT window holds each onset.")
 
 st.subheader("AE summary")
 summary = safety_view.ae_summary
@@ -66,8 +70,13 @@ LISTING_CONFIG = {
     "end_date": st.column_config.DateColumn("End", format="YYYY-MM-DD"),
     "term": "Term", "soc": "SOC", "grade": "Grade", "serious": "Serious", "related": "Related", "dlt": "DLT",
     "outcome": "Outcome", "action_taken": "Action taken", "ae_seq": "AE seq", "ae_spid": "Sponsor AE id",
-    "since_review": review.SINCE_REVIEW_COLUMN}
+    "since_review": review.SINCE_REVIEW_COLUMN,
+    "window_stage": st.column_config.TextColumn(
+        "In the DLT window of", help="The stage whose DLT window holds the onset: where a DLT counts")}
 listings = safety_view.listings
+if study.staged:  # where each DLT counts
+    decision = ui.cached(load_dose_decision, ctx.db, study, ctx.as_of)
+    listings = {name: frame.assign(window_stage=window_stage(decision, frame)) for name, frame in listings.items()}
 for tab, (name, frame) in zip(st.tabs([f"{name} ({len(f)})" for name, f in listings.items()]), listings.items()):
     with tab:
         slug = name.split(" ")[0].lower()

@@ -23,6 +23,7 @@ from smc.rules.escalation import (
     dlt_onset_in_window,
     highest_cleared,
     recommended_level,
+    window_end,
 )
 from smc.rules.stats import exact_ci
 from smc.store.db import Database
@@ -231,6 +232,29 @@ def counted_dlts(decision: DoseDecision, stage: str | None = None) -> pd.DataFra
                  onset_date=pd.Timestamp(dlt_onset_in_window(s, decision.as_of, part.stage.dlt_window_days)))
             for part in chosen for s in part.subjects if part.assessment.states.get(s.subject_id) == DLT]
     return pd.DataFrame(rows, columns=["subject_id", "level", "label", "stage", "onset_date"])
+
+
+def window_stage(decision: DoseDecision, events: pd.DataFrame) -> pd.Series:
+    """For each event (``subject_id``, ``onset_date``), the stage whose DLT window holds its onset as the rule counts
+    it (docs/rules.md#staged-regimens), "" when none does: where a DLT counts."""
+    entries = {(f.subject_id, part.stage.order): f.enrollment_date for part in decision.stages for f in part.subjects}
+    bounded: dict[str, list[tuple[str, dt.date, dt.date]]] = {}
+    for part in decision.stages:  # a window ends where the subject enters the next stage
+        for f in part.subjects:
+            nxt = entries.get((f.subject_id, part.stage.order + 1))
+            if f.first_dose_date is not None:
+                end = window_end(f.first_dose_date, part.stage.dlt_window_days)
+                bounded.setdefault(f.subject_id, []).append(
+                    (part.stage.title(), f.first_dose_date, min(end, nxt) if nxt else end))
+
+    def holding(subject_id: str, onset) -> str:
+        if pd.isna(onset):
+            return ""
+        day = onset.date() if isinstance(onset, pd.Timestamp) else onset
+        return next((name for name, start, end in bounded.get(subject_id, ()) if start <= day < end), "")
+
+    return pd.Series([holding(s, d) for s, d in zip(events["subject_id"], events["onset_date"])], index=events.index,
+                     dtype=object)
 
 
 def level_table(stage: StageDecision) -> pd.DataFrame:

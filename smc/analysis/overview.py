@@ -21,7 +21,7 @@ class Overview:
     enrolled: int
     planned: int | None
     deaths: int
-    per_level: pd.DataFrame  # level, label, escalation, expansion, n_dosed, n_died, n_dlt
+    per_level: pd.DataFrame  # level, label, escalation, expansion, n_dosed, n_died, n_dlt (+ n_dlt:<stage> per later stage)
 
 
 def load_overview(db: Database, study: Study, decision: DoseDecision) -> Overview:
@@ -36,6 +36,9 @@ def load_overview(db: Database, study: Study, decision: DoseDecision) -> Overvie
     per_level = per_level.join(sums, on="level")
     dlts = {row.level: row.n_dlt for row in decision.rows}
     per_level["n_dlt"] = per_level["level"].map(dlts).fillna(0).astype(int)
+    for stage in decision.stages[1:]:  # a staged regimen's later stages: DLTs counted there, by the stage's level
+        later = {row.level: row.n_dlt for row in stage.rows}
+        per_level[f"n_dlt:{stage.stage.title()}"] = per_level["level"].map(later).fillna(0).astype(int)
     per_level["n_enrolled"] = per_level["escalation"] + per_level["expansion"]
     return Overview(study, as_of, totals["screened"], totals["screen_failures"], totals["enrolled"],
                     study.planned_enrollment, totals["deaths"],

@@ -61,3 +61,14 @@ def stage_windows(decision: DoseDecision) -> pd.DataFrame:
             for part in decision.stages[1:] for f in part.subjects
             if f.first_dose_date is not None and f.first_dose_date <= decision.as_of]
     return pd.DataFrame(rows, columns=["subject_id", "stage", "label", "start", "dlt_window_days", "state"])
+
+
+def stage_entries(decision: DoseDecision, stage: str | None) -> pd.DataFrame:
+    """The subjects of one stage as the escalation history draws them: subject_id, level and label there, phase,
+    enrollment_date (the day they entered the stage) and state (their DLT state in it)."""
+    part = decision.of_stage(stage) if stage is not None else decision.stages[0]
+    rows = [dict(subject_id=f.subject_id, level=f.level, label=decision.study.label(f.level), phase=f.phase,
+                 enrollment_date=pd.Timestamp(f.enrollment_date),
+                 state=part.assessment.states.get(f.subject_id, "expansion"))
+            for f in part.subjects if f.enrollment_date is not None and f.enrollment_date <= decision.as_of]
+    return pd.DataFrame(rows, columns=["subject_id", "level", "label", "phase", "enrollment_date", "state"])

@@ -270,11 +270,14 @@ def _hover_text(text: str, width: int = 70) -> str:
 
 
 def escalation_history(steps: pd.DataFrame, lanes: pd.DataFrame, dlts: pd.DataFrame,
-                       level_labels: dict[int, str], as_of: dt.date, decisions: list[Decision] = ()) -> go.Figure:
+                       level_labels: dict[int, str], as_of: dt.date, decisions: list[Decision] = (),
+                       entry: str = "enrolled") -> go.Figure:
     """Dose level over time: every escalation enrollment, every counted DLT, the rule's call at each change,
     and the SMC's recorded decisions at the data cut they reviewed.
 
     ``steps``: date, level, action, reason of the rule replayed at each date (rule_steps).
+    ``lanes``: subject_id, level, label, phase, enrollment_date, state of each subject; for a later stage of a staged
+    regimen its entries (:func:`smc.analysis.swimlanes.stage_entries`), with ``entry`` naming them.
     ``dlts``: subject_id, level, label, onset_date of the DLTs the rule counted.
     """
     order = sorted(level_labels)
@@ -300,10 +303,10 @@ def escalation_history(steps: pd.DataFrame, lanes: pd.DataFrame, dlts: pd.DataFr
 
     if not esc.empty:
         fig.add_scatter(
-            x=esc.enrollment_date, y=esc.level.map(pos) + 0.12, mode="markers", name="Subject enrolled",
+            x=esc.enrollment_date, y=esc.level.map(pos) + 0.12, mode="markers", name=f"Subject {plain(entry)}",
             marker=dict(size=9, color=[colors[lv] for lv in esc.level], line=dict(width=1, color="white")),
             customdata=plain_each(esc[["subject_id", "label", "state"]]),
-            hovertemplate="%{x|%Y-%m-%d}: %{customdata[0]} enrolled at %{customdata[1]}<br>"
+            hovertemplate=f"%{{x|%Y-%m-%d}}: %{{customdata[0]}} {plain(entry)} at %{{customdata[1]}}<br>"
                           "DLT state on the as-of date: %{customdata[2]}<extra></extra>")
     if not dlts.empty:
         fig.add_scatter(

@@ -32,7 +32,7 @@ from smc.analysis.dose_decision import (
     stage_heading,
 )
 from smc.analysis.overview import Overview, load_overview
-from smc.analysis.swimlanes import Swimlanes, load_swimlanes
+from smc.analysis.swimlanes import Swimlanes, load_swimlanes, stage_entries, stage_windows
 from smc.charts.biomarkers import exposure_vs_dose, immunogenicity_chart, shedding_chart, subset_panels
 from smc.charts.efficacy import waterfall
 from smc.charts.escalation import escalation_history, swimlanes
@@ -135,7 +135,7 @@ def build_packet(db: Database, study_id: str, as_of: dt.date | None = None, now:
     _section_levels(out, study, dose)
     out.section("swimlanes")
     lanes = load_swimlanes(db, study, as_of, dose.assessment.states)
-    _section_swimlanes(out, lanes, study.dlt_window_days, as_of, scope)
+    _section_swimlanes(out, lanes, dose, scope)
     out.section("history")
     records, broken = _read_log(log, study_id)
     _section_history(out, dose, lanes.lanes, records, labels, as_of, scope)
@@ -240,14 +240,16 @@ def _section_levels(out: _Packet, study: Study, dose: DoseDecision) -> None:
     out.para(LEVEL_TABLE_NOTE + (" " + CEILING_NOTE if study.staged else ""), "note")
 
 
-def _section_swimlanes(out: _Packet, lanes: Swimlanes, dlt_window_days: int, as_of: dt.date,
-                       scope: SubjectScope) -> None:
+def _section_swimlanes(out: _Packet, lanes: Swimlanes, dose: DoseDecision, scope: SubjectScope) -> None:
+    study = dose.study
     if lanes.lanes.empty:
         out.para("No subject enrolled by this date.")
     elif (shown := _scoped(out, scope, lanes.lanes)) is not None:
         out.figure(swimlanes(shown, *(scope.rows(frame) for frame in (lanes.administrations, lanes.adverse_events,
                                                                       lanes.assessments)),
-                             dlt_window_days, as_of))
+                             study.dlt_window_days, dose.as_of,
+                             stage_windows=scope.rows(stage_windows(dose)) if study.staged else None,
+                             first_stage=study.regimen[0].name if study.staged else None))
 
 
 def _read_log(log: Path, study_id: str) -> tuple[list[ledger.Decision], list[ledger.Broken]]:
@@ -263,10 +265,12 @@ def _section_history(out: _Packet, dose: DoseDecision, lanes: pd.DataFrame, reco
     # The rule's steps and the SMC's decisions are the study's; the enrollment and DLT marks are per subject.
     for stage in dose.stages:
         _stage_title(out, dose.study, stage)
-        name = stage.stage.name
-        out.figure(escalation_history(rule_steps(decision_history(dose, name)), scope.rows(lanes),
+        name, first = stage.stage.name, stage.stage.order == 1
+        out.figure(escalation_history(rule_steps(decision_history(dose, name)),
+                                      scope.rows(lanes if first else stage_entries(dose, name)),
                                       scope.rows(counted_dlts(dose, name)), labels, as_of,
-                                      ledger.in_force(ledger.of_stage(records, dose.study, name), as_of)))
+                                      ledger.in_force(ledger.of_stage(records, dose.study, name), as_of),
+                                      entry="enrolled" if first else "entered the stage"))
     if not scope.whole_study:
         out.para(f"Enrollment and DLT marks: {scope.description}; the rule's steps are of every subject.", "note")
 
