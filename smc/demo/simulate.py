@@ -13,8 +13,10 @@ The data cut of each study:
 - IDOV-SAFE: accelerated titration, first DLT at 7×10^9 PFU, 1×10^10 PFU
   exceeded, MTD 7×10^9 PFU declared and its 6-subject expansion under way,
   the latest expansion subjects still inside their DLT window.
-- BIOTTT001: 1 DLT in the first 3 at 5×10^9 VP, so that level is being
-  expanded to 6 (two subjects inside the window); expansion at 5×10^8 VP.
+- BIOTTT001: in monotherapy, 1 DLT in the first 3 at 5×10^9 VP, so that level is
+  being expanded to 6 (three subjects inside the window); expansion at 5×10^8 VP.
+  In the combination (its second stage, capped by what monotherapy cleared),
+  5×10^7 VP cleared and a DLT at 5×10^8 VP: that level needs 6 there.
 - IX001: 2 DLTs at level 2, de-escalation back to level 1, which has 3 of
   the 6 evaluable subjects it needs.
 """
