@@ -189,7 +189,7 @@ def record_form(ctx: ui.PageContext, dose: DoseDecision, records: list[ledger.De
             record = outcome[1]
             st.success(f"Recorded as #{record.id} at {record.recorded_at_utc} (UTC): {md(record.decision)} at "
                        f"{md(study.label(record.level))}"
-                       + (f" ({md(record.stage)})" if record.stage else "") + ", signed by {md(record.recorded_by)} "
+                       + (f" ({md(record.stage)})" if record.stage else "") + f", signed by {md(record.recorded_by)} "
                        f"({md(record.signature_meaning)}).", icon=":material/check_circle:")
     if ctx.may("approve_decision"):
         approval_form(ctx, records)

@@ -149,6 +149,7 @@ def record_hostile_decisions(db_path) -> int:
                 study_id=study_id, meeting_date=point.as_of + dt.timedelta(days=3), data_cut_date=point.as_of,
                 level=recommended_level(point), decision="other" if deviation else point.recommendation.action,
                 rationale=RATIONALE, attendees=ATTENDEES, follows_recommendation=not deviation,
+                stage=study.stages[0].name if study.staged else None,
                 signer=Identity(issuer=hostile("https://idp.example", 1), subject=hostile("sub", 2), name=RECORDED_BY,
                                 email=hostile("chair@example", 3), role=SMC_CHAIR, sites=frozenset(),
                                 auth_time=dt.datetime.now(dt.UTC)))
@@ -426,9 +427,22 @@ def _open(page, url: str) -> None:
 
 
 def _hover_marks(page, per_chart: int = 8) -> list[str]:
-    """Hover up to ``per_chart`` marks of every chart; what each hover label holds that a payload made."""
+    """Hover up to ``per_chart`` marks of every chart, those in closed tabs too (a staged study's Escalation page
+    draws every stage, one tab each); what each hover label holds that a payload made."""
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    found = _hover_visible_marks(page, charts, per_chart)
+    if charts.count() > charts.filter(visible=True).count():
+        tabs = page.get_by_role("tab")
+        for nth in range(1, tabs.count()):
+            tabs.nth(nth).click()
+            found += _hover_visible_marks(page, charts, per_chart)
+        tabs.first.click()
+    return found
+
+
+def _hover_visible_marks(page, charts, per_chart: int) -> list[str]:
     found = []
-    for chart in page.locator('[data-testid="stPlotlyChart"]').all():
+    for chart in charts.filter(visible=True).all():
         chart.scroll_into_view_if_needed()
         marks = chart.locator(MARKS).all()
         for mark in marks[:: max(1, len(marks) // per_chart)][:per_chart]:

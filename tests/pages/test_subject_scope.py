@@ -141,9 +141,11 @@ def assert_aggregates_are_the_studys(sql, study_id: str, as_of, key: str, at: Ap
     dlts = in_window_dlt_subjects(sql, study_id, as_of)
     if key == "overview":
         exp = enrolled_per_level(sql, study_id, as_of, "expansion")
-        for row in at.dataframe[0].value.itertuples():  # the dose ladder
-            assert (row.Escalation, row.Expansion, row.DLTs) == (esc.get(row.Level, 0), exp.get(row.Level, 0),
-                                                                 dlts.get(row.Level, 0)), row
+        ladder = at.dataframe[0].value
+        first_stage_dlts = next(c for c in ladder.columns if c.startswith("DLTs"))  # a staged study: "DLTs (monotherapy)"
+        for _, row in ladder.iterrows():
+            assert (row["Escalation"], row["Expansion"], row[first_stage_dlts]) == (
+                esc.get(row["Level"], 0), exp.get(row["Level"], 0), dlts.get(row["Level"], 0)), row
     elif key == "escalation":
         table = at.dataframe[0].value  # the level table
         assert dict(zip(table["Level"], table["Enrolled"])) == {lv: esc.get(lv, 0) for lv in table["Level"]}
