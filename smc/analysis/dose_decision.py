@@ -85,10 +85,11 @@ def stage_heading(stage: Stage) -> str:
 
 def stage_description(stage: Stage) -> str:
     """The stage's window and cap in words, for captions: "DLT window 28 days from the first dose of toripalimab in
-    the stage; capped by monotherapy (only levels cleared there)"."""
-    cap = (f"; capped by {stage.ceiling_stage}: only levels cleared there" if stage.ceiling_stage else "")
+    the stage; capped by monotherapy: only levels cleared there"."""
+    where = " in the stage" if stage.order > 1 else ""
+    cap = f"; capped by {stage.ceiling_stage}: only levels cleared there" if stage.ceiling_stage else ""
     opens = f"; opens at level {stage.start_level}" if stage.start_level is not None else ""
-    return f"DLT window {stage.dlt_window_days} days from the first dose of {stage.agent}{' in the stage' if stage.order > 1 else ''}{cap}{opens}"
+    return f"DLT window {stage.dlt_window_days} days from the first dose of {stage.agent}{where}{cap}{opens}"
 
 
 def _stage_entries(db: Database, cuts: dict[str, dt.date]) -> list[dict]:

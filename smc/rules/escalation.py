@@ -199,11 +199,12 @@ def capped(levels: tuple[LevelSummary, ...], ceiling: Ceiling | None) -> tuple[L
 
 
 def _starting_level(levels: list[LevelSummary], start_level: int | None) -> LevelSummary:
-    """The stage's start_level, or level 1 (the starting dose) when empty; capped: the highest allowed level at or
-    below it, else the lowest allowed."""
-    wanted = 1 if start_level is None else start_level
-    below = [s for s in levels if s.level <= wanted]
-    return max(below, key=lambda s: s.level) if below else min(levels, key=lambda s: s.level)
+    """Where a stage opens among the levels it may use: level 1 (the starting dose) when ``start_level`` is empty,
+    else the highest allowed level at or below ``start_level``; failing those, the lowest allowed."""
+    lowest = min(levels, key=lambda s: s.level)
+    if start_level is None:
+        return next((s for s in levels if s.level == 1), lowest)
+    return max((s for s in levels if s.level <= start_level), key=lambda s: s.level, default=lowest)
 
 
 def _refused(levels: tuple[LevelSummary, ...], ceiling: Ceiling) -> Recommendation | None:

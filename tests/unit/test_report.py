@@ -101,3 +101,27 @@ def test_report_survival_section_matches_sql(demo_db, sql, study_id):
                          else groups.get(labels[r["group"]], []))
                 assert (r["n"], r["events"]) == (len(times), sum(e for _, e in times)), (endpoint, r)
                 assert r["median"] == km_median(times)
+
+
+def test_report_escalation_gains_stages_for_the_staged_study_only(demo_db, sql):
+    """IDOV-SAFE and IX001 have one stage: no ``stages`` key. BIOTTT001 lists its two stages in order, the first
+    equal to the top-level fields, the combination's enrolled per level as subject_stages says."""
+    for study_id in ("IDOV-SAFE", "IX001"):
+        report = json.loads(smc_cli("report", "--db", str(demo_db), "--study", study_id, "--json").stdout)
+        assert "stages" not in report["escalation"]
+    report = json.loads(smc_cli("report", "--db", str(demo_db), "--study", "BIOTTT001", "--json").stdout)
+    escalation = report["escalation"]
+    first, combination = escalation["stages"]
+    assert (first["stage"], first["agent"], first["dlt_window_days"]) == ("monotherapy", "BioTTT001", 28)
+    assert (combination["stage"], combination["agent"], combination["ceiling_stage"]) == (
+        "combination", "toripalimab", "monotherapy")
+    assert {k: first[k] for k in ("levels", "recommendation", "boin")} == {
+        k: escalation[k] for k in ("levels", "recommendation", "boin")}
+    entered = dict(sql("SELECT ss.dose_level, count(*) FROM subject_stages ss JOIN subjects s USING (study_id, "
+                       "subject_id) WHERE ss.study_id = 'BIOTTT001' AND s.phase = 'escalation' AND ss.start_date <= "
+                       "(SELECT data_cut_date FROM studies WHERE study_id = 'BIOTTT001') GROUP BY 1"))
+    assert {r["level"]: r["n_enrolled"] for r in combination["levels"]} == {
+        r["level"]: entered.get(r["level"], 0) for r in combination["levels"]}
+    # the highest level cleared in monotherapy caps the combination (3 subjects at 5×10^8 VP without a DLT)
+    cleared = max(r["level"] for r in first["levels"] if r["status"] == "cleared")
+    assert combination["ceiling_level"] == cleared == 2
