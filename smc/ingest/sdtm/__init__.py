@@ -1,7 +1,8 @@
 """CDISC SDTM (XPT or CSV) -> contract tables -> one new data cut.
 
 The mapping rules live in one module per group of domains (subjects: DM, DS,
-SV, TS; events: EX, AE, SUPPAE; tumor: RS, TR, TU; findings: LB and friends).
+SV, TS; events: EX, AE, SUPPAE; tumor: RS, TR, TU; findings: LB and friends;
+stages: the mapping's [[stages]] with SE and EX).
 Their output passes the same validator as contract CSVs; every problem, from
 either step, names the SDTM domain, the record (USUBJID and sequence) and the
 variable. Nothing is written unless there is no error.
@@ -15,7 +16,7 @@ import pandas as pd
 from smc import settings
 from smc.ingest import load
 from smc.ingest.load import ERROR, Problem
-from smc.ingest.sdtm import events, findings, subjects, tumor
+from smc.ingest.sdtm import events, findings, stages, subjects, tumor
 from smc.ingest.sdtm.common import ORIGIN, SdtmImport, label_records
 from smc.ingest.sdtm.mapping import Mapping, decode_mapping, parse_mapping, too_long
 from smc.ingest.sdtm.read import SUFFIXES, WHOLE_SET, Dataset, read_sdtm_dir
@@ -34,6 +35,7 @@ REQUIRED_VARIABLES: dict[str, tuple] = {
     "RS": ("USUBJID", "RSTESTCD", "RSDTC", ("RSSTRESC", "RSORRES")),
     "TR": ("USUBJID", "TRTESTCD", "TRSTRESN", "TRDTC"),
     "TU": ("USUBJID",),
+    "SE": ("USUBJID", "SESTDTC"),  # read only for a mapping with [[stages]]
 }
 
 
@@ -53,6 +55,8 @@ SOURCE_VARIABLES = {
     ("adverse_events", "grade"): "AETOXGR", ("adverse_events", "ae_seq"): "AESEQ",
     ("tumor_assessments", "assessment_date"): "RSDTC", ("tumor_assessments", "target_sum_mm"): "TRSTRESN",
     ("lab_results", "collected_at"): "LBDTC", ("lab_results", "value"): "LBSTRESN",
+    # "--": the domain of the row's record, SE or EX (SDTM's own placeholder for a domain prefix)
+    ("subject_stages", "start_date"): "--STDTC", ("subject_stages", "subject_id"): "USUBJID",
 }
 
 
@@ -66,6 +70,8 @@ def _check_structure(datasets: dict[str, Dataset], mapping: Mapping,
             problems.append(Problem(ERROR, domain, None, None, None,
                                     "is missing (a required domain: DM, EX and AE)", record=""))
     for domain, dataset in datasets.items():
+        if domain == "SE" and not mapping.stages:
+            continue  # without [[stages]] SE is not read, so it needs nothing
         wanted = REQUIRED_VARIABLES.get(domain)
         if wanted is None and domain in mapping.findings_domains:
             wanted = _findings_variables(domain)
@@ -100,6 +106,10 @@ def convert(datasets: dict[str, Dataset], mapping: Mapping,
         tables["administrations"] = events.administrations(ctx, study_id)
     if "AE" in usable:
         tables["adverse_events"] = events.adverse_events(ctx, study_id)
+    if mapping.stages:
+        tables["stages"] = stages.table(ctx, study_id)
+        tables["subject_stages"] = stages.subject_stages(ctx, study_id, tables["subjects"],
+                                                         tables.get("administrations"))
     tables["tumor_assessments"] = tumor.tumor_assessments(ctx, study_id)
     labs = [findings.lab_results(ctx, study_id, d) for d in mapping.findings_domains if d in usable]
     if labs:
@@ -141,6 +151,9 @@ def _in_sdtm_terms(problem: Problem, where: dict[str, list], mapping: Mapping) -
     if problem.table == "dose_levels" and problem.row is not None:
         return Problem(problem.severity, "mapping file", None, f"levels.{problem.column}", problem.value,
                        problem.message, record="")
+    if problem.table == "stages" and problem.row is not None:  # row n+1 is the file's n-th [[stages]]
+        return Problem(problem.severity, "mapping file", None, f"stages[{problem.row - 1}].{problem.column}",
+                       problem.value, problem.message, record="")
     if problem.table == "studies" and problem.row is not None:
         if problem.column in mapping.study:
             domain, variable = "mapping file", f"study.{problem.column}"
@@ -153,6 +166,7 @@ def _in_sdtm_terms(problem: Problem, where: dict[str, list], mapping: Mapping) -
         return problem
     domain, record = where[problem.table][problem.row - 2]
     variable = SOURCE_VARIABLES.get((problem.table, problem.column), problem.column)
+    variable = variable.replace("--", domain) if variable else variable
     message = problem.message.replace("subjects.csv", "DM")  # the validator speaks of contract files
     return Problem(problem.severity, domain, None, variable, problem.value, message, record=record)
 
@@ -185,7 +199,8 @@ def import_datasets(datasets: dict[str, Dataset], mapping_text: str | None, db_p
     result = load.validate(raw, clean=True)
     # The contract's checks, restated for SDTM records; a record already in error is not reported twice.
     in_error = {(p.table, p.record) for p in problems if p.severity == ERROR}
-    restated = [_in_sdtm_terms(p, where, mapping) for p in result.problems]
+    # Two contract rows from one record (an EX dose that also starts a stage) may restate the same problem: once.
+    restated = list(dict.fromkeys(_in_sdtm_terms(p, where, mapping) for p in result.problems))
     problems += [p for p in restated if (p.table, p.record) not in in_error]
     if any(p.severity == ERROR for p in problems):
         raise load.ImportFailed(problems)

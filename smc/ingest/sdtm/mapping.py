@@ -1,5 +1,6 @@
 """The mapping file: what SDTM does not say (design, agent, DLT window, dose
-ladder, which arm is which level, where the DLT flag is), as TOML.
+ladder, which arm is which level, where the DLT flag is, the stages of a staged
+regimen), as TOML.
 
 Keys are checked strictly: a misspelt key is an error, not a silently ignored
 setting, because a dropped ``dlt_qnam`` would import every DLT as "no".
@@ -18,10 +19,12 @@ STUDY_KEYS = ("study_id", "title", "design", "agent", "dlt_window_days", "target
               "planned_enrollment", "enrollment_target_date", "min_sd_days", "indication", "data_cut_date")
 REQUIRED_STUDY_KEYS = ("design", "agent", "dlt_window_days")
 LEVEL_KEYS = ("level", "label", "dose", "unit", "arms", "expansion_arms")
+STAGE_KEYS = ("stage", "agent", "dlt_window_days", "start_level", "ceiling_stage", "epochs", "elements")
 DEFAULT_NOT_RELATED = ("NONE", "NOT RELATED", "UNLIKELY RELATED", "UNLIKELY", "REMOTE", "N")
 SECTIONS = {
     "study": STUDY_KEYS,
     "levels": LEVEL_KEYS,
+    "stages": STAGE_KEYS,
     "subjects": ("exclude_arms",),
     "ae": ("dlt_qnam", "not_related"),
     "lab_categories": None,  # any test code or name
@@ -42,6 +45,19 @@ class Level:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One [[stages]] table; its place in the file is its stage_order. ``epochs`` (upper-case, as matched) and
+    ``elements`` (SE.ETCD) say which SDTM records are in the stage."""
+    stage: str
+    agent: str
+    dlt_window_days: int
+    start_level: int | None = None
+    ceiling_stage: str | None = None
+    epochs: tuple[str, ...] = ()
+    elements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Mapping:
     study: dict[str, str]  # studies-table column -> contract text
     levels: tuple[Level, ...]
@@ -52,6 +68,7 @@ class Mapping:
     findings_domains: tuple[str, ...] = ("LB",)
     evaluator: str = "INVESTIGATOR"
     rs_categories: tuple[str, ...] = ("RECIST 1.1",)
+    stages: tuple[Stage, ...] = ()  # none: one stage, the study's own
 
     def arm_levels(self) -> dict[str, tuple[int, str]]:
         """ARMCD -> (dose level, phase)."""
@@ -183,6 +200,7 @@ def parse_mapping(text: str) -> tuple[Mapping | None, list[Problem]]:
     for arm in exclude:
         if arm in arms_seen:
             problems.append(_problem("subjects.exclude_arms", f"is also an arm of level {arms_seen[arm]}", arm))
+    stages = _stages(raw.get("stages"), levels, problems)
     if problems:
         return None, problems
     return Mapping(
@@ -190,7 +208,7 @@ def parse_mapping(text: str) -> tuple[Mapping | None, list[Problem]]:
         not_related=tuple(v.upper() for v in not_related),
         lab_categories={str(k): v for k, v in categories.items()},
         findings_domains=tuple(d.upper() for d in domains), evaluator=evaluator.upper(),
-        rs_categories=tuple(c.upper() for c in rs_categories),
+        rs_categories=tuple(c.upper() for c in rs_categories), stages=stages,
     ), []
 
 
@@ -224,6 +242,63 @@ def _levels(raw_levels, problems: list[Problem]) -> tuple[Level, ...]:
     for level in {x for x in seen if seen.count(x) > 1}:
         problems.append(_problem("levels.level", "is given twice", level))
     return tuple(sorted(levels, key=lambda lv: lv.level))
+
+
+def _stages(raw_stages, levels: tuple[Level, ...], problems: list[Problem]) -> tuple[Stage, ...]:
+    """[[stages]] in file order. A later stage must say which EPOCH or ETCD values are its records, or no
+    subject could be placed in it; the first holds every subject, so it needs neither."""
+    if raw_stages is None:
+        return ()
+    if not isinstance(raw_stages, list):
+        problems.append(_problem("[stages]", "is not an array of tables: write one [[stages]] table per stage"))
+        return ()
+    stages, ladder = [], {lv.level for lv in levels}
+    for i, entry in enumerate(raw_stages, start=1):
+        if not isinstance(entry, dict):
+            continue
+        where = f"stages[{i}]"
+        name, agent, window = entry.get("stage"), entry.get("agent"), entry.get("dlt_window_days")
+        for key, value, what in (("stage", name, "a name such as \"combination\""),
+                                 ("agent", agent, "the EXTRT value whose first dose in the stage starts its DLT window")):
+            if not isinstance(value, str) or not value.strip():
+                problems.append(_problem(f"{where}.{key}", f"is missing or not text ({what})", value))
+        if not isinstance(window, int) or isinstance(window, bool):
+            problems.append(_problem(f"{where}.dlt_window_days", "is missing or not a whole number of days", window))
+        start_level = entry.get("start_level")
+        if start_level is not None and (isinstance(start_level, bool) or not isinstance(start_level, int)
+                                        or start_level not in ladder):
+            problems.append(_problem(f"{where}.start_level", "is not a level of [[levels]] "
+                                     f"({', '.join(map(str, sorted(ladder)))})", start_level))
+            start_level = None
+        ceiling = entry.get("ceiling_stage")
+        if ceiling is not None and not isinstance(ceiling, str):
+            problems.append(_problem(f"{where}.ceiling_stage", "is not text (the name of an earlier stage)", ceiling))
+            ceiling = None
+        before = len(problems)
+        epochs = _strings(entry.get("epochs", []), f"{where}.epochs", problems)
+        elements = _strings(entry.get("elements", []), f"{where}.elements", problems)
+        if i > 1 and not epochs and not elements and len(problems) == before:  # not again for a list's type
+            problems.append(_problem(f"{where}.epochs", "is missing, and so is elements: name the EPOCH values "
+                                     "(SE, EX) or SE ETCD element codes of the stage's records"))
+        stages.append(Stage(str(name or ""), str(agent or ""), window if isinstance(window, int) else 0,
+                            start_level, ceiling, tuple(e.upper() for e in epochs), elements))
+    names = [s.stage for s in stages]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(_problem("stages.stage", "is given twice", name))
+    for i, s in enumerate(stages, start=1):
+        if s.ceiling_stage is not None and s.ceiling_stage not in names:
+            problems.append(_problem(f"stages[{i}].ceiling_stage",
+                                     f"is not a stage of the mapping ({', '.join(names)})", s.ceiling_stage))
+    # A record in two stages would place its subject twice.
+    for what in ("epochs", "elements"):
+        owner: dict[str, str] = {}
+        for s in stages:
+            for code in getattr(s, what):
+                if code in owner and owner[code] != s.stage:
+                    problems.append(_problem(f"stages.{what}", f"is given to two stages ({owner[code]} and "
+                                             f"{s.stage}); a record is in one stage", code))
+                owner.setdefault(code, s.stage)
+    return tuple(stages)
 
 
 TEMPLATE = '''\

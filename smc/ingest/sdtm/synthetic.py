@@ -1,6 +1,9 @@
 """A synthetic SDTM set of any size, for the import benchmark and tests: a 3+3
 trial in four levels whose DLT flags sit in SUPPAE (QNAM AEDLT), with DS, RS,
-TR and LB, written as XPT (or CSV) with its mapping file."""
+TR and LB, written as XPT (or CSV) with its mapping file. ``staged=True`` adds a
+second stage: every other dosed subject takes its last three cycles as DRUGX
+10 mg with PD1 (EPOCH COMBINATION, SE element COMBO), and the mapping names
+the two [[stages]]; the default set is unchanged."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,6 +36,21 @@ dose = {dose}
 unit = "mg"
 arms = ["{arm}"]
 """
+STAGES = """
+[[stages]]
+stage = "monotherapy"
+agent = "DRUGX"
+dlt_window_days = 28
+epochs = ["MONOTHERAPY"]
+
+[[stages]]
+stage = "combination"
+agent = "PD1"
+dlt_window_days = 28
+ceiling_stage = "monotherapy"
+epochs = ["COMBINATION"]
+"""
+COMBINATION_CYCLE = 3  # the first cycle a combination subject gets PD1
 TERMS = [("Fatigue", "GENERAL DISORDERS"), ("Nausea", "GASTROINTESTINAL DISORDERS"),
          ("Rash", "SKIN DISORDERS"), ("Neutropenia", "BLOOD DISORDERS"), ("ALT increased", "INVESTIGATIONS")]
 LABS = [("NEUT", "Neutrophils", "HEMATOLOGY", "10^9/L", 4.0, 1.5, 8.0), ("ALT", "ALT", "CHEMISTRY", "U/L", 25, 0, 40),
@@ -43,8 +61,9 @@ def _dates(start: np.ndarray, days) -> np.ndarray:
     return (pd.to_datetime(start) + pd.to_timedelta(days, unit="D")).strftime("%Y-%m-%d").to_numpy()
 
 
-def build(n_subjects: int, seed: int = 1) -> dict[str, pd.DataFrame]:
-    """Domains for ``n_subjects`` (one in ten a screen failure), reproducible from ``seed``."""
+def build(n_subjects: int, seed: int = 1, staged: bool = False) -> dict[str, pd.DataFrame]:
+    """Domains for ``n_subjects`` (one in ten a screen failure), reproducible from ``seed``; ``staged``: in two
+    stages (the random draws are the same either way)."""
     rng = np.random.default_rng(seed)
     ids = np.array([f"{STUDY}-{i:05d}" for i in range(1, n_subjects + 1)])
     failed = rng.random(n_subjects) < 0.1
@@ -109,24 +128,44 @@ def build(n_subjects: int, seed: int = 1) -> dict[str, pd.DataFrame]:
                        "LBSTRESU": [LABS[i][3] for i in lab], "LBSTNRLO": [float(LABS[i][5]) for i in lab],
                        "LBSTNRHI": [float(LABS[i][6]) for i in lab],
                        "LBDTC": _dates(np.repeat(first[dosed], draws), np.tile(np.arange(draws) * 3, dosed.sum()))})
-    return {"DM": dm, "EX": ex, "AE": ae, "SUPPAE": suppae, "DS": ds, "TR": tr, "RS": rs, "LB": lb}
+    domains = {"DM": dm, "EX": ex, "AE": ae, "SUPPAE": suppae, "DS": ds, "TR": tr, "RS": rs, "LB": lb}
+    return _in_two_stages(domains, ids[dosed], first[dosed]) if staged else domains
 
 
-def mapping_text(planned: int) -> str:
+def _in_two_stages(domains: dict[str, pd.DataFrame], dosed: np.ndarray, first: np.ndarray) -> dict[str, pd.DataFrame]:
+    """Every other dosed subject moves to DRUGX 10 mg (level 1) with PD1 from cycle COMBINATION_CYCLE on."""
+    ex = domains["EX"].copy()
+    combined = set(dosed[::2])
+    later = ex["USUBJID"].isin(combined) & (ex["EXSEQ"] > COMBINATION_CYCLE)
+    ex["EPOCH"] = np.where(later, "COMBINATION", "MONOTHERAPY")
+    ex.loc[later, "EXDOSE"] = 10.0
+    pd1 = ex[later].assign(EXTRT="PD1", EXDOSE=200.0, EXROUTE="INTRAVENOUS", EXSEQ=ex.loc[later, "EXSEQ"] + 100)
+    ex = pd.concat([ex, pd1], ignore_index=True)
+    switch = _dates(first, COMBINATION_CYCLE * 21)
+    moved = np.isin(dosed, list(combined))
+    mono = pd.DataFrame({"STUDYID": STUDY, "DOMAIN": "SE", "USUBJID": dosed, "SESEQ": 1.0, "ETCD": "MONO",
+                         "EPOCH": "MONOTHERAPY", "SESTDTC": first, "SEENDTC": np.where(moved, switch, "")})
+    combo = pd.DataFrame({"STUDYID": STUDY, "DOMAIN": "SE", "USUBJID": dosed[moved], "SESEQ": 2.0, "ETCD": "COMBO",
+                          "EPOCH": "COMBINATION", "SESTDTC": switch[moved], "SEENDTC": ""})
+    return domains | {"EX": ex, "SE": pd.concat([mono, combo], ignore_index=True)}
+
+
+def mapping_text(planned: int, staged: bool = False) -> str:
     levels = "".join(LEVEL.format(level=lv, dose=lv * 10, arm=arm) for arm, lv in ARMS.items())
-    return MAPPING.format(planned=planned, levels=levels)
+    return MAPPING.format(planned=planned, levels=levels) + (STAGES if staged else "")
 
 
-def write(directory: str | Path, n_subjects: int, seed: int = 1, fmt: str = "xpt") -> dict[str, pd.DataFrame]:
+def write(directory: str | Path, n_subjects: int, seed: int = 1, fmt: str = "xpt",
+          staged: bool = False) -> dict[str, pd.DataFrame]:
     """Write the domains (``dm.xpt``, …) and ``mapping.toml``; return the frames written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    domains = build(n_subjects, seed)
+    domains = build(n_subjects, seed, staged)
     for name, frame in domains.items():
         path = directory / f"{name.lower()}.{fmt}"
         if fmt == "xpt":
             pyreadstat.write_xport(frame, str(path), table_name=name, file_format_version=5)
         else:
             frame.to_csv(path, index=False)
-    (directory / "mapping.toml").write_text(mapping_text(n_subjects), encoding="utf-8")
+    (directory / "mapping.toml").write_text(mapping_text(n_subjects, staged), encoding="utf-8")
     return domains
