@@ -9,15 +9,12 @@ from smc.analysis.changes import mark_rows, recommendation_since
 from smc.analysis.dose_decision import (
     CEILING_NOTE,
     LEVEL_TABLE_NOTE,
-    counted_dlts,
-    decision_history,
     level_table,
     load_dose_decision,
-    rule_steps,
     stage_description,
     stage_heading,
 )
-from smc.analysis.swimlanes import load_swimlanes, stage_entries, stage_windows
+from smc.analysis.swimlanes import lane_stage_options, load_swimlanes, stage_history
 from smc.charts.escalation import escalation_history, swimlanes
 from smc.decision_log import ledger
 from smc.outputs.packet import build_packet
@@ -73,9 +70,10 @@ for panel, stage in zip(stage_panels(), decision.stages):
             if rec.mtd_level is not None:
                 st.markdown(f"**MTD: {md(study.label(rec.mtd_level))}** (level {rec.mtd_level})")
             st.markdown(md(rec.reason))
-            if stage.stage.order == 1 and (found := review.review_changes(ctx)) is not None:
+            if (found := review.review_changes(ctx)) is not None:
                 changed, why = recommendation_since(review.since_decision(ctx), decision, found.records,
-                                                    review.changed_records(ctx))
+                                                    review.changed_records(ctx),
+                                                    stage.stage.name if study.staged else None)
                 (st.warning if changed else st.caption)(f"**Since {md(ctx.since.title)}:** {md(why)}")
         with second.container(border=True):
             st.markdown(f"##### BOIN advice (target DLT rate {advice.target:.0%}) — advice only")
@@ -108,11 +106,10 @@ elif (mine := ui.subject_view(ctx, lanes.lanes)) is not None:  # the lanes this 
     drawn_aes = lanes.adverse_events[lanes.adverse_events["subject_id"].isin(drawn)]
     records = review.changed_records(ctx)
     new_aes = drawn_aes[mark_rows(drawn_aes, records, "adverse_events") != ""] if records is not None else None
-    later = stage_windows(decision) if study.staged else None
     figure = ui.figure(swimlanes, shown, *(frame[frame["subject_id"].isin(drawn)] for frame in
                        (lanes.administrations, lanes.adverse_events, lanes.assessments)),
                        study.dlt_window_days, ctx.as_of, calendar=calendar, changed_events=new_aes,
-                       stage_windows=later, first_stage=study.regimen[0].name if study.staged else None)
+                       **lane_stage_options(decision))
     event = st.plotly_chart(figure, key="swimlanes", on_select="rerun", selection_mode="points")
     points = (event or {}).get("selection", {}).get("points", [])
     # customdata holds the id as plotly text (charts.style.plain): unescaped, it is the id again
@@ -149,11 +146,11 @@ for panel, stage in zip(stage_panels(), decision.stages):
     name = stage.stage.name
     with panel:
         # The rule's steps and the SMC's decisions are the study's; the enrollment and DLT marks are per subject.
-        entries = lanes.lanes if stage.stage.order == 1 else stage_entries(decision, name)
-        st.plotly_chart(ui.figure(escalation_history, rule_steps(decision_history(decision, name)),
-                                  ctx.scope.rows(entries), ctx.scope.rows(counted_dlts(decision, name)), labels,
-                                  ctx.as_of, ledger.in_force(ledger.of_stage(records, study, name), ctx.as_of),
-                                  entry="enrolled" if stage.stage.order == 1 else "entered the stage"),
+        history = stage_history(decision, name, lanes.lanes)
+        st.plotly_chart(ui.figure(escalation_history, history.steps, ctx.scope.rows(history.entries),
+                                  ctx.scope.rows(history.dlts), labels, ctx.as_of,
+                                  ledger.in_force(ledger.of_stage(records, study, name), ctx.as_of),
+                                  entry=history.entry),
                         key=key("history", stage))
 st.caption("Diamonds: the SMC's recorded decisions in force (not corrected), placed at the data cut they reviewed "
            "(up to the as-of date); a red outline marks a deviation from the rule."

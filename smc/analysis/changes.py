@@ -418,21 +418,26 @@ def load_review_changes(db_from: Database, db_to: Database, study_id: str) -> Re
     return ReviewChanges(changes, records, tuple(summarise(records)))
 
 
-def recommendation_since(before, now, records: pd.DataFrame, shown: pd.DataFrame) -> tuple[bool, str]:
-    """Whether the protocol rule's recommendation changed from ``before`` (a DoseDecision on the compared cut, at
-    its data cut) to ``now``, and why in words: the old and new calls, and the changes that feed the rule (new
-    DLTs, grade changes, subjects enrolled, AEs removed), counted over ``records`` (the whole study's); the new
-    DLTs named by subject among ``shown`` (the records the reader may see)."""
+def recommendation_since(before, now, records: pd.DataFrame, shown: pd.DataFrame,
+                         stage: str | None = None) -> tuple[bool, str]:
+    """Whether the protocol rule's recommendation for ``stage`` (default: the first) changed from ``before`` (a
+    DoseDecision on the compared cut, at its data cut) to ``now``, and why in words: the old and new calls, and the
+    changes that feed the rule (new DLTs, grade changes, subjects enrolled, AEs removed), counted over ``records``
+    (the whole study's); the new DLTs named by subject among ``shown`` (the records the reader may see)."""
     def call(d) -> str:
-        rec = d.assessment.recommendation
+        rec = d.of_stage(stage).assessment.recommendation
         level = rec.to_level if rec.to_level is not None else rec.mtd_level
         return rec.action + (f" {d.study.label(level)}" if level is not None else "")
 
-    old, new = call(before), call(now)
+    new = call(now)
     dlts = "; ".join(f"{r.subject_id}: {r.record}" for r in in_category(shown, "new_dlt").itertuples())
     why = ", ".join(c.text + (f" ({dlts})" if c.category == "new_dlt" and dlts else "") for c in summarise(records)
                     if c.category in ("new_dlt", "grade_change", "new_subject", "removed"))
+    what = f" What changed: {why}." if why else ""
+    if stage is not None and stage not in {s.stage.name for s in before.stages}:
+        return True, f"The compared cut had no stage {stage}; it is now {new}.{what}"
+    old = call(before)
     if old == new:
         return False, f"Unchanged since the compared cut: {new}." + (f" Changes since: {why}." if why else "")
-    return True, (f"Changed since the compared cut: it was {old} ({before.assessment.recommendation.reason}); it is "
-                  f"now {new}." + (f" What changed: {why}." if why else ""))
+    return True, (f"Changed since the compared cut: it was {old} "
+                  f"({before.of_stage(stage).assessment.recommendation.reason}); it is now {new}.{what}")

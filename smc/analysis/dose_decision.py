@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass, replace
 
-import duckdb
 import pandas as pd
 
 from smc.rules import boin
@@ -23,6 +22,7 @@ from smc.rules.escalation import (
     dlt_onset_in_window,
     highest_cleared,
     recommended_level,
+    starting_level,
     window_end,
 )
 from smc.rules.stats import exact_ci
@@ -66,16 +66,9 @@ class DoseDecision:
     def rows(self) -> tuple[LevelRow, ...]:
         return self.stages[0].rows
 
-    @property
-    def boin(self) -> boin.BoinAdvice:
-        return self.stages[0].boin
-
-    @property
-    def subjects(self) -> tuple[SubjectFacts, ...]:
-        return self.stages[0].subjects
-
     def of_stage(self, name: str | None) -> StageDecision:
-        return next(s for s in self.stages if s.stage.name == name)
+        """The named stage's decision; None: the first (a one-stage study's only) stage."""
+        return self.stages[0] if name is None else next(s for s in self.stages if s.stage.name == name)
 
 
 def stage_heading(stage: Stage) -> str:
@@ -93,10 +86,7 @@ def stage_description(stage: Stage) -> str:
 
 
 def _stage_entries(db: Database, cuts: dict[str, dt.date]) -> list[dict]:
-    try:
-        return db.rows("stage_subjects", cuts=[{"study_id": s, "as_of": a} for s, a in cuts.items()])
-    except duckdb.CatalogException:  # a data cut written before the contract had stages
-        return []
+    return db.rows_since_contract_had("stage_subjects", cuts=[{"study_id": s, "as_of": a} for s, a in cuts.items()])
 
 
 def load_subject_facts_by_study(db: Database, cuts: dict[str, dt.date]) -> dict[str, list[SubjectFacts]]:
@@ -180,8 +170,10 @@ def _level_rows(result: Assessment, target: float) -> tuple[LevelRow, ...]:
     return tuple(rows)
 
 
-def _boin_advice(result: Assessment, subjects: list[SubjectFacts], as_of: dt.date, target: float) -> boin.BoinAdvice:
-    """BOIN's call among the levels the stage may use (all of them without a ceiling)."""
+def _boin_advice(stage: Stage, result: Assessment, subjects: list[SubjectFacts], as_of: dt.date,
+                 target: float) -> boin.BoinAdvice:
+    """BOIN's call among the levels the stage may use (all of them without a ceiling), opening where the rule
+    opens the stage."""
     allowed = [s for s in result.levels if s.status != ABOVE_CEILING]
     if not allowed:
         lambda_e, lambda_d = boin.boundaries(target)
@@ -191,7 +183,7 @@ def _boin_advice(result: Assessment, subjects: list[SubjectFacts], as_of: dt.dat
     if current is not None and current not in {s.level for s in allowed}:
         current = max(s.level for s in allowed)  # treated above the ceiling: advise from the ceiling
     return boin.advise([s.level for s in allowed], [s.label for s in allowed], [s.n_evaluable for s in allowed],
-                       [s.n_dlt for s in allowed], current, target)
+                       [s.n_dlt for s in allowed], current, target, starting_level(allowed, stage.start_level).level)
 
 
 def decide(study: Study, as_of: dt.date, subjects: list[SubjectFacts]) -> DoseDecision:
@@ -200,7 +192,7 @@ def decide(study: Study, as_of: dt.date, subjects: list[SubjectFacts]) -> DoseDe
     for stage, result in zip(study.regimen, assess_stages(study, subjects, as_of)):
         mine = _facts_of(stage, subjects)
         stages.append(StageDecision(stage, result, _level_rows(result, study.target_dlt_rate),
-                                    _boin_advice(result, mine, as_of, study.target_dlt_rate), tuple(mine)))
+                                    _boin_advice(stage, result, mine, as_of, study.target_dlt_rate), tuple(mine)))
     return DoseDecision(study, as_of, tuple(stages))
 
 
@@ -227,7 +219,7 @@ def rule_steps(history: list[Assessment]) -> pd.DataFrame:
 def counted_dlts(decision: DoseDecision, stage: str | None = None) -> pd.DataFrame:
     """The DLTs the rule counts on the as-of date in a stage (default: the first; ``"*"``: every stage, with its
     name): the first in-window DLT of each escalation subject."""
-    chosen = decision.stages if stage == "*" else [decision.of_stage(stage) if stage else decision.stages[0]]
+    chosen = decision.stages if stage == "*" else [decision.of_stage(stage)]
     rows = [dict(subject_id=s.subject_id, level=s.level, label=decision.study.label(s.level),
                  stage=part.stage.name,
                  onset_date=pd.Timestamp(dlt_onset_in_window(s, decision.as_of, part.stage.dlt_window_days)))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from smc.analysis.dose_decision import DoseDecision
+from smc.analysis.dose_decision import DoseDecision, counted_dlts, decision_history, rule_steps
 from smc.store.db import Database
 from smc.store.study import Study
 
@@ -66,9 +66,32 @@ def stage_windows(decision: DoseDecision) -> pd.DataFrame:
 def stage_entries(decision: DoseDecision, stage: str | None) -> pd.DataFrame:
     """The subjects of one stage as the escalation history draws them: subject_id, level and label there, phase,
     enrollment_date (the day they entered the stage) and state (their DLT state in it)."""
-    part = decision.of_stage(stage) if stage is not None else decision.stages[0]
+    part = decision.of_stage(stage)
     rows = [dict(subject_id=f.subject_id, level=f.level, label=decision.study.label(f.level), phase=f.phase,
                  enrollment_date=pd.Timestamp(f.enrollment_date),
                  state=part.assessment.states.get(f.subject_id, "expansion"))
             for f in part.subjects if f.enrollment_date is not None and f.enrollment_date <= decision.as_of]
     return pd.DataFrame(rows, columns=["subject_id", "level", "label", "phase", "enrollment_date", "state"])
+
+
+@dataclass(frozen=True)
+class StageHistory:
+    """What the escalation history chart of one stage draws, for the page and the packet alike."""
+    steps: pd.DataFrame  # the rule's calls over time (rule_steps)
+    entries: pd.DataFrame  # the subjects as they entered the stage (the first stage: the enrolled lanes)
+    dlts: pd.DataFrame  # the DLTs the stage's rule counts (counted_dlts)
+    entry: str  # how the chart names an entry
+
+
+def stage_history(decision: DoseDecision, stage: str | None, lanes: pd.DataFrame) -> StageHistory:
+    """One stage's history; ``lanes`` are the swimlanes' subjects, which are the first stage's entries."""
+    first = decision.of_stage(stage).stage.order == 1
+    return StageHistory(rule_steps(decision_history(decision, stage)), lanes if first else stage_entries(decision, stage),
+                        counted_dlts(decision, stage), "enrolled" if first else "entered the stage")
+
+
+def lane_stage_options(decision: DoseDecision) -> dict:
+    """The swimlane chart's stage arguments: later stages' windows and the first stage's name, for a staged study."""
+    if not decision.study.staged:
+        return dict(stage_windows=None, first_stage=None)
+    return dict(stage_windows=stage_windows(decision), first_stage=decision.study.regimen[0].name)

@@ -251,7 +251,7 @@ def _create_key(key_file: Path) -> bytes:
 
 def _rule(dose: DoseDecision, stage: str | None) -> Assessment:
     """The rule's assessment of the stage decided on (the first, or only, stage when None)."""
-    return dose.assessment if stage is None else dose.of_stage(stage).assessment
+    return dose.of_stage(stage).assessment
 
 
 def follows(decision: str, level: int | None, dose: DoseDecision, stage: str | None = None) -> bool:

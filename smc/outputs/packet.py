@@ -23,16 +23,13 @@ from smc.analysis.dose_decision import (
     LEVEL_TABLE_NOTE,
     DoseDecision,
     StageDecision,
-    counted_dlts,
-    decision_history,
     level_table,
     load_dose_decision,
-    rule_steps,
     stage_description,
     stage_heading,
 )
 from smc.analysis.overview import Overview, load_overview
-from smc.analysis.swimlanes import Swimlanes, load_swimlanes, stage_entries, stage_windows
+from smc.analysis.swimlanes import Swimlanes, lane_stage_options, load_swimlanes, stage_history
 from smc.charts.biomarkers import exposure_vs_dose, immunogenicity_chart, shedding_chart, subset_panels
 from smc.charts.efficacy import waterfall
 from smc.charts.escalation import escalation_history, swimlanes
@@ -209,7 +206,7 @@ def _section_changes(out: _Packet, found: ReviewChanges, since: cuts.Cut, scope:
 
 def _stage_title(out: _Packet, study: Study, stage: StageDecision) -> None:
     if study.staged:
-        out.add(f"<h3>{_text(stage_heading(stage.stage))}</h3>")
+        out.heading(stage_heading(stage.stage))
         out.para(stage_description(stage.stage), "note")
 
 
@@ -237,7 +234,8 @@ def _section_levels(out: _Packet, study: Study, dose: DoseDecision) -> None:
     for stage in dose.stages:
         _stage_title(out, study, stage)
         out.table(level_table(stage))
-    out.para(LEVEL_TABLE_NOTE + (" " + CEILING_NOTE if study.staged else ""), "note")
+    capped = any(stage.assessment.ceiling for stage in dose.stages)
+    out.para(LEVEL_TABLE_NOTE + (" " + CEILING_NOTE if capped else ""), "note")
 
 
 def _section_swimlanes(out: _Packet, lanes: Swimlanes, dose: DoseDecision, scope: SubjectScope) -> None:
@@ -248,8 +246,7 @@ def _section_swimlanes(out: _Packet, lanes: Swimlanes, dose: DoseDecision, scope
         out.figure(swimlanes(shown, *(scope.rows(frame) for frame in (lanes.administrations, lanes.adverse_events,
                                                                       lanes.assessments)),
                              study.dlt_window_days, dose.as_of,
-                             stage_windows=scope.rows(stage_windows(dose)) if study.staged else None,
-                             first_stage=study.regimen[0].name if study.staged else None))
+                             **lane_stage_options(dose)))
 
 
 def _read_log(log: Path, study_id: str) -> tuple[list[ledger.Decision], list[ledger.Broken]]:
@@ -265,12 +262,10 @@ def _section_history(out: _Packet, dose: DoseDecision, lanes: pd.DataFrame, reco
     # The rule's steps and the SMC's decisions are the study's; the enrollment and DLT marks are per subject.
     for stage in dose.stages:
         _stage_title(out, dose.study, stage)
-        name, first = stage.stage.name, stage.stage.order == 1
-        out.figure(escalation_history(rule_steps(decision_history(dose, name)),
-                                      scope.rows(lanes if first else stage_entries(dose, name)),
-                                      scope.rows(counted_dlts(dose, name)), labels, as_of,
-                                      ledger.in_force(ledger.of_stage(records, dose.study, name), as_of),
-                                      entry="enrolled" if first else "entered the stage"))
+        history = stage_history(dose, stage.stage.name, lanes)
+        out.figure(escalation_history(history.steps, scope.rows(history.entries), scope.rows(history.dlts), labels,
+                                      as_of, ledger.in_force(ledger.of_stage(records, dose.study, stage.stage.name),
+                                                             as_of), entry=history.entry))
     if not scope.whole_study:
         out.para(f"Enrollment and DLT marks: {scope.description}; the rule's steps are of every subject.", "note")
 

@@ -106,8 +106,9 @@ class BoinAdvice:
 
 
 def advise(levels: list[int], labels: list[str], n: list[int], n_dlt: list[int],
-           current_level: int | None, target: float = 0.30) -> BoinAdvice:
-    """BOIN's call for the current level (the level of the latest escalation subject)."""
+           current_level: int | None, target: float = 0.30, start_level: int | None = None) -> BoinAdvice:
+    """BOIN's call for the current level (the level of the latest escalation subject); with nobody treated, to
+    start at ``start_level`` (default: level 1, else the lowest)."""
     lambda_e, lambda_d = boundaries(target)
     mtd_index, _ = mtd_estimate(n, n_dlt, target)
     mtd = levels[mtd_index] if mtd_index is not None else None
@@ -117,7 +118,7 @@ def advise(levels: list[int], labels: list[str], n: list[int], n_dlt: list[int],
                           levels[to_index] if to_index is not None else None, mtd, reason)
 
     if current_level is None:
-        start = levels.index(1) if 1 in levels else 0
+        start = levels.index(start_level) if start_level in levels else levels.index(1) if 1 in levels else 0
         return result("enroll", start, f"No subject treated yet: start at {labels[start]}.")
     i = levels.index(current_level)
     d, k = n_dlt[i], n[i]

@@ -198,7 +198,7 @@ def capped(levels: tuple[LevelSummary, ...], ceiling: Ceiling | None) -> tuple[L
                  for s in levels)
 
 
-def _starting_level(levels: list[LevelSummary], start_level: int | None) -> LevelSummary:
+def starting_level(levels: list[LevelSummary], start_level: int | None) -> LevelSummary:
     """Where a stage opens among the levels it may use: level 1 (the starting dose) when ``start_level`` is empty,
     else the highest allowed level at or below ``start_level``; failing those, the lowest allowed."""
     lowest = min(levels, key=lambda s: s.level)
@@ -242,7 +242,7 @@ def recommend(levels: tuple[LevelSummary, ...], start_level: int | None = None,
     if not started:
         if not levels:
             return Recommendation("stop", None, None, "The study has no dose levels.")
-        start = _starting_level(list(levels), start_level)
+        start = starting_level(list(levels), start_level)
         return Recommendation("enroll", start.level, None,
                               f"No subject is enrolled yet: enroll the first cohort at the starting dose {start.label}.")
     cur = max(started, key=lambda s: s.level)
@@ -324,9 +324,3 @@ def decision_dates(subjects: list[SubjectFacts], dlt_window_days: int, as_of: dt
         dates.update(d for d in candidates if d is not None and d <= as_of)
     return sorted(dates)
 
-
-def history(design: str, dlt_window_days: int, levels: list[DoseLevel],
-            subjects: list[SubjectFacts], as_of: dt.date) -> list[Assessment]:
-    """The rule replayed at every date its inputs changed, up to ``as_of``."""
-    return [assess(design, dlt_window_days, levels, subjects, d)
-            for d in decision_dates(subjects, dlt_window_days, as_of)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import duckdb
 import pandas as pd
 
 from smc.rules.escalation import DoseLevel
@@ -79,10 +78,7 @@ def study_ids(db: Database) -> list[str]:
 
 
 def _stage_rows(db: Database) -> list[dict]:
-    try:
-        return db.rows("stages")
-    except duckdb.CatalogException:  # a data cut written before the contract had stages: one stage per study
-        return []
+    return db.rows_since_contract_had("stages")  # none: one stage per study
 
 
 def load_studies(db: Database) -> dict[str, Study]:

@@ -43,7 +43,7 @@ def _stage(dose: DoseDecision) -> str | None:
 
 def _prefill_stage(dose: DoseDecision) -> None:
     """The decision and level the rule recommends for the stage chosen."""
-    rule = dose.of_stage(_stage(dose)).assessment if dose.study.staged else dose.assessment
+    rule = dose.of_stage(_stage(dose)).assessment
     level, action = recommended_level(rule), rule.recommendation.action
     level = level if level is not None else dose.study.level_order[0]
     st.session_state.update(decision_level=level, decision_word=action,
@@ -146,7 +146,7 @@ def record_form(ctx: ui.PageContext, dose: DoseDecision, records: list[ledger.De
             st.radio("Stage", [s.name for s in study.regimen], key="decision_stage", horizontal=True,
                      format_func=lambda name: md(stage_heading(study.stage(name))), on_change=_prefill_stage,
                      args=(dose,), help="Each stage has its own DLT window and escalation: the decision is about one.")
-        rule = dose.of_stage(_stage(dose)).assessment if study.staged else dose.assessment
+        rule = dose.of_stage(_stage(dose)).assessment
         rec, target = rule.recommendation, recommended_level(rule)
         st.markdown(f"On the data as of **{dose.as_of:%Y-%m-%d}** (database cut {study.data_cut_date or '—'}), "
                     f"the protocol rule recommends **{md(rec.action)}**"

@@ -10,14 +10,15 @@ import re
 
 import pytest
 
+from smc.analysis.dose_decision import decide, decision_history
 from smc.rules.escalation import (
     DoseLevel,
     SubjectFacts,
     assess,
     decision_dates,
-    history,
     subject_state,
 )
+from smc.store.study import Study
 
 W = 28  # dlt_window_days
 DAY0 = dt.date(2024, 1, 1)
@@ -549,8 +550,15 @@ class TestAcceleratedTitration:
 
 
 # ---------------------------------------------------------------------------
-# history() and decision_dates()
+# the replayed history (decision_history, as the page and the report replay it) and decision_dates()
 # ---------------------------------------------------------------------------
+
+def history(design: str, dlt_window_days: int, levels: list[DoseLevel], subjects: list[SubjectFacts],
+            as_of: dt.date):
+    """The rule replayed at every date its inputs changed, for a one-stage study of these levels."""
+    study = Study("S", None, design, "AGENT", dlt_window_days, 0.30, None, None, 42, None, None, tuple(levels))
+    return decision_history(decide(study, as_of, subjects))
+
 
 class TestHistory:
     SUBJECTS = [

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
+import pandas as pd
 import pytest
 
+from smc.analysis.changes import recommendation_since
 from smc.analysis.dose_decision import counted_dlts, decide, decision_history, escalation_json, load_dose_decision
 from smc.ingest import load
 from smc.rules.escalation import DoseLevel, SubjectFacts
@@ -88,6 +91,19 @@ class TestCombinationDlt:
         assert out["stages"][1]["recommendation"]["to_level"] == 2
         assert {"levels", "recommendation", "boin"} <= set(out["stages"][1])
 
+    def test_since_the_last_review_each_stage_names_its_own_change(self):
+        before, now = (decide(study(MONO, COMBO), day(d), self.subjects) for d in (90, 130))
+        nothing = pd.DataFrame({"categories": [], "subject_id": [], "record": []})
+        # combination: enroll more at 1, its top until monotherapy cleared 2 on day 92; now 2 needs 6
+        changed, why = recommendation_since(before, now, nothing, nothing, "combination")
+        assert changed and "it was enroll 1e8 VP" in why and "it is now enroll 1e9 VP" in why
+        # the same cut compared with itself: unchanged, per stage
+        assert recommendation_since(now, now, nothing, nothing, "combination") == (
+            False, "Unchanged since the compared cut: enroll 1e9 VP.")
+        one_stage = decide(study(MONO), day(90), self.subjects)  # a cut from before the combination was added
+        changed, why = recommendation_since(one_stage, now, nothing, nothing, "combination")
+        assert changed and why.startswith("The compared cut had no stage combination")
+
     def test_the_history_replays_the_combination_with_its_ceiling(self):
         decision = decide(study(MONO, COMBO), day(130), self.subjects)
         steps = {a.as_of: a.recommendation for a in decision_history(decision, "combination")}
@@ -137,10 +153,14 @@ class TestCeiling:
     def test_a_stage_opens_at_its_start_level(self):
         subjects = three_cleared(1, 0, "A") + three_cleared(2, 50, "D")
         opening = Stage("combination", 2, "PD1", 28, start_level=2, ceiling_stage="monotherapy")
-        rec = decide(study(MONO, opening), day(100), subjects).stages[1].assessment.recommendation
+        opened = decide(study(MONO, opening), day(100), subjects).stages[1]
+        rec = opened.assessment.recommendation
         assert (rec.action, rec.to_level) == ("enroll", 2)
-        without = decide(study(MONO, COMBO), day(100), subjects).stages[1].assessment.recommendation
-        assert (without.action, without.to_level) == ("enroll", 1)  # empty: level 1, the starting dose
+        assert (opened.boin.advice, opened.boin.to_level) == ("enroll", 2)  # BOIN opens where the rule does
+        without = decide(study(MONO, COMBO), day(100), subjects).stages[1]
+        rec = without.assessment.recommendation
+        assert (rec.action, rec.to_level) == ("enroll", 1)  # empty: level 1, the starting dose
+        assert (without.boin.advice, without.boin.to_level) == ("enroll", 1)
 
 
 def test_a_one_stage_study_has_no_stages_in_the_report():
@@ -216,6 +236,23 @@ def test_a_stage_starts_on_its_agents_first_administration_without_a_start_date(
     combination = decision.stages[1]
     # 004 has had no PD1 by 02-08: not yet in the combination; 001 entered on 02-07 and is in its window
     assert combination.assessment.states == {"001": "pending", "004": "not_counted"}
+
+
+def test_a_cut_written_before_stages_existed_reads_as_one_stage(tmp_path):
+    """A data cut whose file has no stages or subject_stages tables (written before the contract had them): one
+    stage, the study's own, and monotherapy's counts as in the staged cut (the combination's DLT of 004 on 02-15
+    is past its 28-day window from 01-12, so it is not counted either way)."""
+    path = tmp_path / "old.duckdb"
+    load.import_csv_dir(write_csv_set(tmp_path / "csv", two_stage_tables()), path)
+    con = duckdb.connect(str(path))
+    con.execute("DROP TABLE subject_stages")
+    con.execute("DROP TABLE stages")
+    con.close()
+    db = Database(path)
+    study = load_study(db, "S1")
+    assert not study.staged and [s.name for s in study.regimen] == [study.regimen[0].name]
+    (only,) = load_dose_decision(db, study, dt.date(2025, 6, 30)).stages
+    assert levels_of(only)[1][:2] == (2, 1) and levels_of(only)[2][:2] == (1, 1)
 
 
 @pytest.mark.parametrize("table, row, column, value, message", [
