@@ -12,7 +12,6 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -23,6 +22,7 @@ from smc.ingest.sdtm.mapping import parse_mapping
 from smc.store.db import Database
 from smc.store.study import load_study
 from tests.helpers import DATA
+from tests.unit.test_load import query
 
 SOURCE = DATA / "sdtm_stages"
 MAPPING = (SOURCE / "mapping.toml").read_text(encoding="utf-8")
@@ -50,14 +50,6 @@ def edit_csv(folder: Path, domain: str, usubjid: str, seq: int, **values) -> Non
     for variable, value in values.items():
         frame.loc[row, variable] = value
     frame.to_csv(path, index=False)
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def refused(folder: Path, tmp_path: Path) -> list[Problem]:
